@@ -1,0 +1,263 @@
+"""The JSON API: documents and search, authenticated by per-user bearer tokens.
+
+The OpenAPI document is generated from these signatures and served at /api/openapi.json.
+"""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, URLResolver, reverse
+from django.utils import timezone
+from ninja import File, NinjaAPI, Query, Schema
+from ninja.files import UploadedFile
+from ninja.security import HttpBearer
+
+from docdb.api.models import ApiToken, token_hash
+from docdb.documents.models import Document, Status
+from docdb.documents.services import (
+    UploadRejected,
+    document_delete,
+    document_retry,
+    document_upload,
+)
+from docdb.search.services import SearchUnavailable, page_results_search
+from docdb.weaviate_store import SearchMode, WeaviateUnavailable
+
+# A token's last use is recorded at most this often, so reads do not all turn into writes.
+_LAST_USED_GRANULARITY_SECONDS = 300
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        row = (
+            ApiToken.objects.select_related("user")
+            .filter(key_hash=token_hash(token), revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )
+        if row is None:
+            return None
+        now = timezone.now()
+        if row.last_used_at is None or (now - row.last_used_at).total_seconds() > (
+            _LAST_USED_GRANULARITY_SECONDS
+        ):
+            ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
+        request.user = row.user
+        return row.user
+
+
+api = NinjaAPI(
+    title="DocDB API",
+    version="1",
+    description="Upload PDFs, follow their processing, search their pages. "
+    "Authenticate with `Authorization: Bearer <token>` "
+    "(create one with `python manage.py create_api_token USERNAME`).",
+    auth=TokenAuth(),
+    urls_namespace="api",
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+)
+
+
+class Error(Schema):
+    detail: str
+
+
+class DocumentOut(Schema):
+    id: uuid.UUID
+    title: str
+    file_name: str
+    status: Status
+    pages_total: int
+    pages_done: int
+    error: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+    url: str
+
+    @staticmethod
+    def from_document(document: Document) -> "DocumentOut":
+        return DocumentOut(
+            id=document.id,
+            title=document.title,
+            file_name=document.original_name,
+            status=Status(document.status),
+            pages_total=document.pages_total,
+            pages_done=document.pages_done,
+            error=document.error,
+            size_bytes=document.size_bytes,
+            sha256=document.sha256,
+            created_at=document.created_at,
+            url=reverse("documents:detail", args=[document.id]),
+        )
+
+
+class Rejection(Schema):
+    file_name: str
+    reason: str
+    duplicate_of: uuid.UUID | None = None
+
+
+class UploadOut(Schema):
+    documents: list[DocumentOut]
+    rejected: list[Rejection]
+
+
+class DocumentList(Schema):
+    documents: list[DocumentOut]
+    count: int
+
+
+class SearchParams(Schema):
+    q: str
+    mode: SearchMode = SearchMode.VECTOR
+    limit: int = 10
+    document_id: uuid.UUID | None = None
+
+
+class SearchHitOut(Schema):
+    document_id: uuid.UUID
+    title: str
+    page_number: int
+    score: float
+    thumbnail_url: str
+    image_url: str
+    page_url: str
+
+
+class SearchOut(Schema):
+    query: str
+    mode: SearchMode
+    milliseconds: int
+    results: list[SearchHitOut]
+
+
+class ApiRequest(HttpRequest):
+    """A request that passed TokenAuth: `auth` is the token's user."""
+
+    auth: User
+
+
+def _document_get(request: ApiRequest, document_id: uuid.UUID) -> Document:
+    return get_object_or_404(Document, id=document_id, owner=request.auth)
+
+
+@api.post("/documents", response={201: UploadOut, 400: UploadOut}, tags=["documents"])
+def documents_upload(
+    request: ApiRequest, file: list[UploadedFile] = File(...)
+) -> tuple[int, UploadOut]:
+    """Upload one or several PDFs (repeat the multipart field `file`); each is queued."""
+    created, rejected = [], []
+    for upload in file:
+        try:
+            document = document_upload(owner=request.auth, upload=upload)
+        except UploadRejected as exc:
+            rejected.append(
+                Rejection(
+                    file_name=upload.name or "",
+                    reason=exc.reason,
+                    duplicate_of=exc.duplicate_of.id if exc.duplicate_of else None,
+                )
+            )
+        else:
+            created.append(DocumentOut.from_document(document))
+    return (201 if created else 400), UploadOut(documents=created, rejected=rejected)
+
+
+@api.get("/documents", response=DocumentList, tags=["documents"])
+def documents_list(request: ApiRequest, limit: int = 50, offset: int = 0) -> DocumentList:
+    documents = Document.objects.filter(owner=request.auth).order_by("-created_at")
+    window = documents[max(offset, 0) : max(offset, 0) + max(1, min(limit, 200))]
+    return DocumentList(
+        documents=[DocumentOut.from_document(doc) for doc in window], count=documents.count()
+    )
+
+
+@api.get("/documents/{document_id}", response={200: DocumentOut, 404: Error}, tags=["documents"])
+def documents_get(request: ApiRequest, document_id: uuid.UUID) -> DocumentOut:
+    return DocumentOut.from_document(_document_get(request, document_id))
+
+
+@api.post(
+    "/documents/{document_id}/retry",
+    response={202: DocumentOut, 404: Error, 409: Error},
+    tags=["documents"],
+)
+def documents_retry(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
+    document = _document_get(request, document_id)
+    if not document_retry(document=document):
+        return 409, Error(detail="The document is already queued or processing.")
+    document.refresh_from_db()
+    return 202, DocumentOut.from_document(document)
+
+
+@api.delete(
+    "/documents/{document_id}", response={204: None, 404: Error, 503: Error}, tags=["documents"]
+)
+def documents_delete(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
+    document = _document_get(request, document_id)
+    try:
+        document_delete(document=document)
+    except WeaviateUnavailable:
+        return 503, Error(detail="The search index is not reachable; nothing was deleted.")
+    return 204, None
+
+
+@api.get("/search", response={200: SearchOut, 400: Error, 503: Error}, tags=["search"])
+def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
+    """Pages of your documents ranked for `q`: vector (semantic), hybrid or keyword."""
+    query = params.q.strip()
+    if not query:
+        return 400, Error(detail="The query `q` is empty.")
+    try:
+        response = page_results_search(
+            user=request.auth,
+            query=query[:500],
+            mode=params.mode,
+            limit=params.limit,
+            document_id=params.document_id,
+        )
+    except SearchUnavailable as exc:
+        return 503, Error(detail=str(exc))
+    hits = []
+    for result in response.results:
+        page = result.page
+        args = [page.document_id, page.number]
+        hits.append(
+            SearchHitOut(
+                document_id=page.document_id,
+                title=page.document.title,
+                page_number=page.number,
+                score=result.score,
+                thumbnail_url=request.build_absolute_uri(
+                    reverse("documents:page_thumbnail", args=args)
+                ),
+                image_url=request.build_absolute_uri(reverse("documents:page_image", args=args)),
+                page_url=request.build_absolute_uri(reverse("documents:page", args=args)),
+            )
+        )
+    return 200, SearchOut(
+        query=query,
+        mode=params.mode,
+        milliseconds=round(response.seconds * 1000),
+        results=hits,
+    )
+
+
+def _login_not_required(patterns: list[URLPattern | URLResolver]) -> list[Any]:
+    # The API authenticates with bearer tokens; the session-login middleware must let it through.
+    for pattern in patterns:
+        if isinstance(pattern, URLPattern):
+            pattern.callback.login_required = False  # type: ignore[attr-defined]
+        else:
+            _login_not_required(pattern.url_patterns)
+    return patterns
+
+
+def api_urls() -> tuple[list[Any], str, str]:
+    patterns, app_name, namespace = api.urls
+    return _login_not_required(list(patterns)), app_name, namespace

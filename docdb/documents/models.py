@@ -1,0 +1,115 @@
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+# Every state change goes through `document_transition`, which only moves along these edges.
+# processing → processing lets a re-delivered task (worker killed mid-document) claim it again.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.QUEUED: frozenset({Status.PROCESSING, Status.FAILED}),
+    Status.PROCESSING: frozenset({Status.PROCESSING, Status.READY, Status.FAILED}),
+    Status.READY: frozenset({Status.QUEUED}),
+    Status.FAILED: frozenset({Status.QUEUED}),
+}
+
+
+def _document_dir(document_id: uuid.UUID) -> Path:
+    # Stored names are generated from the primary key; the uploaded name is only displayed.
+    return Path("documents") / str(document_id)
+
+
+def page_image_path(document_id: uuid.UUID, number: int) -> Path:
+    return settings.MEDIA_ROOT / _document_dir(document_id) / "pages" / f"{number:05d}.jpg"
+
+
+def page_thumbnail_path(document_id: uuid.UUID, number: int) -> Path:
+    return settings.MEDIA_ROOT / _document_dir(document_id) / "thumbnails" / f"{number:05d}.jpg"
+
+
+def _original_upload_to(document: "Document", _filename: str) -> str:
+    return str(_document_dir(document.id) / "original.pdf")
+
+
+class Document(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents"
+    )
+    title = models.CharField(max_length=300)
+    original_name = models.CharField(max_length=300)
+    file = models.FileField(upload_to=_original_upload_to, max_length=300)
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    pages_total = models.PositiveIntegerField(default=0)
+    pages_done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The documents list: one owner's documents, newest first.
+            models.Index(fields=["owner", "-created_at"], name="document_owner_created_idx"),
+            # Duplicate detection at upload: does this owner already have this file?
+            models.Index(fields=["owner", "sha256"], name="document_owner_sha256_idx"),
+            # The sweeper and the operations page look documents up by state.
+            models.Index(fields=["status"], name="document_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def directory(self) -> Path:
+        return settings.MEDIA_ROOT / _document_dir(self.id)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in (Status.READY, Status.FAILED)
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.pages_total:
+            return 0
+        return min(100, round(100 * self.pages_done / self.pages_total))
+
+
+class Page(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="pages")
+    number = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    text = models.TextField(blank=True)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["document", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "number"], name="page_document_number_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document} p. {self.number}"
+
+    @property
+    def image_path(self) -> Path:
+        return page_image_path(self.document_id, self.number)
+
+    @property
+    def thumbnail_path(self) -> Path:
+        return page_thumbnail_path(self.document_id, self.number)

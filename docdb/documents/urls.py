@@ -1,0 +1,22 @@
+from django.urls import path
+
+from docdb.documents import views
+
+app_name = "documents"
+
+urlpatterns = [
+    path("", views.document_list, name="list"),
+    path("upload/", views.document_upload_view, name="upload"),
+    path("status/", views.document_statuses, name="statuses"),
+    path("<uuid:document_id>/", views.document_detail, name="detail"),
+    path("<uuid:document_id>/retry/", views.document_retry_view, name="retry"),
+    path("<uuid:document_id>/delete/", views.document_delete_view, name="delete"),
+    path("<uuid:document_id>/file/", views.document_file, name="file"),
+    path("<uuid:document_id>/pages/<int:number>/", views.page_detail, name="page"),
+    path("<uuid:document_id>/pages/<int:number>/image/", views.page_image, name="page_image"),
+    path(
+        "<uuid:document_id>/pages/<int:number>/thumbnail/",
+        views.page_thumbnail,
+        name="page_thumbnail",
+    ),
+]

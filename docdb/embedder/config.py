@@ -1,0 +1,64 @@
+"""Embedder settings from DOCDB_EMBEDDER_* environment variables, with defaults that just work."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from docdb.embedder.model import DEFAULT_MODEL
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the embedder cannot use."""
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8011
+    # Empty: no authentication.
+    api_keys: tuple[str, ...] = ()
+    # None: 32 on a GPU, 8 on a CPU (where batching barely helps but bounds memory).
+    batch_size: int | None = None
+    # How long the model thread waits for more inputs before running a partial batch.
+    batch_wait_ms: int = 0
+    max_inputs: int = 64
+    cache_dir: Path = Path("data/models")
+
+
+def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
+    def get(name: str, default: str) -> str:
+        return environ.get(f"DOCDB_EMBEDDER_{name}", "").strip() or default
+
+    batch_size = _positive_int("DOCDB_EMBEDDER_BATCH_SIZE", get("BATCH_SIZE", "0"), allow_zero=True)
+    return EmbedderConfig(
+        model=get("MODEL", DEFAULT_MODEL),
+        device=get("DEVICE", "auto"),
+        dtype=get("DTYPE", "auto"),
+        host=get("HOST", "127.0.0.1"),
+        port=_positive_int("DOCDB_EMBEDDER_PORT", get("PORT", "8011")),
+        # Weaviate forwards its client's key, so by default the embedder accepts that one.
+        api_keys=tuple(
+            key.strip()
+            for key in get("API_KEYS", environ.get("DOCDB_WEAVIATE_API_KEY", "")).split(",")
+            if key.strip()
+        ),
+        batch_size=batch_size or None,
+        batch_wait_ms=_positive_int(
+            "DOCDB_EMBEDDER_BATCH_WAIT_MS", get("BATCH_WAIT_MS", "0"), allow_zero=True
+        ),
+        max_inputs=_positive_int("DOCDB_EMBEDDER_MAX_INPUTS", get("MAX_INPUTS", "64")),
+        cache_dir=Path(get("CACHE_DIR", "data/models")),
+    )
+
+
+def _positive_int(name: str, value: str, *, allow_zero: bool = False) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}.") from None
+    if number < 0 or (number == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'0 or more' if allow_zero else 'at least 1'}.")
+    return number

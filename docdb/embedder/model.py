@@ -1,0 +1,396 @@
+"""ColModernVBERT loaded with transformers: multi-vector embeddings for page images and queries.
+
+Pure Python and torch; nothing here imports Django, so the embedder runs as its own process.
+"""
+
+import copy
+import json
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from huggingface_hub import snapshot_download
+from PIL import Image
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    ColModernVBertConfig,
+    ColModernVBertForRetrieval,
+    ColModernVBertProcessor,
+    Idefics3ImageProcessorPil,
+    ModernBertConfig,
+    ModernVBertConfig,
+    PreTrainedTokenizerFast,
+    SiglipVisionConfig,
+)
+
+DEFAULT_MODEL = "ModernVBERT/colmodernvbert-merged"
+TINY_MODEL = "tiny"
+EMBEDDING_DIM = 128
+
+# Bump when the tiny recipe changes, so a cached build from an older recipe is not reused.
+TINY_RECIPE_VERSION = 1
+TINY_MARKER = "docdb_tiny_recipe.json"
+
+# Tokens the Idefics3-style prompt of ColModernVBertProcessor is made of. They must be whole
+# vocabulary entries: otherwise the processor adds them and the ids outgrow the embedding table.
+TINY_SPECIAL_TOKENS = [
+    "<pad>",
+    "<unk>",
+    "<|begin_of_text|>",
+    "<fake_token_around_image>",
+    "<image>",
+    "<global-img>",
+    "<end_of_utterance>",
+    *(f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7)),
+]
+TINY_CORPUS = [
+    "User: Describe the image. Assistant:",
+    "What is the total amount on the invoice?",
+    "Quarterly revenue grew in every region except the north.",
+    "Figure 3 shows the attention map of the retrieval model.",
+]
+# Tiles of 256 px split into 16-px patches, pixel-shuffled by 2: an 8 x 8 grid of 64 tokens per
+# tile, the same grid and token count as the real model's 512-px tiles at patch 16, shuffle 4.
+TINY_LONGEST_EDGE = 512
+TINY_TILE_SIZE = 256
+TINY_PATCH_SIZE = 16
+TINY_PIXEL_SHUFFLE = 2
+
+# A checkpoint needs configs, tokenizer files and safetensors weights; skipping the rest (README
+# images, other weight formats) keeps the download to what from_pretrained reads.
+HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
+
+Features = Mapping[str, torch.Tensor]
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded; the message says why and how to fix it."""
+
+
+def tiny_model_build(path: Path) -> Path:
+    """Build the random test model in `path`: offline, deterministic, a fraction of a second."""
+    processor = ColModernVBertProcessor(
+        image_processor=_tiny_image_processor(),
+        tokenizer=_tiny_tokenizer(),
+        image_seq_len=(TINY_TILE_SIZE // TINY_PATCH_SIZE // TINY_PIXEL_SHUFFLE) ** 2,
+    )
+    torch.manual_seed(0)
+    model = ColModernVBertForRetrieval(_tiny_config(processor.tokenizer))
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    (path / TINY_MARKER).write_text(json.dumps({"recipe_version": TINY_RECIPE_VERSION}))
+    return path
+
+
+def tiny_model_ensure(cache_dir: Path) -> Path:
+    """Return the cached tiny model directory, building it first if missing or outdated."""
+    path = cache_dir / f"tiny-colmodernvbert-v{TINY_RECIPE_VERSION}"
+    if _tiny_is_built(path):
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Build aside and rename, so a concurrent process never loads a half-written directory.
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=cache_dir))
+    try:
+        tiny_model_build(staging)
+        if path.exists() and not _tiny_is_built(path):
+            shutil.rmtree(path)  # a directory without our marker is no build of ours
+        staging.rename(path)
+    except OSError:
+        if not _tiny_is_built(path):  # else another process finished the same build first
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def _tiny_is_built(path: Path) -> bool:
+    try:
+        marker = json.loads((path / TINY_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker.get("recipe_version") == TINY_RECIPE_VERSION
+
+
+def _tiny_tokenizer() -> Any:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=TINY_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(TINY_CORPUS, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",  # noqa: S106 (a vocabulary token, not a password)
+        unk_token="<unk>",  # noqa: S106
+    )
+
+
+def _tiny_image_processor() -> Any:
+    return Idefics3ImageProcessorPil(
+        size={"longest_edge": TINY_LONGEST_EDGE},
+        max_image_size={"longest_edge": TINY_TILE_SIZE},
+        do_image_splitting=True,
+    )
+
+
+def _tiny_config(tokenizer: Any) -> Any:
+    text = ModernBertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        pad_token_id=tokenizer.pad_token_id,
+        # ModernBERT's defaults point at ids of its 50k vocabulary; this one has a few hundred.
+        bos_token_id=None,
+        eos_token_id=None,
+        cls_token_id=None,
+        sep_token_id=None,
+    )
+    vision = SiglipVisionConfig(
+        image_size=TINY_TILE_SIZE,
+        patch_size=TINY_PATCH_SIZE,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+    )
+    vlm = ModernVBertConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pixel_shuffle_factor=TINY_PIXEL_SHUFFLE,
+    )
+    return ColModernVBertConfig(vlm_config=vlm, embedding_dim=EMBEDDING_DIM)
+
+
+def device_resolve(device: str) -> torch.device:
+    """`auto` picks CUDA when torch sees a GPU; `cpu`, `cuda` or `cuda:N` force one."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise ModelLoadError(f"Unknown device {device!r}: use auto, cpu, cuda or cuda:N.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"Device {device!r} was asked for but torch {torch.__version__} sees no CUDA GPU. "
+            "Set DOCDB_EMBEDDER_DEVICE=cpu (or auto), or install a CUDA build of torch."
+        )
+    return torch.device(device)
+
+
+def dtype_resolve(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is bfloat16 on a GPU (half the memory, full speed) and float32 on a CPU."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ModelLoadError(f"Unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16.")
+    resolved: torch.dtype = getattr(torch, dtype)
+    return resolved
+
+
+def embedder_load(
+    model: str = DEFAULT_MODEL,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    cache_dir: Path = Path("data/models"),
+) -> "Embedder":
+    """Load ColModernVBERT from the hub, a local directory, or `tiny` (built in `cache_dir`)."""
+    torch_device = device_resolve(device)
+    torch_dtype = dtype_resolve(dtype, torch_device)
+    if model == TINY_MODEL:
+        source = tiny_model_ensure(cache_dir)
+    elif Path(model).expanduser().exists():
+        source = Path(model).expanduser()
+    elif model.startswith((".", "/", "~")):
+        raise ModelLoadError(
+            f"The local model directory {model} does not exist. Set DOCDB_EMBEDDER_MODEL to a "
+            f"directory holding the model, to a hub id such as {DEFAULT_MODEL}, or to `tiny` "
+            "for the random test model."
+        )
+    else:
+        source = _hub_download(model)
+    try:
+        return _embedder_from_directory(
+            source,
+            name=model,
+            device=torch_device,
+            dtype=torch_dtype,
+            # Also a tiny model built elsewhere (`build-tiny`) and named by its directory.
+            random_test_model=(source / TINY_MARKER).exists(),
+        )
+    except Exception as exc:
+        # Whatever from_pretrained trips on (missing file, wrong architecture, bad weights),
+        # the service cannot start; say where it looked and what a usable directory holds.
+        raise ModelLoadError(
+            f"Could not load the model from {source}: {_reason(exc)}. The directory must hold a "
+            "ColModernVBERT checkpoint saved with save_pretrained (config.json, safetensors "
+            "weights, processor and tokenizer files)."
+        ) from exc
+
+
+def _hub_download(model_id: str) -> Path:
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=HUB_FILE_PATTERNS))
+    except Exception as exc:
+        # One download step up front gives one clear error, instead of from_pretrained
+        # retrying every optional file it probes for when the hub is out of reach.
+        raise ModelLoadError(
+            f"Could not download {model_id} from the Hugging Face hub: {_reason(exc)}. Check the "
+            "network, or set DOCDB_EMBEDDER_MODEL to a local directory holding the model, "
+            "or to `tiny` for the random test model."
+        ) from exc
+
+
+def _embedder_from_directory(
+    path: Path, *, name: str, device: torch.device, dtype: torch.dtype, random_test_model: bool
+) -> "Embedder":
+    # The PIL image processor needs no torchvision, whose PyPI wheel breaks on CPU-only torch;
+    # on a GPU, transformers picks the faster torchvision backend when it is installed.
+    processor = ColModernVBertProcessor.from_pretrained(
+        path, backend="pil" if device.type == "cpu" else None
+    )
+    # Any: transformers types `PreTrainedModel.to` in a way mypy cannot call.
+    model: Any = ColModernVBertForRetrieval.from_pretrained(path, dtype=dtype)
+    model.to(device)
+    return Embedder(
+        model=model, processor=processor, name=name, random_test_model=random_test_model
+    )
+
+
+def _reason(exc: Exception) -> str:
+    # Library messages span lines and end in a full stop; ours go on after them.
+    return " ".join(str(exc).split()).rstrip(".")
+
+
+class Embedder:
+    """A loaded model. Preparing inputs is thread-safe; run `forward` from one thread at a time."""
+
+    def __init__(self, *, model: Any, processor: Any, name: str, random_test_model: bool) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        self.random_test_model = random_test_model
+        self.device: torch.device = model.device
+        self.dim: int = model.config.embedding_dim
+        self._local = threading.local()
+
+    def embed_images(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        """One (n_tokens, 128) float32 array of unit vectors per image, in one forward pass."""
+        return self.forward([self.image_prepare(image) for image in images])
+
+    def embed_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One (n_tokens, 128) float32 array of unit vectors per query, in one forward pass."""
+        return self.forward([self.query_prepare(text) for text in texts])
+
+    def image_prepare(self, image: Image.Image) -> Features:
+        """Model inputs for one image (resize, tiles, prompt tokens): CPU work, any thread."""
+        features: Features = self._thread_processor().process_images([image])
+        return features
+
+    def query_prepare(self, text: str) -> Features:
+        """Model inputs for one query (prefix, tokens, augmentation suffix)."""
+        features: Features = self._thread_processor().process_queries([text])
+        return features
+
+    def forward(self, items: Sequence[Features]) -> list[np.ndarray]:
+        """Run prepared inputs of one kind through the model together; padding is dropped."""
+        batch = features_collate(
+            items,
+            pad_token_id=self.processor.tokenizer.pad_token_id,
+            padding_side=self.processor.tokenizer.padding_side,
+        )
+        with torch.inference_mode():
+            output = self.model(**{key: value.to(self.device) for key, value in batch.items()})
+            embeddings = output.embeddings.float().cpu()
+        keep = batch["attention_mask"].bool()
+        return [_unit_rows(embeddings[row][keep[row]].numpy()) for row in range(len(items))]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "device": str(self.device),
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "dim": self.dim,
+            "random_test_model": self.random_test_model,
+            "geometry": self.geometry(),
+        }
+
+    def geometry(self) -> dict[str, Any]:
+        """How a page becomes tokens: needed to map image tokens back onto the page."""
+        image_processor = self.processor.image_processor
+        vlm = self.model.config.vlm_config
+        patch_size = vlm.vision_config.patch_size
+        tile_size = image_processor.max_image_size["longest_edge"]
+        return {
+            "longest_edge": image_processor.size["longest_edge"],
+            "tile_size": tile_size,
+            "image_splitting": image_processor.do_image_splitting,
+            "patch_size": patch_size,
+            "pixel_shuffle_factor": vlm.pixel_shuffle_factor,
+            "tile_grid": tile_size // patch_size // vlm.pixel_shuffle_factor,
+            "tokens_per_tile": self.processor.image_seq_len,
+        }
+
+    def _thread_processor(self) -> Any:
+        # A fast tokenizer mutates its padding state on each call and fails with "Already
+        # borrowed" when two threads share it, so each preparing thread gets its own copy.
+        processor = getattr(self._local, "processor", None)
+        if processor is None:
+            processor = self._local.processor = copy.deepcopy(self.processor)
+        return processor
+
+
+def features_collate(
+    items: Sequence[Features], *, pad_token_id: int, padding_side: str
+) -> Features:
+    """Pad inputs prepared one by one into a batch, the way the processor pads its own batches."""
+    length = max(item["input_ids"].shape[1] for item in items)
+    batch: dict[str, torch.Tensor] = {
+        "input_ids": torch.stack(
+            [
+                _pad_tokens(item["input_ids"][0], length, pad_token_id, padding_side)
+                for item in items
+            ]
+        ),
+        "attention_mask": torch.stack(
+            [_pad_tokens(item["attention_mask"][0], length, 0, padding_side) for item in items]
+        ),
+    }
+    if "pixel_values" in items[0]:
+        batch["pixel_values"] = _pad_tiles([item["pixel_values"][0] for item in items])
+        # As bool, an eighth of the processor's int64 mask: ~1 GB less per 32 pages to copy.
+        batch["pixel_attention_mask"] = _pad_tiles(
+            [item["pixel_attention_mask"][0].bool() for item in items]
+        )
+    return batch
+
+
+def _pad_tokens(tokens: torch.Tensor, length: int, value: int, side: str) -> torch.Tensor:
+    padding = tokens.new_full((length - tokens.shape[0],), value)
+    return torch.cat([padding, tokens] if side == "left" else [tokens, padding])
+
+
+def _pad_tiles(tiles: Sequence[torch.Tensor]) -> torch.Tensor:
+    # All-zero tiles are what the model recognises as padding and skips.
+    shape = [max(sizes) for sizes in zip(*(t.shape for t in tiles), strict=True)]
+    batch = tiles[0].new_zeros((len(tiles), *shape))
+    for row, tile in enumerate(tiles):
+        batch[row][tuple(slice(0, size) for size in tile.shape)] = tile
+    return batch
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    # The model normalises in its own dtype; in bfloat16 the norms are off by up to ~1e-2.
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)

@@ -1,0 +1,45 @@
+"""The one place that talks to Weaviate: client, collection schema, page import, queries.
+
+Nothing else in DocDB imports `weaviate`. Every function takes plain values (ids, strings,
+bytes) so the pipeline and the search views stay free of client details.
+"""
+
+from docdb.weaviate_store.client import WeaviateUnavailable, client_close, client_get
+from docdb.weaviate_store.pages import (
+    PageHit,
+    PageObject,
+    SearchMode,
+    WeaviateImportError,
+    page_uuid,
+    page_vector,
+    pages_count,
+    pages_delete,
+    pages_search,
+    pages_upsert,
+)
+from docdb.weaviate_store.schema import (
+    SchemaMismatch,
+    collection_describe,
+    collection_ensure,
+    collection_recreate,
+)
+
+__all__ = [
+    "PageHit",
+    "PageObject",
+    "SchemaMismatch",
+    "SearchMode",
+    "WeaviateImportError",
+    "WeaviateUnavailable",
+    "client_close",
+    "client_get",
+    "collection_describe",
+    "collection_ensure",
+    "collection_recreate",
+    "page_uuid",
+    "page_vector",
+    "pages_count",
+    "pages_delete",
+    "pages_search",
+    "pages_upsert",
+]

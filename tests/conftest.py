@@ -1,0 +1,327 @@
+"""Real services for the tests: Redis, Weaviate, the embedder (tiny model) and a Celery worker.
+
+Each is started once per test session on free local ports with its data in a temporary folder,
+and stopped at the end. Nothing here is a mock.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+from django.test import override_settings
+
+from docdb.localstack import (
+    WeaviatePorts,
+    redis_command,
+    weaviate_binary,
+    weaviate_command,
+    weaviate_env,
+)
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+API_KEY = "test-weaviate-key"
+# Tests render pages smaller than production (2048) so the CPU-only tiny model stays quick.
+RENDER_LONGEST_EDGE = 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def service_start(
+    name: str, command: list[str], *, log_dir: Path, env: dict[str, str] | None = None
+) -> Service:
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - the child process owns it
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=env or dict(os.environ), cwd=REPO_DIR
+    )
+    return Service(name=name, process=process, log_path=log_path)
+
+
+def wait_until(service: Service, ready: "callable[[], bool]", *, timeout: float) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited early:\n{service.log_tail()}")
+        try:
+            if ready():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{service.name} did not become ready in {timeout}s:\n{service.log_tail()}")
+
+
+def http_ok(url: str) -> bool:
+    return requests.get(url, timeout=2).status_code == 200
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@dataclass
+class RedisInfo:
+    url: str
+    port: int
+    service: Service
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def redis_server(stack_dir: Path) -> Iterator[RedisInfo]:
+    port = free_port()
+    data_dir = stack_dir / "redis"
+    data_dir.mkdir()
+    service = service_start("redis", redis_command(data_dir=data_dir, port=port), log_dir=stack_dir)
+
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    wait_until(service, ready, timeout=20)
+    yield RedisInfo(
+        url=f"redis://127.0.0.1:{port}/0", port=port, service=service, data_dir=data_dir
+    )
+    service.stop()
+
+
+@dataclass
+class WeaviateInfo:
+    url: str
+    http_port: int
+    grpc_port: int
+    api_key: str
+    service: Service
+    binary: str
+    env: dict[str, str]
+
+
+def weaviate_start(stack_dir: Path, binary: str, ports: WeaviatePorts) -> Service:
+    env = {
+        **os.environ,
+        **weaviate_env(data_dir=stack_dir / "weaviate", ports=ports, api_key=API_KEY),
+    }
+    service = service_start(
+        "weaviate", weaviate_command(binary, ports.http), log_dir=stack_dir, env=env
+    )
+    url = f"http://127.0.0.1:{ports.http}"
+    wait_until(service, lambda: http_ok(f"{url}/v1/.well-known/ready"), timeout=90)
+    return service
+
+
+@pytest.fixture(scope="session")
+def weaviate_server(stack_dir: Path) -> Iterator[WeaviateInfo]:
+    binary = weaviate_binary()
+    ports = WeaviatePorts(*(free_port() for _ in range(6)))
+    service = weaviate_start(stack_dir, binary, ports)
+    info = WeaviateInfo(
+        url=f"http://127.0.0.1:{ports.http}",
+        http_port=ports.http,
+        grpc_port=ports.grpc,
+        api_key=API_KEY,
+        service=service,
+        binary=binary,
+        env={},
+    )
+    yield info
+    info.service.stop()
+
+
+@dataclass
+class EmbedderInfo:
+    url: str
+    api_key: str
+    model_dir: Path
+    service: Service
+
+    def health(self) -> dict[str, object]:
+        return dict(requests.get(f"{self.url}/health", timeout=5).json())
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(stack_dir: Path) -> Path:
+    path = stack_dir / "tiny-model"
+    subprocess.run(
+        [sys.executable, "-m", "docdb.embedder", "build-tiny", str(path)], check=True, cwd=REPO_DIR
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder(stack_dir: Path, tiny_model_dir: Path) -> Iterator[EmbedderInfo]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DOCDB_EMBEDDER_HOST": "127.0.0.1",
+        "DOCDB_EMBEDDER_PORT": str(port),
+        "DOCDB_EMBEDDER_MODEL": str(tiny_model_dir),
+        "DOCDB_EMBEDDER_DEVICE": "cpu",
+        "DOCDB_EMBEDDER_API_KEYS": API_KEY,
+    }
+    service = service_start(
+        "embedder", [sys.executable, "-m", "docdb.embedder"], log_dir=stack_dir, env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(service, lambda: http_ok(f"{url}/health"), timeout=120)
+    yield EmbedderInfo(url=url, api_key=API_KEY, model_dir=tiny_model_dir, service=service)
+    service.stop()
+
+
+@dataclass
+class Stack:
+    redis: RedisInfo
+    weaviate: WeaviateInfo
+    embedder: EmbedderInfo
+    worker: Service
+    worker_env: dict[str, str]
+    media_dir: Path
+
+    def worker_restart(self) -> None:
+        self.worker.stop()
+        self.worker = worker_start(self.worker_env, self.worker.log_path.parent)
+
+
+def worker_start(env: dict[str, str], log_dir: Path) -> Service:
+    service = service_start(
+        "worker",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "docdb.celery",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "1",
+            "--pool",
+            "prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        log_dir=log_dir,
+        env=env,
+    )
+    time.sleep(0.5)
+    if service.process.poll() is not None:
+        raise RuntimeError(f"worker exited early:\n{service.log_tail()}")
+    return service
+
+
+@pytest.fixture(scope="session")
+def stack(
+    django_db_setup: None,
+    django_db_blocker: object,
+    stack_dir: Path,
+    redis_server: RedisInfo,
+    weaviate_server: WeaviateInfo,
+    embedder: EmbedderInfo,
+) -> Iterator[Stack]:
+    """All services, with this test process and a Celery worker pointed at them."""
+    from docdb.celery import app as celery_app
+    from docdb.weaviate_store import client_close
+
+    media_dir = stack_dir / "media"
+    media_dir.mkdir()
+    overrides = {
+        "MEDIA_ROOT": media_dir,
+        "WEAVIATE_URL": weaviate_server.url,
+        "WEAVIATE_GRPC_PORT": weaviate_server.grpc_port,
+        "WEAVIATE_API_KEY": weaviate_server.api_key,
+        "WEAVIATE_CLOUD": False,
+        "EMBEDDER_URL": embedder.url,
+        "RENDER_LONGEST_EDGE": RENDER_LONGEST_EDGE,
+        "CELERY_BROKER_URL": redis_server.url,
+    }
+    override = override_settings(**overrides)
+    override.enable()
+    celery_app.conf.broker_url = redis_server.url
+    client_close()
+    worker_env = {
+        **os.environ,
+        "DOCDB_SQLITE_PATH": str(settings.DATABASES["default"]["NAME"]),
+        "DOCDB_MEDIA_DIR": str(media_dir),
+        "DOCDB_REDIS_URL": redis_server.url,
+        "DOCDB_WEAVIATE_URL": weaviate_server.url,
+        "DOCDB_WEAVIATE_GRPC_PORT": str(weaviate_server.grpc_port),
+        "DOCDB_WEAVIATE_API_KEY": weaviate_server.api_key,
+        "DOCDB_WEAVIATE_CLOUD": "false",
+        "DOCDB_EMBEDDER_URL": embedder.url,
+        "DOCDB_RENDER_LONGEST_EDGE": str(RENDER_LONGEST_EDGE),
+        "DOCDB_DEBUG": "true",
+    }
+    worker = worker_start(worker_env, stack_dir)
+    yield Stack(
+        redis=redis_server,
+        weaviate=weaviate_server,
+        embedder=embedder,
+        worker=worker,
+        worker_env=worker_env,
+        media_dir=media_dir,
+    )
+    worker.stop()
+    client_close()
+    override.disable()
+
+
+@pytest.fixture
+def live(stack: Stack, transactional_db: None) -> Iterator[Stack]:
+    """A test with every service, committed data the worker can see, and an empty index."""
+    from docdb.weaviate_store import collection_recreate
+
+    collection_recreate()
+    yield stack
+    for service in (stack.worker, stack.weaviate.service, stack.embedder.service):
+        if service.process.poll() is not None:
+            pytest.fail(f"{service.name} died during the test:\n{service.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The shared corpus; unset → the test is skipped, set but missing → it fails."""
+    configured = os.environ.get("DOCDB_CORPUS_DIR", "")
+    if not configured:
+        pytest.skip("DOCDB_CORPUS_DIR is not set")
+    path = Path(configured)
+    if not path.is_dir():
+        pytest.fail(f"DOCDB_CORPUS_DIR={configured} does not exist")
+    return path

@@ -1,0 +1,342 @@
+"""The embedder service: the real `python -m docdb.embedder` process with the tiny random model."""
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import torch
+from embedder_helpers import (
+    REPO_ROOT,
+    EmbedderProcess,
+    decompression_bomb_base64,
+    embedder_start,
+    image_base64,
+    maxsim,
+    offline_env,
+    page_image,
+)
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from docdb.embedder.__main__ import main
+from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
+from docdb.embedder.model import (
+    Embedder,
+    ModelLoadError,
+    embedder_load,
+    tiny_model_build,
+    tiny_model_ensure,
+)
+from docdb.embedder.server import create_app
+
+API_KEY = "test-embedder-key"
+OTHER_KEY = "second-key"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbedderProcess]:
+    directory = tmp_path_factory.mktemp("embedder")
+    process = embedder_start(
+        cache_dir=directory / "models",
+        log_path=directory / "embedder.log",
+        api_key=API_KEY,
+        # The wait lets concurrent requests meet in one batch however the threads get scheduled.
+        env={
+            "DOCDB_EMBEDDER_API_KEYS": f"{API_KEY},{OTHER_KEY}",
+            "DOCDB_EMBEDDER_BATCH_WAIT_MS": "150",
+        },
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def page_b64() -> str:
+    return image_base64(page_image("Invoice 2024-17: total due 1,250.00 EUR"))
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return embedder_load("tiny", device="cpu", cache_dir=tmp_path_factory.mktemp("models"))
+
+
+def assert_unit_multivector(vectors: np.ndarray) -> None:
+    assert vectors.ndim == 2 and vectors.shape[1] == 128
+    assert vectors.shape[0] > 0
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_health_describes_the_tiny_model(service: EmbedderProcess) -> None:
+    health = service.health()
+    assert health["status"] == "ok"
+    assert health["model"] == "tiny"
+    assert health["random_test_model"] is True
+    assert (health["device"], health["dtype"], health["dim"]) == ("cpu", "float32", 128)
+    assert health["geometry"] == {
+        "longest_edge": 512,
+        "tile_size": 256,
+        "image_splitting": True,
+        "patch_size": 16,
+        "pixel_shuffle_factor": 2,
+        "tile_grid": 8,
+        "tokens_per_tile": 64,
+    }
+    assert set(health["counters"]) >= {"requests", "images_embedded", "queries_embedded"}
+    assert API_KEY not in str(health)
+
+
+def test_page_image_becomes_a_deterministic_unit_multivector(
+    service: EmbedderProcess, page_b64: str
+) -> None:
+    before = service.health()["counters"]
+    response = service.post({"input": [page_b64], "model": "ModernVBERT/colmodernvbert"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    [vectors] = [np.asarray(v, dtype=np.float32) for v in body["embeddings"]]
+    assert_unit_multivector(vectors)
+    # An A4 page is 2 x 2 tiles plus a global view, 64 tokens each, plus the prompt's tokens.
+    assert vectors.shape[0] > 5 * 64
+    assert body["metadata"]["model"] == "tiny"
+    assert body["metadata"]["num_embeddings_inferred"] == 1
+    assert body["metadata"]["time_taken_inference"] >= 0
+
+    [again] = service.embed([page_b64])
+    np.testing.assert_allclose(again, vectors, atol=1e-6)
+    after = service.health()["counters"]
+    assert after["images_embedded"] == before["images_embedded"] + 2
+    assert after["requests"] == before["requests"] + 2
+
+
+def test_data_urls_and_jpeg_are_accepted(service: EmbedderProcess, page_b64: str) -> None:
+    [plain] = service.embed([page_b64])
+    [data_url] = service.embed([f"data:image/png;base64,{page_b64}"])
+    np.testing.assert_allclose(data_url, plain, atol=1e-6)
+    [jpeg] = service.embed([image_base64(page_image("A JPEG page"), "JPEG")])
+    assert_unit_multivector(jpeg)
+
+
+def test_a_body_without_content_type_is_read_as_weaviate_sends_it(
+    service: EmbedderProcess, page_b64: str
+) -> None:
+    # Weaviate's multi2multivec-weaviate module posts its JSON with no Content-Type header.
+    body = json.dumps({"input": [page_b64], "model": "ModernVBERT/colmodernvbert"}).encode()
+    response = requests.post(
+        service.url + "/v1/embeddings/embed",
+        data=body,
+        headers={"Authorization": f"Bearer {service.api_key}", "Content-Type": ""},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    assert np.asarray(response.json()["embeddings"][0]).shape[1] == 128
+
+
+def test_queries_become_unit_multivectors(service: EmbedderProcess) -> None:
+    before = service.health()["counters"]["queries_embedded"]
+    short, long = service.embed(
+        ["total due", "which quarter had the highest revenue in the northern region"], query=True
+    )
+    assert_unit_multivector(short)
+    assert_unit_multivector(long)
+    assert long.shape[0] > short.shape[0]
+    assert service.health()["counters"]["queries_embedded"] == before + 2
+
+
+def test_concurrent_requests_share_forward_passes(service: EmbedderProcess) -> None:
+    texts = [f"question number {n} about the report" for n in range(4)]
+    alone = [service.embed([text], query=True)[0] for text in texts]
+    before = service.health()["counters"]
+    with ThreadPoolExecutor(len(texts)) as pool:
+        together = list(pool.map(lambda text: service.embed([text], query=True)[0], texts))
+    after = service.health()["counters"]
+
+    for mine, reference in zip(together, alone, strict=True):
+        np.testing.assert_allclose(mine, reference, atol=1e-5)
+    # One input per request, so a batch of two or more came from different requests.
+    assert after["largest_batch"] >= 2
+    assert after["forward_passes"] - before["forward_passes"] < len(texts)
+
+
+def test_images_of_different_shapes_batch_like_single_images(
+    service: EmbedderProcess, page_b64: str
+) -> None:
+    banner = image_base64(Image.new("RGB", (2000, 120), "navy"))
+    page_alone, banner_alone = service.embed([page_b64]), service.embed([banner])
+    page_batched, banner_batched = service.embed([page_b64, banner])
+    assert banner_batched.shape[0] < page_batched.shape[0]
+    np.testing.assert_allclose(page_batched, page_alone[0], atol=1e-5)
+    np.testing.assert_allclose(banner_batched, banner_alone[0], atol=1e-5)
+
+
+def test_maxsim_over_returned_shapes(
+    service: EmbedderProcess, page_b64: str, tiny_embedder: Embedder
+) -> None:
+    [page] = service.embed([page_b64])
+    [query] = service.embed(["total due"], query=True)
+    score = maxsim(query, page)
+    assert -query.shape[0] <= score <= query.shape[0]
+    # Every vector of a page finds itself, a perfect match.
+    assert maxsim(page, page) == pytest.approx(page.shape[0], rel=1e-5)
+    reference = tiny_embedder.processor.score_retrieval(
+        [torch.from_numpy(query)], [torch.from_numpy(page)]
+    )
+    assert score == pytest.approx(reference.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"input": ["***not base64***"]}, 400, "not valid base64"),
+        ({"input": ["aGVsbG8gd29ybGQ="]}, 400, "is not a PNG"),
+        ({"input": ["data:image/png,plain"]}, 400, "not base64-encoded"),
+        ({"input": [decompression_bomb_base64()]}, 413, "too large"),
+        ({"input": []}, 400, "empty"),
+        ({"input": ["q"] * 65, "is_search_query": True}, 413, "at most 64"),
+        ({"input": ["q"], "model": "openai/clip"}, 400, "ModernVBERT/colmodernvbert"),
+        ({"input": ["q"], "is_search_query": True, "dimensions": 64}, 400, "128-dimensional"),
+        ({"input": "not a list"}, 422, "input"),
+        ({"inputs": ["typo"]}, 422, "input"),
+    ],
+)
+def test_bad_requests_answer_with_a_detail(
+    service: EmbedderProcess, body: dict, status: int, words: str
+) -> None:
+    response = service.post(body)
+    assert response.status_code == status, response.text
+    assert isinstance(response.json()["detail"], str)
+    assert words in response.json()["detail"]
+
+
+def test_malformed_json_is_a_bad_request(service: EmbedderProcess) -> None:
+    response = service.post(data=b'{"input": [')
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-key", f"Basic {API_KEY}", API_KEY])
+def test_a_missing_or_wrong_key_is_refused(
+    service: EmbedderProcess, header: str | None, page_b64: str
+) -> None:
+    headers = {"Authorization": header} if header else {}
+    response = service.post({"input": [page_b64]}, headers=headers)
+    assert response.status_code == 401
+    assert "API key" in response.json()["detail"]
+
+
+def test_every_configured_key_is_accepted(service: EmbedderProcess) -> None:
+    headers = {"Authorization": f"Bearer {OTHER_KEY}"}
+    assert service.post({"input": ["q"], "is_search_query": True}, headers=headers).ok
+
+
+def test_keyless_requests_learn_nothing_about_their_body(service: EmbedderProcess) -> None:
+    assert service.post(data=b"{broken", headers={}).status_code == 401
+
+
+def test_each_request_is_logged_with_its_size(service: EmbedderProcess) -> None:
+    service.embed(["one", "two", "three"], query=True)
+    assert "POST /v1/embeddings/embed 200 3 queries" in service.log()
+
+
+def test_a_model_failure_answers_500_with_the_reason(tiny_embedder: Embedder) -> None:
+    # The only stand-in in this file: a real model cannot be made to fail on demand (say, run
+    # out of GPU memory), so this copy of the tiny model raises instead.
+    class FailingEmbedder(Embedder):
+        def forward(self, items: object) -> list[np.ndarray]:
+            raise RuntimeError("CUDA out of memory")
+
+    failing = FailingEmbedder(
+        model=tiny_embedder.model,
+        processor=tiny_embedder.processor,
+        name="tiny",
+        random_test_model=True,
+    )
+    with TestClient(create_app(EmbedderConfig(model="tiny"), failing)) as client:
+        response = client.post(
+            "/v1/embeddings/embed", json={"input": ["q"], "is_search_query": True}
+        )
+    assert response.status_code == 500
+    assert "CUDA out of memory" in response.json()["detail"]
+
+
+def test_tiny_model_build_is_deterministic_and_cached(tmp_path: Path) -> None:
+    first = tiny_model_build(tmp_path / "a")
+    second = tiny_model_build(tmp_path / "b")
+    weights = "model.safetensors"
+    assert (first / weights).read_bytes() == (second / weights).read_bytes()
+
+    cached = tiny_model_ensure(tmp_path / "cache")
+    built_at = (cached / weights).stat().st_mtime_ns
+    assert tiny_model_ensure(tmp_path / "cache") == cached
+    assert (cached / weights).stat().st_mtime_ns == built_at
+
+
+def test_build_tiny_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build-tiny", str(tmp_path / "tiny")]) == 0
+    assert str(tmp_path / "tiny") in capsys.readouterr().out
+    # Named by its directory, it is still known for the random test model it is.
+    loaded = embedder_load(str(tmp_path / "tiny"), device="cpu")
+    assert loaded.info()["random_test_model"] is True
+
+
+def test_config_from_env_defaults_and_overrides() -> None:
+    assert config_from_env({}) == EmbedderConfig()
+    config = config_from_env(
+        {
+            "DOCDB_EMBEDDER_MODEL": "tiny",
+            "DOCDB_EMBEDDER_PORT": "9000",
+            "DOCDB_EMBEDDER_API_KEYS": " a , b ,",
+            "DOCDB_EMBEDDER_BATCH_SIZE": "4",
+            "DOCDB_EMBEDDER_CACHE_DIR": "/tmp/models",
+        }
+    )
+    assert (config.model, config.port, config.api_keys) == ("tiny", 9000, ("a", "b"))
+    assert (config.batch_size, config.cache_dir) == (4, Path("/tmp/models"))
+
+
+def test_the_weaviate_key_is_the_default_embedder_key() -> None:
+    assert config_from_env({"DOCDB_WEAVIATE_API_KEY": "shared"}).api_keys == ("shared",)
+    both = {"DOCDB_WEAVIATE_API_KEY": "shared", "DOCDB_EMBEDDER_API_KEYS": "own"}
+    assert config_from_env(both).api_keys == ("own",)
+
+
+@pytest.mark.parametrize("value", ["eight", "-1", "0"])
+def test_a_bad_number_in_the_environment_is_a_clear_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="DOCDB_EMBEDDER_MAX_INPUTS"):
+        config_from_env({"DOCDB_EMBEDDER_MAX_INPUTS": value})
+
+
+def test_a_missing_local_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"does not exist.*DOCDB_EMBEDDER_MODEL"):
+        embedder_load(str(tmp_path / "no-such-model"), device="cpu")
+
+
+def test_a_directory_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"Could not load the model from .*save_pretrained"):
+        embedder_load(str(tmp_path), device="cpu")
+
+
+def test_an_unreachable_hub_stops_the_service_with_a_clear_error(tmp_path: Path) -> None:
+    # A subprocess: huggingface_hub reads HF_HUB_OFFLINE once, when first imported.
+    env = offline_env(
+        HF_HOME=str(tmp_path / "hf"),
+        DOCDB_EMBEDDER_MODEL="ModernVBERT/colmodernvbert-merged",
+        DOCDB_EMBEDDER_DEVICE="cpu",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "docdb.embedder"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Could not download ModernVBERT/colmodernvbert-merged from the Hugging Face hub" in (
+        result.stderr
+    )
+    assert "DOCDB_EMBEDDER_MODEL" in result.stderr and "`tiny`" in result.stderr
