@@ -1,21 +1,50 @@
-# One image for the web server, the Celery worker and the embedder (different commands).
+# One image for the web server, the Celery worker and the embedder: docker-compose.yml gives
+# each its command. CPU torch by default; the GPU override builds it with
+# TORCH_INDEX=https://download.pytorch.org/whl/cu128 instead.
 FROM python:3.11-slim-bookworm
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    DOCDB_DATA_DIR=/data HF_HOME=/models
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONPATH=/app \
+    DOCDB_DEBUG=false \
+    DOCDB_DATA_DIR=/data \
+    DOCDB_STATIC_ROOT=/app/staticfiles \
+    DOCDB_EMBEDDER_CACHE_DIR=/models \
+    HF_HOME=/models/huggingface
+
+# poppler-utils renders and reads the PDFs (worker).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends poppler-utils \
     && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --uid 1000 docdb \
+    && mkdir -p /app /data /models \
+    && chown docdb:docdb /data /models
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY docdb ./docdb
-# CPU torch keeps the image small; the GPU override installs the CUDA build instead.
+
+# Torch first, from the chosen index only, so pip never swaps in PyPI's multi-GB CUDA build.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" torch \
-    && pip install --no-cache-dir ".[deploy]"
+RUN pip install --index-url "$TORCH_INDEX" torch
+
+# The other dependencies in their own layer, installed from pyproject.toml with an empty
+# package: a change to DocDB's code then rebuilds in seconds.
+COPY pyproject.toml README.md ./
+RUN mkdir docdb && touch docdb/__init__.py \
+    && pip install ".[deploy]" \
+    && pip uninstall -y docdb \
+    && rm -rf docdb build *.egg-info
+
+# The code runs from /app (PYTHONPATH), where settings find templates/ and static/.
 COPY manage.py ./
+COPY docdb ./docdb
 COPY templates ./templates
 COPY static ./static
-RUN DOCDB_SECRET_KEY=collectstatic python manage.py collectstatic --noinput
+# Collected outside the /data volume, so a new image always serves its own files (WhiteNoise).
+RUN DOCDB_SECRET_KEY=collectstatic-only DOCDB_DATA_DIR=/tmp/collectstatic \
+    python manage.py collectstatic --noinput
+
+USER docdb
 EXPOSE 8000 8011
-CMD ["gunicorn", "docdb.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+CMD ["gunicorn", "docdb.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120", "--access-logfile", "-"]

@@ -3,19 +3,23 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/docdb
-# Torch alone is gigabytes: keep pip's downloads outside the repository and reuse them.
-export PIP_CACHE_DIR ?= $(CACHE_DIR)/pip
+# Torch alone is gigabytes: every wheel is kept in a wheelhouse outside the repository, and a new
+# venv installs from it without the network when it holds everything (pip's own HTTP cache does
+# not keep these downloads).
+WHEELS := $(CACHE_DIR)/wheels
 export DOCDB_CACHE_DIR ?= $(CACHE_DIR)
 
 RUN_PACKAGES := redis-server poppler-utils
 TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-dejavu-core
+POSTGRES_PACKAGES := postgresql
 
-.PHONY: install install-test run test lint typecheck pytest clean
+.PHONY: install install-test run test lint typecheck pytest test-postgres clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install --no-index --find-links $(WHEELS) -e '.[dev]' 2>/dev/null || { \
+		$(PY) -m pip download -d $(WHEELS) 'setuptools>=70' '.[dev]' && \
+		$(PY) -m pip install --no-index --find-links $(WHEELS) -e '.[dev]'; }
 	touch $@
 
 install: $(VENV)/.installed
@@ -40,6 +44,18 @@ pytest: install-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: install-test lint typecheck pytest
+
+# Every test that uses the database, on a PostgreSQL server the tests start (tests/postgres.py).
+# The corpus tests exercise PDF handling, which the database does not change: SQLite runs them.
+test-postgres: install-test
+	scripts/system-deps.sh $(POSTGRES_PACKAGES)
+	$(PY) -m pytest --postgres -m "not corpus" $(PYTEST_ARGS)
+
+# Every stage of ingestion, both vector modes, search at scale, the web: prints the tables and
+# writes docs/benchmarks.md with its plots (~30 min on 2 cores; BENCH_ARGS=--quick for a minute).
+.PHONY: bench
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data/test.sqlite3

@@ -6,6 +6,9 @@ DOCDB_ENV_FILE) is read first; real environment variables win over it.
 
 import os
 from pathlib import Path
+from typing import Any
+
+import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,6 +60,23 @@ if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
 ALLOWED_HOSTS = envlist("DOCDB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("DOCDB_CSRF_TRUSTED_ORIGINS", "")
 
+# Served over HTTPS (directly or behind a proxy that terminates TLS)? Off by default, because
+# `docker compose up` and `make run` serve plain http://localhost:8000, where secure cookies and
+# an HTTPS redirect would lock everyone out. Any public deployment turns it on.
+HTTPS = envbool("DOCDB_HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = envint("DOCDB_HSTS_SECONDS", 365 * 24 * 3600) if HTTPS else 0
+# includeSubDomains covers only names below DocDB's own host. Preload is the operator's call: it
+# invites anyone to put the whole domain on the browsers' HTTPS-only list, hence check W021 off.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DOCDB_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = envbool("DOCDB_HSTS_PRELOAD", False)
+# Only behind a proxy that sets X-Forwarded-Proto itself: trusted without one, any client could
+# claim HTTPS.
+if envbool("DOCDB_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 DATA_DIR = Path(envstr("DOCDB_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 MEDIA_ROOT = Path(envstr("DOCDB_MEDIA_DIR", str(DATA_DIR / "media"))).resolve()
 # SQLite cannot create the folder of its database file; everything else makes its own.
@@ -74,9 +94,13 @@ INSTALLED_APPS = [
     "docdb.documents",
     "docdb.search",
     "docdb.api",
+    "docdb.ops",
 ]
 
 MIDDLEWARE = [
+    # First: Docker's health check asks http://127.0.0.1:8000/healthz, which the host check and
+    # the HTTPS redirect below would refuse.
+    "docdb.healthz.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -89,7 +113,10 @@ MIDDLEWARE = [
 
 if not DEBUG:
     # In production gunicorn serves the collected static files itself; runserver does in dev.
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
 
 ROOT_URLCONF = "docdb.urls"
 WSGI_APPLICATION = "docdb.wsgi.application"
@@ -111,8 +138,15 @@ TEMPLATES = [
 ]
 
 SQLITE_PATH = Path(envstr("DOCDB_SQLITE_PATH", str(DATA_DIR / "db.sqlite3")))
-DATABASES = {
-    "default": {
+
+
+def database_config(url: str) -> dict[str, Any]:
+    """The database a URL names (postgres://user:password@host:5432/name); "" means SQLite."""
+    if url:
+        # Reuse connections for a minute, checked before each request, so a restarted Postgres
+        # costs one failed check rather than failed requests.
+        return dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
+    return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": SQLITE_PATH,
         # The web server, the worker and the tests write to one file: wait for locks instead of
@@ -120,7 +154,9 @@ DATABASES = {
         "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
         "TEST": {"NAME": envstr("DOCDB_TEST_SQLITE_PATH", str(DATA_DIR / "test.sqlite3"))},
     }
-}
+
+
+DATABASES = {"default": database_config(envstr("DOCDB_DATABASE_URL", ""))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -139,7 +175,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
+# The Docker image collects them at build time, outside the data volume.
+STATIC_ROOT = Path(envstr("DOCDB_STATIC_ROOT", str(DATA_DIR / "static"))).resolve()
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -150,9 +187,10 @@ STORAGES = {
 }
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
-X_FRAME_OPTIONS = "SAMEORIGIN"  # the page view embeds the original PDF
+# SAMEORIGIN rather than DENY: no other site may frame DocDB (the clickjacking that check
+# security.W019 is about), while DocDB's own pages may still embed its PDFs and page images.
+X_FRAME_OPTIONS = "SAMEORIGIN"
+SILENCED_SYSTEM_CHECKS = ["security.W019", "security.W021"]
 
 # Uploads
 UPLOAD_MAX_BYTES = envint("DOCDB_UPLOAD_MAX_MB", 200) * 1024 * 1024
@@ -165,7 +203,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 PDF_MAX_PAGES = envint("DOCDB_PDF_MAX_PAGES", 5000)
 RENDER_LONGEST_EDGE = envint("DOCDB_RENDER_LONGEST_EDGE", 2048)
 RENDER_MAX_PIXELS = envint("DOCDB_RENDER_MAX_PIXELS", 2048 * 2048)
-RENDER_TIMEOUT_SECONDS = envint("DOCDB_RENDER_TIMEOUT_SECONDS", 120)
+# Seconds one page may take to render (or read its text) before the document fails.
+RENDER_TIMEOUT_SECONDS = envint("DOCDB_RENDER_TIMEOUT_SECONDS", 60)
 RENDER_PAGES_PER_CHUNK = envint("DOCDB_RENDER_PAGES_PER_CHUNK", 8)
 THUMBNAIL_WIDTH = envint("DOCDB_THUMBNAIL_WIDTH", 320)
 PAGE_JPEG_QUALITY = envint("DOCDB_PAGE_JPEG_QUALITY", 88)
@@ -183,6 +222,21 @@ WEAVIATE_COLLECTION = envstr("DOCDB_WEAVIATE_COLLECTION", "DocDBPage")
 WEAVIATE_TIMEOUT_SECONDS = envint("DOCDB_WEAVIATE_TIMEOUT_SECONDS", 600)
 WEAVIATE_IMPORT_BATCH_SIZE = envint("DOCDB_WEAVIATE_IMPORT_BATCH_SIZE", 4)
 WEAVIATE_MODEL = envstr("DOCDB_WEAVIATE_MODEL", "ModernVBERT/colmodernvbert")
+# Who embeds pages and queries: "server", Weaviate through its multi2multivec-weaviate module
+# (the Weaviate Embeddings integration); "client", the worker calls the embedder in large
+# batches and imports the vectors (self-hosted only). docs/benchmarks.md compares them.
+VECTORIZE = envstr("DOCDB_VECTORIZE", "server")
+if VECTORIZE not in ("server", "client"):
+    raise ValueError(f"DOCDB_VECTORIZE must be server or client, not {VECTORIZE!r}")
+# The page vector index (docs/benchmarks.md, "Search at scale", chose these): MUVERA keeps one
+# fixed-size encoding per page in HNSW and re-ranks the candidates it finds with exact MaxSim.
+WEAVIATE_MUVERA = envbool("DOCDB_WEAVIATE_MUVERA", False)
+WEAVIATE_HNSW_EF = envint("DOCDB_WEAVIATE_HNSW_EF", -1)  # -1: Weaviate's dynamic ef
+# Semantic search re-ranks at least this many candidate pages exactly (MUVERA finds 2 per
+# result asked for), then returns the best `limit`.
+WEAVIATE_SEARCH_CANDIDATES = envint("DOCDB_WEAVIATE_SEARCH_CANDIDATES", 0)
+# Client-side vectors: page images per request to the embedder.
+EMBEDDER_CLIENT_BATCH_SIZE = envint("DOCDB_EMBEDDER_CLIENT_BATCH_SIZE", 32)
 
 # The embedder, as Weaviate reaches it (the collection's base_url) and as DocDB reaches it.
 EMBEDDER_URL = envstr(
@@ -198,9 +252,25 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = envint("DOCDB_TASK_TIME_LIMIT_SECONDS", 6 * 3600)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_BEAT_SCHEDULE = {
+    "documents-sweep": {
+        "task": "docdb.documents.tasks.documents_sweep_task",
+        "schedule": envint("DOCDB_SWEEP_INTERVAL_SECONDS", 60),
+    }
+}
+# Bounded retries with exponential backoff when Weaviate or the embedder is away.
+PIPELINE_RETRY_LIMIT = envint("DOCDB_PIPELINE_RETRY_LIMIT", 6)
+PIPELINE_RETRY_BASE_SECONDS = envint("DOCDB_PIPELINE_RETRY_BASE_SECONDS", 10)
+# A queued or processing document with no progress for this long has lost its task.
+PIPELINE_STALL_SECONDS = envint("DOCDB_PIPELINE_STALL_SECONDS", 900)
+PIPELINE_MAX_RESUMES = envint("DOCDB_PIPELINE_MAX_RESUMES", 3)
 CELERY_TASK_ALWAYS_EAGER = envbool("DOCDB_TASK_ALWAYS_EAGER", False)
-# A page range must finish well within the visibility timeout or Redis hands it out twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
+# A task a dead worker never acknowledged goes back to the queue after this long. One page
+# range must finish well within it (a duplicate would be harmless, but wasted work).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("DOCDB_BROKER_VISIBILITY_TIMEOUT_SECONDS", 1800)
+}
 
 CORPUS_DIR = envstr("DOCDB_CORPUS_DIR", "")
 
@@ -208,7 +278,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Standard output, where Docker, honcho and systemd collect it.
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": envstr("DOCDB_LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

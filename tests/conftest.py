@@ -10,14 +10,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 from django.conf import settings
 from django.test import override_settings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 from docdb.localstack import (
     WeaviatePorts,
@@ -26,11 +30,15 @@ from docdb.localstack import (
     weaviate_command,
     weaviate_env,
 )
+from tests.postgres import PostgresServer, database_url, postgres_start, settings_use
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 API_KEY = "test-weaviate-key"
 # Tests render pages smaller than production (2048) so the CPU-only tiny model stays quick.
 RENDER_LONGEST_EDGE = 1024
+# Below the corpus's 3000-page file, so the test suite sees the page limit at work instead of
+# spending minutes on it (its memory use is measured by the ingestion benchmark instead).
+TEST_PDF_MAX_PAGES = 2000
 
 
 def free_port() -> int:
@@ -41,38 +49,70 @@ def free_port() -> int:
 
 @dataclass
 class Service:
+    """A server process of the test stack; it can be stopped, killed and started again."""
+
     name: str
-    process: subprocess.Popen[bytes]
+    command: list[str]
+    env: dict[str, str]
     log_path: Path
+    process: subprocess.Popen[bytes]
+    ready: Callable[[], bool] | None = None
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         if self.process.poll() is not None:
             return
         self.process.send_signal(sig)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the process and all its children at once, as the OOM killer or a crash would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def start(self, *, timeout: float = 120) -> None:
+        """Start it again with the same command, ports and data, and wait until it is ready."""
+        assert self.process.poll() is not None, f"{self.name} is still running"
+        self.process = _spawn(self.command, self.env, self.log_path)
+        if self.ready is not None:
+            wait_until(self, self.ready, timeout=timeout)
+
+
+def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_DIR,
+            start_new_session=True,  # its own process group, so kill() reaches the children
+        )
 
 
 def service_start(
     name: str, command: list[str], *, log_dir: Path, env: dict[str, str] | None = None
 ) -> Service:
     log_path = log_dir / f"{name}.log"
-    log = open(log_path, "ab")  # noqa: SIM115 - the child process owns it
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env or dict(os.environ), cwd=REPO_DIR
+    env = env or dict(os.environ)
+    return Service(
+        name=name,
+        command=command,
+        env=env,
+        log_path=log_path,
+        process=_spawn(command, env, log_path),
     )
-    return Service(name=name, process=process, log_path=log_path)
 
 
-def wait_until(service: Service, ready: "callable[[], bool]", *, timeout: float) -> None:  # type: ignore[valid-type]
+def wait_until(service: Service, ready: Callable[[], bool], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
@@ -80,7 +120,7 @@ def wait_until(service: Service, ready: "callable[[], bool]", *, timeout: float)
         try:
             if ready():
                 return
-        except (requests.RequestException, OSError):
+        except Exception:  # noqa: S110 - a server that is starting up fails its probe any way
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{service.name} did not become ready in {timeout}s:\n{service.log_tail()}")
@@ -88,6 +128,52 @@ def wait_until(service: Service, ready: "callable[[], bool]", *, timeout: float)
 
 def http_ok(url: str) -> bool:
     return requests.get(url, timeout=2).status_code == 200
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres",
+        action="store_true",
+        help="run the tests that use the database, and only those, on a PostgreSQL server "
+        "started for this run (Debian's postgresql; see tests/postgres.py)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # With --postgres, a test that never touches the database would only run a second time.
+    if not config.getoption("postgres"):
+        return
+
+    def uses_db(item: pytest.Item) -> bool:
+        return "django_db_setup" in getattr(item, "fixturenames", ())
+
+    config.hook.pytest_deselected(items=[item for item in items if not uses_db(item)])
+    items[:] = [item for item in items if uses_db(item)]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """`--postgres`: this session's own PostgreSQL server, with Django's settings pointed at it."""
+    server = postgres_start(port=free_port())
+    settings_use(server.url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each test session gets its own SQLite file, so two runs on one machine never share it.
+
+    A file, not memory: the Celery worker process must see what the tests commit. With
+    --postgres, its own PostgreSQL server instead."""
+    if request.config.getoption("postgres"):
+        request.getfixturevalue("postgres_server")
+        return
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        database["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +202,7 @@ def redis_server(stack_dir: Path) -> Iterator[RedisInfo]:
             return sock.recv(16).startswith(b"+PONG")
 
     wait_until(service, ready, timeout=20)
+    service.ready = ready
     yield RedisInfo(
         url=f"redis://127.0.0.1:{port}/0", port=port, service=service, data_dir=data_dir
     )
@@ -142,7 +229,8 @@ def weaviate_start(stack_dir: Path, binary: str, ports: WeaviatePorts) -> Servic
         "weaviate", weaviate_command(binary, ports.http), log_dir=stack_dir, env=env
     )
     url = f"http://127.0.0.1:{ports.http}"
-    wait_until(service, lambda: http_ok(f"{url}/v1/.well-known/ready"), timeout=90)
+    service.ready = lambda: http_ok(f"{url}/v1/.well-known/ready")
+    wait_until(service, service.ready, timeout=90)
     return service
 
 
@@ -199,7 +287,8 @@ def embedder(stack_dir: Path, tiny_model_dir: Path) -> Iterator[EmbedderInfo]:
         "embedder", [sys.executable, "-m", "docdb.embedder"], log_dir=stack_dir, env=env
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until(service, lambda: http_ok(f"{url}/health"), timeout=120)
+    service.ready = lambda: http_ok(f"{url}/health")
+    wait_until(service, service.ready, timeout=120)
     yield EmbedderInfo(url=url, api_key=API_KEY, model_dir=tiny_model_dir, service=service)
     service.stop()
 
@@ -215,7 +304,7 @@ class Stack:
 
     def worker_restart(self) -> None:
         self.worker.stop()
-        self.worker = worker_start(self.worker_env, self.worker.log_path.parent)
+        self.worker.start()
 
 
 def worker_start(env: dict[str, str], log_dir: Path) -> Service:
@@ -279,6 +368,7 @@ def stack(
     worker_env = {
         **os.environ,
         "DOCDB_SQLITE_PATH": str(settings.DATABASES["default"]["NAME"]),
+        "DOCDB_DATABASE_URL": database_url(settings.DATABASES["default"]),
         "DOCDB_MEDIA_DIR": str(media_dir),
         "DOCDB_REDIS_URL": redis_server.url,
         "DOCDB_WEAVIATE_URL": weaviate_server.url,
@@ -287,9 +377,17 @@ def stack(
         "DOCDB_WEAVIATE_CLOUD": "false",
         "DOCDB_EMBEDDER_URL": embedder.url,
         "DOCDB_RENDER_LONGEST_EDGE": str(RENDER_LONGEST_EDGE),
+        "DOCDB_PDF_MAX_PAGES": str(TEST_PDF_MAX_PAGES),
         "DOCDB_DEBUG": "true",
+        # Faults heal in seconds here, not minutes: short backoff, and a task whose worker was
+        # killed comes back after 30 s. Longest countdown (1 s * 2**3) stays below that.
+        "DOCDB_PIPELINE_RETRY_BASE_SECONDS": "1",
+        "DOCDB_PIPELINE_RETRY_LIMIT": "4",
+        "DOCDB_BROKER_VISIBILITY_TIMEOUT_SECONDS": "30",
     }
     worker = worker_start(worker_env, stack_dir)
+    worker.ready = lambda: bool(celery_app.control.ping(timeout=1))
+    wait_until(worker, worker.ready, timeout=60)
     yield Stack(
         redis=redis_server,
         weaviate=weaviate_server,
@@ -325,3 +423,39 @@ def corpus_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"DOCDB_CORPUS_DIR={configured} does not exist")
     return path
+
+
+CHROMIUM = os.environ.get("DOCDB_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator["Browser"]:
+    """Debian's Chromium driven by Playwright (its own browser download cannot work here)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM} (make install-test installs it)")
+    # Django's live server runs in this process; let its sync ORM calls through, for the
+    # browser tests only (a subprocess inheriting it would fail `check --deploy`).
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

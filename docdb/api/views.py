@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils import timezone
-from ninja import File, NinjaAPI, Query, Schema
+from ninja import Field, File, NinjaAPI, Query, Schema
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 
@@ -24,7 +24,7 @@ from docdb.documents.services import (
     document_retry,
     document_upload,
 )
-from docdb.search.services import SearchUnavailable, page_results_search
+from docdb.search.services import MAX_LIMIT, SearchUnavailable, page_results_search
 from docdb.weaviate_store import SearchMode, WeaviateUnavailable
 
 # A token's last use is recorded at most this often, so reads do not all turn into writes.
@@ -64,6 +64,16 @@ api = NinjaAPI(
 
 class Error(Schema):
     detail: str
+
+
+class InvalidRequest(Schema):
+    """A parameter or field is missing or malformed; `detail` lists each problem."""
+
+    detail: list[dict[str, Any]]
+
+
+# Every operation can answer these: no or a bad token, and input that does not fit its schema.
+COMMON = {401: Error, 422: InvalidRequest}
 
 
 class DocumentOut(Schema):
@@ -112,10 +122,15 @@ class DocumentList(Schema):
     count: int
 
 
+class ListParams(Schema):
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
+
+
 class SearchParams(Schema):
-    q: str
+    q: str = Field(..., max_length=500)
     mode: SearchMode = SearchMode.VECTOR
-    limit: int = 10
+    limit: int = Field(10, ge=1, le=MAX_LIMIT)
     document_id: uuid.UUID | None = None
 
 
@@ -146,7 +161,7 @@ def _document_get(request: ApiRequest, document_id: uuid.UUID) -> Document:
     return get_object_or_404(Document, id=document_id, owner=request.auth)
 
 
-@api.post("/documents", response={201: UploadOut, 400: UploadOut}, tags=["documents"])
+@api.post("/documents", response={201: UploadOut, 400: UploadOut, **COMMON}, tags=["documents"])
 def documents_upload(
     request: ApiRequest, file: list[UploadedFile] = File(...)
 ) -> tuple[int, UploadOut]:
@@ -168,23 +183,27 @@ def documents_upload(
     return (201 if created else 400), UploadOut(documents=created, rejected=rejected)
 
 
-@api.get("/documents", response=DocumentList, tags=["documents"])
-def documents_list(request: ApiRequest, limit: int = 50, offset: int = 0) -> DocumentList:
+@api.get("/documents", response={200: DocumentList, **COMMON}, tags=["documents"])
+def documents_list(request: ApiRequest, params: Query[ListParams]) -> DocumentList:
     documents = Document.objects.filter(owner=request.auth).order_by("-created_at")
-    window = documents[max(offset, 0) : max(offset, 0) + max(1, min(limit, 200))]
+    window = documents[params.offset : params.offset + params.limit]
     return DocumentList(
         documents=[DocumentOut.from_document(doc) for doc in window], count=documents.count()
     )
 
 
-@api.get("/documents/{document_id}", response={200: DocumentOut, 404: Error}, tags=["documents"])
+@api.get(
+    "/documents/{document_id}",
+    response={200: DocumentOut, 404: Error, **COMMON},
+    tags=["documents"],
+)
 def documents_get(request: ApiRequest, document_id: uuid.UUID) -> DocumentOut:
     return DocumentOut.from_document(_document_get(request, document_id))
 
 
 @api.post(
     "/documents/{document_id}/retry",
-    response={202: DocumentOut, 404: Error, 409: Error},
+    response={202: DocumentOut, 404: Error, 409: Error, **COMMON},
     tags=["documents"],
 )
 def documents_retry(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
@@ -196,7 +215,9 @@ def documents_retry(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, A
 
 
 @api.delete(
-    "/documents/{document_id}", response={204: None, 404: Error, 503: Error}, tags=["documents"]
+    "/documents/{document_id}",
+    response={204: None, 404: Error, 503: Error, **COMMON},
+    tags=["documents"],
 )
 def documents_delete(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
     document = _document_get(request, document_id)
@@ -207,7 +228,7 @@ def documents_delete(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, 
     return 204, None
 
 
-@api.get("/search", response={200: SearchOut, 400: Error, 503: Error}, tags=["search"])
+@api.get("/search", response={200: SearchOut, 400: Error, 503: Error, **COMMON}, tags=["search"])
 def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
     """Pages of your documents ranked for `q`: vector (semantic), hybrid or keyword."""
     query = params.q.strip()

@@ -1,41 +1,471 @@
-from django.contrib import admin
+"""The admin for documents and pages: see where each one stands and act on it.
 
-from docdb.documents.models import Document, Page
+Every action calls the same services as the rest of DocDB. Page images are served by a staff
+view here (media is never served publicly, and the user-facing views only serve the owner).
+"""
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import filesizeformat
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from docdb.documents.models import Document, Page, Status, page_thumbnail_path
+from docdb.documents.services import document_delete, document_reindex, document_retry
+from docdb.ops.models import PipelineRun
+from docdb.ops.services import document_reimport_queue, index_rebuild
+from docdb.weaviate_store import WeaviateUnavailable, pages_count, server_describe
+
+# The change page shows this many page thumbnails; the Page list has them all.
+GALLERY_PAGES = 60
+
+_STATUS_COLOURS = {
+    Status.QUEUED: "#5f6b7a",
+    Status.PROCESSING: "#0b5cad",
+    Status.READY: "#1b7f3b",
+    Status.FAILED: "#b3261e",
+}
 
 
-class PageInline(admin.TabularInline):
-    model = Page
-    fields = ("number", "width", "height", "indexed_at")
+def _thumbnail_url(document_id: uuid.UUID, number: int) -> str:
+    return reverse("admin:documents_document_thumbnail", args=[document_id, number])
+
+
+def _thumbnail(document_id: uuid.UUID, number: int, *, width: int = 48) -> SafeString:
+    return format_html(
+        '<img src="{}" alt="page {}" width="{}" loading="lazy" class="docdb-thumb" '
+        'style="border:1px solid #ccc;background:#fff;vertical-align:middle">',
+        _thumbnail_url(document_id, number),
+        number,
+        width,
+    )
+
+
+def duration_text(duration: timedelta | None) -> str:
+    if duration is None:
+        return "—"
+    seconds = duration.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def badge(label: str, colour: str) -> SafeString:
+    return format_html(
+        '<span style="color:#fff;background:{};padding:2px 8px;border-radius:9px;'
+        'font-size:11px;font-weight:600;white-space:nowrap">{}</span>',
+        colour,
+        label,
+    )
+
+
+class PipelineRunInline(admin.TabularInline):
+    model = PipelineRun
+    fields = ("task_id", "kind", "state", "queued_at", "run_duration", "attempts", "error")
     readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
+    verbose_name_plural = "Pipeline runs"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="duration")
+    def run_duration(self, run: PipelineRun) -> str:
+        return duration_text(run.duration)
 
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ("title", "owner", "status", "pages_done", "pages_total", "created_at")
-    list_filter = ("status", "created_at")
-    search_fields = ("title", "original_name", "sha256")
-    readonly_fields = (
-        "id",
-        "sha256",
-        "size_bytes",
-        "status",
-        "pages_total",
-        "pages_done",
-        "error",
+    list_display = (
+        "first_page",
+        "title",
+        "owner",
+        "status_badge",
+        "pages",
+        "size",
         "created_at",
-        "updated_at",
+        "duration",
+    )
+    list_display_links = ("first_page", "title")
+    list_filter = ("status", ("owner", admin.RelatedOnlyFieldListFilter), "created_at")
+    date_hierarchy = "created_at"
+    search_fields = ("title", "original_name", "^sha256", "=id")
+    list_select_related = ("owner",)
+    list_per_page = 50
+    actions = ("rerun_pipeline", "reimport_weaviate", "retry_failed", "delete_selected")
+    fieldsets = (
+        (None, {"fields": ("preview", "title", "owner", "original_name", "original_link")}),
+        (
+            "Pipeline",
+            {
+                "fields": (
+                    "status_badge",
+                    ("pages_done", "pages_total"),
+                    ("started_at", "finished_at", "duration"),
+                    "failure_reason",
+                )
+            },
+        ),
+        ("File", {"fields": ("id", "sha256", "size", "created_at", "updated_at")}),
+        ("Pages", {"fields": ("page_gallery",)}),
+    )
+    readonly_fields = (
+        "preview",
+        "owner",
+        "original_name",
+        "original_link",
+        "status_badge",
+        "pages_done",
+        "pages_total",
         "started_at",
         "finished_at",
+        "duration",
+        "failure_reason",
+        "id",
+        "sha256",
+        "size",
+        "created_at",
+        "updated_at",
+        "page_gallery",
     )
-    inlines = [PageInline]
+    inlines = [PipelineRunInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        first_page = Page.objects.filter(document=OuterRef("pk"), number=1)
+        return super().get_queryset(request).annotate(has_first_page=Exists(first_page))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Documents come in through upload, the API or `import_pdfs`, which check the file.
+        return False
+
+    # --- columns and fields ---
+
+    @admin.display(description="")
+    def first_page(self, document: Document) -> SafeString | str:
+        if not getattr(document, "has_first_page", False):
+            return "—"
+        return _thumbnail(document.id, 1)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, document: Document) -> SafeString:
+        return badge(document.get_status_display(), _STATUS_COLOURS[Status(document.status)])
+
+    @admin.display(description="pages", ordering="pages_total")
+    def pages(self, document: Document) -> str:
+        if document.status == Status.READY:
+            return str(document.pages_total)
+        return f"{document.pages_done} / {document.pages_total or '?'}"
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, document: Document) -> str:
+        return filesizeformat(document.size_bytes)
+
+    @admin.display(description="duration")
+    def duration(self, document: Document) -> str:
+        if document.started_at is None:
+            return "—"
+        end = document.finished_at or timezone.now()
+        running = "" if document.finished_at else " so far"
+        return duration_text(end - document.started_at) + running
+
+    @admin.display(description="first page")
+    def preview(self, document: Document) -> SafeString | str:
+        if not Page.objects.filter(document=document, number=1).exists():
+            return "No page yet."
+        return _thumbnail(document.id, 1, width=200)
+
+    @admin.display(description="original PDF")
+    def original_link(self, document: Document) -> SafeString:
+        url = reverse("admin:documents_document_original", args=[document.id])
+        return format_html('<a href="{}">{}</a>', url, document.original_name)
+
+    @admin.display(description="failure reason")
+    def failure_reason(self, document: Document) -> SafeString | str:
+        if not document.error:
+            return "—"
+        # In full, wrapped: this is what an operator acts on.
+        return format_html(
+            '<pre style="white-space:pre-wrap;margin:0;color:#b3261e">{}</pre>', document.error
+        )
+
+    @admin.display(description="pages")
+    def page_gallery(self, document: Document) -> SafeString | str:
+        pages = list(document.pages.order_by("number").only("id", "number", "indexed_at"))
+        if not pages:
+            return "No pages yet."
+        items = format_html_join(
+            "",
+            '<a href="{}" title="page {}{}" style="display:inline-block;margin:0 8px 8px 0;'
+            'text-align:center;font-size:11px">{}<br>{}{}</a>',
+            (
+                (
+                    reverse("admin:documents_page_change", args=[page.id]),
+                    page.number,
+                    "" if page.indexed_at else " (not indexed)",
+                    _thumbnail(document.id, page.number, width=96),
+                    page.number,
+                    "" if page.indexed_at else " ✗",
+                )
+                for page in pages[:GALLERY_PAGES]
+            ),
+        )
+        more = ""
+        if len(pages) > GALLERY_PAGES:
+            url = reverse("admin:documents_page_changelist") + f"?document__id__exact={document.id}"
+            more = format_html('<p><a href="{}">All {} pages</a></p>', url, len(pages))
+        return format_html("<div>{}</div>{}", items, more)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # The list's actions, as buttons for this one document (they post to the list).
+        document = self.get_object(request, object_id)
+        buttons = []
+        if document is not None and document.is_terminal:
+            buttons.append(("rerun_pipeline", "Re-run the pipeline"))
+        if document is not None and document.status == Status.READY:
+            buttons.append(("reimport_weaviate", "Re-import into Weaviate"))
+        if document is not None and document.status == Status.FAILED:
+            buttons.append(("retry_failed", "Retry"))
+        context = {**(extra_context or {}), "document_actions": buttons}
+        return super().change_view(request, object_id, form_url, context)
+
+    # --- saving and deleting go through the services ---
+
+    def save_model(self, request: HttpRequest, obj: Document, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "title" in form.changed_data and obj.status == Status.READY:
+            # Weaviate keeps the title for keyword search: bring it up to date.
+            with transaction.atomic():
+                document_reimport_queue(document=obj)
+            self.message_user(request, "The new title is being re-imported into Weaviate.")
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        _, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Pages cannot be deleted on their own, but they go with their document; and a
+        # summary per document reads better than a list of thousands of pages.
+        perms_needed.discard(str(Page._meta.verbose_name))
+        summary = [
+            format_html(
+                "{} — its {} pages, their images and thumbnails, and its objects in Weaviate",
+                document,
+                document.pages.count(),
+            )
+            for document in objs
+        ]
+        return summary, counts, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj: Document) -> None:
+        self._documents_delete(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        self._documents_delete(request, list(queryset))
+
+    def _documents_delete(self, request: HttpRequest, documents: list[Document]) -> None:
+        """Files, rows and Weaviate objects, one document at a time (the service's order)."""
+        for document in documents:
+            try:
+                document_delete(document=document)
+            except WeaviateUnavailable as exc:
+                self.message_user(
+                    request,
+                    f"“{document.title}” was not deleted: the search index is not reachable "
+                    f"({exc}).",
+                    messages.ERROR,
+                )
+
+    # --- actions ---
+
+    @admin.action(description="Re-run the pipeline (render and index again)")
+    def rerun_pipeline(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        queued = sum(document_reindex(document=document) for document in queryset)
+        self._report(request, queued, len(queryset), "queued to run again", "in progress")
+
+    @admin.action(description="Re-import into Weaviate only (from the stored page images)")
+    def reimport_weaviate(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        with transaction.atomic():
+            queued = sum(document_reimport_queue(document=doc) is not None for doc in queryset)
+        self._report(request, queued, len(queryset), "queued for re-import", "not ready")
+
+    @admin.action(description="Retry failed documents")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        failed = [document for document in queryset if document.status == Status.FAILED]
+        queued = sum(document_retry(document=document) for document in failed)
+        self._report(request, queued, len(queryset), "queued again", "not failed")
+
+    def _report(self, request: HttpRequest, done: int, selected: int, what: str, why: str) -> None:
+        level = messages.SUCCESS if done else messages.WARNING
+        message = f"{done} of {selected} document{'s' if selected != 1 else ''} {what}."
+        if done < selected:
+            message += f" {selected - done} skipped ({why})."
+        self.message_user(request, message, level)
+
+    # --- staff views: page images, the original, rebuilding the index ---
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<uuid:document_id>/pages/<int:number>/thumbnail/",
+                view(self.thumbnail_view),
+                name="documents_document_thumbnail",
+            ),
+            path(
+                "<uuid:document_id>/original/",
+                view(self.original_view),
+                name="documents_document_original",
+            ),
+            path(
+                "recreate-index/",
+                view(self.recreate_index_view),
+                name="documents_document_recreate_index",
+            ),
+            *super().get_urls(),
+        ]
+
+    def thumbnail_view(
+        self, request: HttpRequest, document_id: uuid.UUID, number: int
+    ) -> FileResponse:
+        if not self.has_view_permission(request):
+            raise Http404
+        return _file_response(page_thumbnail_path(document_id, number), "image/jpeg")
+
+    def original_view(self, request: HttpRequest, document_id: uuid.UUID) -> FileResponse:
+        if not self.has_view_permission(request):
+            raise Http404
+        document = get_object_or_404(Document, id=document_id)
+        return _file_response(document.file.path, "application/pdf", document.original_name)
+
+    def recreate_index_view(self, request: HttpRequest) -> HttpResponse:
+        """Drop the collection and re-import every ready document, after typing its name."""
+        if not self.has_change_permission(request):
+            raise Http404
+        try:
+            server = server_describe()
+            objects = pages_count() if server["collection_exists"] else 0
+        except WeaviateUnavailable as exc:
+            self.message_user(request, f"Weaviate is not reachable: {exc}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:documents_document_changelist"))
+        collection = server["collection"]
+        if request.method == "POST":
+            if request.POST.get("confirm", "").strip() != collection:
+                self.message_user(
+                    request,
+                    f"Nothing was changed: type the collection name “{collection}” to confirm.",
+                    messages.ERROR,
+                )
+            else:
+                queued = index_rebuild()
+                self.message_user(
+                    request,
+                    f"The collection “{collection}” was recreated; {queued} documents are "
+                    "queued for re-import. Search is incomplete until they have run.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("ops:operations"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Recreate the Weaviate collection",
+            "opts": self.model._meta,
+            "collection": collection,
+            "objects": objects,
+            "ready": Document.objects.filter(status=Status.READY).count(),
+            "in_progress": Document.objects.filter(
+                status__in=[Status.QUEUED, Status.PROCESSING]
+            ).count(),
+        }
+        return render(request, "admin/documents/document/recreate_index.html", context)
+
+
+def _file_response(path: Any, content_type: str, filename: str = "") -> FileResponse:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
+    except FileNotFoundError as exc:
+        raise Http404("This file is not on disk.") from exc
+    response = FileResponse(handle, content_type=content_type, filename=filename)
+    response["Cache-Control"] = "private, max-age=300"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class IndexedFilter(admin.SimpleListFilter):
+    title = "indexed"
+    parameter_name = "indexed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Page]) -> QuerySet[Page]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(indexed_at__isnull=self.value() == "no")
+        return queryset
+
+
+class DocumentStatusFilter(admin.ChoicesFieldListFilter):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "document status"
 
 
 @admin.register(Page)
 class PageAdmin(admin.ModelAdmin):
-    list_display = ("document", "number", "width", "height", "indexed_at")
+    list_display = ("thumbnail", "document_link", "number", "indexed", "size_px")
+    list_display_links = ("thumbnail", "number")
     list_select_related = ("document",)
-    search_fields = ("document__title", "text")
-    readonly_fields = ("document", "number", "width", "height", "indexed_at")
+    list_filter = (IndexedFilter, ("document__status", DocumentStatusFilter))
+    search_fields = ("document__title", "=document__id", "text")
+    fields = ("preview", "document", "number", "size_px", "indexed_at", "text")
+    readonly_fields = fields
+    list_per_page = 60
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Page]:
+        return super().get_queryset(request).defer("text")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A page alone cannot go: Weaviate and the document's page count would disagree.
+        return False
+
+    @admin.display(description="")
+    def thumbnail(self, page: Page) -> SafeString:
+        return _thumbnail(page.document_id, page.number)
+
+    @admin.display(description="document", ordering="document__title")
+    def document_link(self, page: Page) -> SafeString:
+        url = reverse("admin:documents_document_change", args=[page.document_id])
+        return format_html('<a href="{}">{}</a>', url, page.document.title)
+
+    @admin.display(description="page")
+    def preview(self, page: Page) -> SafeString:
+        return _thumbnail(page.document_id, page.number, width=240)
+
+    @admin.display(description="indexed", boolean=True, ordering="indexed_at")
+    def indexed(self, page: Page) -> bool:
+        return page.indexed_at is not None
+
+    @admin.display(description="pixels")
+    def size_px(self, page: Page) -> str:
+        return f"{page.width} x {page.height}"

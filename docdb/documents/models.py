@@ -53,6 +53,9 @@ class Document(models.Model):
     pages_total = models.PositiveIntegerField(default=0)
     pages_done = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # How often the sweeper had to restart a stalled run; bounded so a file that kills the
+    # worker every time fails instead of looping forever.
+    resume_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -5,21 +5,22 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import F
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from docdb import pdf
 from docdb.documents.models import Document, Page, Status, page_image_path, page_thumbnail_path
 from docdb.documents.states import document_transition
-from docdb.weaviate_store import PageObject, pages_delete, pages_upsert
+from docdb.weaviate_store import PageObject, pages_delete, pages_retitle, pages_upsert
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,12 @@ def document_upload(*, owner: User, upload: UploadedFile) -> Document:
 
 def document_queue(*, document_id: uuid.UUID) -> None:
     from docdb.documents.tasks import document_process_task
+    from docdb.ops.models import RunKind
+    from docdb.ops.runs import pipeline_run_enqueue
 
-    transaction.on_commit(lambda: document_process_task.delay(str(document_id)))
+    # The run row commits with the caller's change, so the work shows as queued at once; the
+    # task is published after the commit.
+    pipeline_run_enqueue(document_process_task, kind=RunKind.PROCESS, document_id=document_id)
 
 
 def document_retry(*, document: Document) -> bool:
@@ -98,7 +103,13 @@ def document_retry(*, document: Document) -> bool:
         claimed = document_transition(
             document_id=document.id,
             to=Status.QUEUED,
-            fields={"error": "", "pages_done": 0, "started_at": None, "finished_at": None},
+            fields={
+                "error": "",
+                "pages_done": 0,
+                "resume_count": 0,
+                "started_at": None,
+                "finished_at": None,
+            },
         )
         if claimed:
             document_queue(document_id=document.id)
@@ -111,7 +122,13 @@ def document_reindex(*, document: Document) -> bool:
         claimed = document_transition(
             document_id=document.id,
             to=Status.QUEUED,
-            fields={"error": "", "pages_done": 0, "started_at": None, "finished_at": None},
+            fields={
+                "error": "",
+                "pages_done": 0,
+                "resume_count": 0,
+                "started_at": None,
+                "finished_at": None,
+            },
         )
         if claimed:
             Page.objects.filter(document=document).update(indexed_at=None)
@@ -125,12 +142,30 @@ def document_delete(*, document: Document) -> None:
     Weaviate goes first: if it is down the call fails and everything stays as it was. A task
     still running on the document notices the row is gone and cleans up what it added after.
     """
-    pages_delete(owner_id=document.owner_id, document_id=document.id)
+    document_id = document.id  # delete() clears the primary key
+    pages_delete(owner_id=document.owner_id, document_id=document_id)
     directory = document.directory
     with transaction.atomic():
         document.delete()
         transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
-    logger.info("document %s deleted", document.id)
+    logger.info("document %s deleted", document_id)
+
+
+def document_rename(*, document: Document, title: str) -> Document:
+    """Give the document a new title, in the database and on its indexed pages in Weaviate.
+
+    Weaviate goes first, so a failure there leaves the old title everywhere. Ranges imported
+    later read the title from the row, which has the new one by then.
+    """
+    title = " ".join(title.split())[:300]
+    if not title:
+        raise ValueError("A title cannot be empty.")
+    numbers = list(document.pages.filter(indexed_at__isnull=False).values_list("number", flat=True))
+    pages_retitle(document_id=document.id, page_numbers=numbers, title=title)
+    Document.objects.filter(id=document.id).update(title=title)
+    document.title = title
+    logger.info("document %s renamed", document.id)
+    return document
 
 
 def document_fail(*, document_id: uuid.UUID, reason: str) -> None:
@@ -160,11 +195,6 @@ class _Rendered:
     text: str
 
 
-def _page_ranges(total: int, size: int) -> Iterator[tuple[int, int]]:
-    for first in range(1, total + 1, size):
-        yield first, min(first + size - 1, total)
-
-
 def _pages_pending(document: Document, first: int, last: int) -> list[int]:
     """Page numbers in the range not yet indexed with their files on disk (a re-run skips)."""
     done = {
@@ -179,15 +209,17 @@ def _pages_pending(document: Document, first: int, last: int) -> list[int]:
 
 def _range_render(document: Document, first: int, last: int) -> list[_Rendered]:
     path = Path(document.file.path)
+    # The limit is per page; one poppler call renders the whole range.
+    timeout = settings.RENDER_TIMEOUT_SECONDS * (last - first + 1)
     images = pdf.pages_render(
         path,
         first=first,
         last=last,
         longest_edge=settings.RENDER_LONGEST_EDGE,
         max_pixels=settings.RENDER_MAX_PIXELS,
-        timeout=settings.RENDER_TIMEOUT_SECONDS,
+        timeout=timeout,
     )
-    texts = pdf.pages_text(path, first=first, last=last, timeout=settings.RENDER_TIMEOUT_SECONDS)
+    texts = pdf.pages_text(path, first=first, last=last, timeout=timeout)
     rendered = []
     for page in images:
         jpeg = pdf.image_jpeg_bytes(page.image, quality=settings.PAGE_JPEG_QUALITY)
@@ -216,12 +248,22 @@ def _range_ingest(document: Document, first: int, last: int) -> None:
         for page in _range_render(document, min(pending), max(pending))
         if page.number in pending
     ]
-    for page in rendered:
-        Page.objects.update_or_create(
-            document=document,
-            number=page.number,
-            defaults={"width": page.width, "height": page.height, "text": page.text},
-        )
+    # One upsert: two runs of the same range (a re-delivered task) never trip over each other.
+    Page.objects.bulk_create(
+        [
+            Page(
+                document=document,
+                number=page.number,
+                width=page.width,
+                height=page.height,
+                text=page.text,
+            )
+            for page in rendered
+        ],
+        update_conflicts=True,
+        unique_fields=["document", "number"],
+        update_fields=["width", "height", "text"],
+    )
     pages_upsert(
         [
             PageObject(
@@ -248,29 +290,18 @@ def _range_ingest(document: Document, first: int, last: int) -> None:
     )
 
 
-class DocumentGone(Exception):
-    """The document was deleted while it was being processed."""
+def document_start(*, document_id: uuid.UUID) -> int | None:
+    """Claim the document for processing and read its page count.
 
-
-def _progress_record(document: Document) -> None:
-    done = Page.objects.filter(document=document, indexed_at__isnull=False).count()
-    if not Document.objects.filter(id=document.id).update(pages_done=done):
-        # Deleted under our feet: take back what this run added to Weaviate.
-        pages_delete(owner_id=document.owner_id, document_id=document.id)
-        raise DocumentGone(str(document.id))
-
-
-def document_ingest(*, document_id: uuid.UUID) -> None:
-    """Rasterize, extract text, make thumbnails and index every page, one range at a time.
-
-    Safe to run twice: a second delivery claims processing → processing, skips the pages already
-    indexed and overwrites the rest under their deterministic ids.
+    Returns the first page still to index, or None when there is nothing to do (finished,
+    failed, deleted, or the PDF cannot be read, which fails the document with the reason).
+    A re-delivered start (processing → processing) resumes at the page cursor.
     """
     if not document_transition(
         document_id=document_id, to=Status.PROCESSING, fields={"started_at": timezone.now()}
     ):
         logger.info("document %s is not waiting for processing; nothing to do", document_id)
-        return
+        return None
     document = Document.objects.get(id=document_id)
     try:
         info = pdf.pdf_inspect(
@@ -280,23 +311,84 @@ def document_ingest(*, document_id: uuid.UUID) -> None:
         )
     except pdf.PdfError as exc:
         document_fail(document_id=document_id, reason=exc.reason)
-        return
+        return None
     Document.objects.filter(id=document_id).update(pages_total=info.pages)
     # Pages beyond the current count belong to an older version of the file; drop them.
     Page.objects.filter(document=document, number__gt=info.pages).delete()
+    return min(document.pages_done + 1, info.pages)
+
+
+def document_range_ingest(*, document_id: uuid.UUID, first: int) -> int | None:
+    """Index one range of pages starting at `first`; returns the next range's first page.
+
+    The page cursor (`pages_done`) moves with a conditional update, so when a range runs twice
+    (a re-delivered task, the sweeper resuming a stalled document) only one run advances it and
+    queues the next range; the other's work is identical and simply overwritten.
+    """
+    document = Document.objects.filter(id=document_id, status=Status.PROCESSING).first()
+    if document is None:
+        return None
+    last = min(first + settings.RENDER_PAGES_PER_CHUNK - 1, document.pages_total)
+    _range_ingest(document, first, last)
+    advanced = Document.objects.filter(
+        id=document_id, status=Status.PROCESSING, pages_done=first - 1
+    ).update(pages_done=last, updated_at=timezone.now())
+    if not advanced:
+        current = Document.objects.filter(id=document_id).first()
+        if current is None:
+            # Deleted under our feet: take back what this run added to Weaviate.
+            pages_delete(owner_id=document.owner_id, document_id=document_id)
+        elif current.pages_done >= current.pages_total:
+            # An earlier run advanced past the last page and stopped before saying so.
+            _document_finish(current)
+        return None
+    if last < document.pages_total:
+        return last + 1
+    _document_finish(document)
+    return None
+
+
+def _document_finish(document: Document) -> None:
+    if document_transition(
+        document_id=document.id,
+        to=Status.READY,
+        fields={"finished_at": timezone.now(), "error": ""},
+    ):
+        logger.info("document %s ready (%d pages)", document.id, document.pages_total)
+
+
+def document_ingest(*, document_id: uuid.UUID) -> None:
+    """The whole pipeline in this process, range after range (management commands, tests)."""
+    first = document_start(document_id=document_id)
     try:
-        for first, last in _page_ranges(info.pages, settings.RENDER_PAGES_PER_CHUNK):
-            _range_ingest(document, first, last)
-            _progress_record(document)
+        while first is not None:
+            first = document_range_ingest(document_id=document_id, first=first)
     except pdf.PdfError as exc:
         document_fail(document_id=document_id, reason=exc.reason)
-        return
-    except DocumentGone:
-        logger.info("document %s was deleted during processing", document_id)
-        return
-    document_transition(
-        document_id=document_id,
-        to=Status.READY,
-        fields={"finished_at": timezone.now(), "pages_done": info.pages, "error": ""},
+
+
+def documents_stalled(*, older_than_seconds: int) -> list[Document]:
+    """Documents waiting or processing with no progress for that long: their task was lost
+    (Redis lost the queue, a worker died between two ranges) and nothing will move them."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        Document.objects.filter(
+            status__in=[Status.QUEUED, Status.PROCESSING], updated_at__lt=cutoff
+        )
     )
-    logger.info("document %s ready (%d pages)", document_id, info.pages)
+
+
+def document_resume_claim(*, document: Document, max_resumes: int) -> bool:
+    """Claim a stalled document for resuming (one sweeper wins); past the bound, fail it."""
+    if document.resume_count >= max_resumes:
+        document_fail(
+            document_id=document.id,
+            reason=f"Processing stopped {document.resume_count} times without finishing. "
+            "The worker may be running out of memory or time on this file; retry it, or "
+            "split the PDF.",
+        )
+        return False
+    claimed = Document.objects.filter(
+        id=document.id, status=document.status, updated_at=document.updated_at
+    ).update(resume_count=F("resume_count") + 1, updated_at=timezone.now())
+    return claimed == 1

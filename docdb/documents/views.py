@@ -5,17 +5,29 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from docdb.documents.models import Document, Page
+from docdb.documents.forms import SORT_LABELS, DocumentListForm, RenameForm
+from docdb.documents.models import Document, Page, Status
+from docdb.documents.progress import document_progress, queue_positions, workers_alive
 from docdb.documents.requests import AuthenticatedRequest
 from docdb.documents.services import (
     UploadRejected,
     document_delete,
+    document_rename,
     document_retry,
     document_upload,
 )
+from docdb.search.maps import CLOUD_REASON
 from docdb.weaviate_store import WeaviateUnavailable
+
+LIST_PAGE_SIZE = 25
+NO_WORKER_MESSAGE = (
+    "No worker is running, so nothing is being processed. Queued documents go on as soon as "
+    "one starts (make run starts one; so does: celery -A docdb.celery worker)."
+)
 
 
 def _document_get(request: AuthenticatedRequest, document_id: uuid.UUID) -> Document:
@@ -32,54 +44,76 @@ def _page_get(request: AuthenticatedRequest, document_id: uuid.UUID, number: int
     )
 
 
-def _file_response(path: str, content_type: str, *, filename: str = "") -> FileResponse:
+def _file_response(
+    path: str, content_type: str, *, filename: str = "", attachment: bool = False
+) -> FileResponse:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
     except FileNotFoundError as exc:
         raise Http404("This file is not on disk (yet).") from exc
-    response = FileResponse(handle, content_type=content_type, filename=filename)
+    response = FileResponse(
+        handle, content_type=content_type, filename=filename, as_attachment=attachment
+    )
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
+def _wants_json(request: AuthenticatedRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _max_upload_mb() -> int:
+    return settings.UPLOAD_MAX_BYTES // (1024 * 1024)
+
+
 @require_GET
 def document_list(request: AuthenticatedRequest) -> HttpResponse:
-    documents = Document.objects.filter(owner=request.user)
-    page = Paginator(documents, 50).get_page(request.GET.get("page"))
+    form = DocumentListForm(request.GET)
+    documents = Document.objects.filter(owner=request.user).order_by(*form.order_by())
+    if status := form.status_filter():
+        documents = documents.filter(status=status)
+    page = Paginator(documents, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    # Sort links and the pager keep the other parameters of the current view.
+    keep = request.GET.copy()
+    keep.pop("page", None)
     return render(
         request,
         "documents/list.html",
-        {"page_obj": page, "max_upload_mb": settings.UPLOAD_MAX_BYTES // (1024 * 1024)},
+        {
+            "page_obj": page,
+            "sort": form.sort_key(),
+            "status": status,
+            "statuses": Status.choices,
+            "sorts": SORT_LABELS,
+            "query_without_page": keep.urlencode(),
+            "has_any": request.user.documents.exists(),
+        },
     )
 
 
 @require_GET
 def document_statuses(request: AuthenticatedRequest) -> JsonResponse:
-    """Status of the given documents, polled by the list page for live progress."""
+    """Progress of the given documents, polled by the pages that show them."""
     ids = []
     for raw in request.GET.getlist("id")[:200]:
         try:
             ids.append(uuid.UUID(raw))
         except ValueError:
             continue
-    documents = Document.objects.filter(owner=request.user, id__in=ids)
-    return JsonResponse(
-        {
-            "documents": [
-                {
-                    "id": str(doc.id),
-                    "status": doc.status,
-                    "status_label": doc.get_status_display(),
-                    "pages_total": doc.pages_total,
-                    "pages_done": doc.pages_done,
-                    "progress": doc.progress_percent,
-                    "error": doc.error,
-                }
-                for doc in documents
-            ]
-        }
-    )
+    documents = list(Document.objects.filter(owner=request.user, id__in=ids))
+    positions = queue_positions(documents)
+    body: dict[str, object] = {
+        "documents": [
+            document_progress(document, queue_position=positions.get(document.id))
+            for document in documents
+        ]
+    }
+    # Only asked while something waits: a ping takes a second when no worker answers.
+    if any(not document.is_terminal for document in documents):
+        alive = workers_alive()
+        body["worker"] = {"alive": alive, "message": "" if alive else NO_WORKER_MESSAGE}
+    return JsonResponse(body)
 
 
 @require_http_methods(["GET", "POST"])
@@ -88,8 +122,9 @@ def document_upload_view(request: AuthenticatedRequest) -> HttpResponse:
         return render(
             request,
             "documents/upload.html",
-            {"max_upload_mb": settings.UPLOAD_MAX_BYTES // (1024 * 1024)},
+            {"max_upload_mb": _max_upload_mb(), "max_upload_bytes": settings.UPLOAD_MAX_BYTES},
         )
+    # Without JavaScript the form posts every file here at once.
     files = request.FILES.getlist("file")
     if not files:
         messages.error(request, "Choose one or more PDF files to upload.")
@@ -104,6 +139,28 @@ def document_upload_view(request: AuthenticatedRequest) -> HttpResponse:
     return redirect("documents:list")
 
 
+@require_POST
+def document_upload_file(request: AuthenticatedRequest) -> JsonResponse:
+    """One file from the upload page's script; the answer says what became of it."""
+    upload = request.FILES.get("file")
+    if upload is None:
+        return JsonResponse({"error": "No file was sent."}, status=400)
+    try:
+        document = document_upload(owner=request.user, upload=upload)
+    except UploadRejected as exc:
+        body: dict[str, object] = {"error": exc.reason}
+        if exc.duplicate_of is None:
+            return JsonResponse(body, status=400)
+        original = exc.duplicate_of
+        body["duplicate_of"] = {
+            "id": str(original.id),
+            "title": original.title,
+            "url": reverse("documents:detail", args=[original.id]),
+        }
+        return JsonResponse(body, status=409)
+    return JsonResponse({"document": document_progress(document)}, status=201)
+
+
 @require_GET
 def document_detail(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
     document = _document_get(request, document_id)
@@ -114,11 +171,42 @@ def document_detail(request: AuthenticatedRequest, document_id: uuid.UUID) -> Ht
 @require_POST
 def document_retry_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
     document = _document_get(request, document_id)
-    if document_retry(document=document):
+    queued = document_retry(document=document)
+    if _wants_json(request):
+        document.refresh_from_db()
+        return JsonResponse({"queued": queued, "document": document_progress(document)})
+    if queued:
         messages.success(request, f"“{document.title}” is queued again.")
     else:
         messages.info(request, f"“{document.title}” is already being processed.")
     return redirect("documents:detail", document_id=document.id)
+
+
+@require_POST
+def document_rename_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
+    document = _document_get(request, document_id)
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A title needs 1 to 300 characters.")
+    else:
+        try:
+            document_rename(document=document, title=form.cleaned_data["title"])
+        except WeaviateUnavailable:
+            messages.error(
+                request, "The search index is not reachable, so the title was not changed."
+            )
+        else:
+            messages.success(request, f"Renamed to “{document.title}”.")
+    return redirect(_next_url(request) or "documents:list")
+
+
+def _next_url(request: AuthenticatedRequest) -> str:
+    # Only a path on this site: a crafted form must not send people elsewhere.
+    target = request.POST.get("next", "")
+    allowed = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if allowed else ""
 
 
 @require_http_methods(["GET", "POST"])
@@ -158,7 +246,8 @@ def page_detail(request: AuthenticatedRequest, document_id: uuid.UUID, number: i
             "document": page.document,
             "previous": number - 1 if number > 1 else None,
             "next": number + 1 if number < total else None,
-            "query": request.GET.get("q", ""),
+            "query": " ".join(request.GET.get("q", "").split())[:500],
+            "maps_off_reason": CLOUD_REASON if settings.WEAVIATE_CLOUD else "",
         },
     )
 
@@ -166,7 +255,13 @@ def page_detail(request: AuthenticatedRequest, document_id: uuid.UUID, number: i
 @require_GET
 def page_image(request: AuthenticatedRequest, document_id: uuid.UUID, number: int) -> FileResponse:
     page = _page_get(request, document_id, number)
-    return _file_response(str(page.image_path), "image/jpeg")
+    download = request.GET.get("download") == "1"
+    return _file_response(
+        str(page.image_path),
+        "image/jpeg",
+        filename=f"{page.document.title} - page {page.number}.jpg" if download else "",
+        attachment=download,
+    )
 
 
 @require_GET

@@ -67,6 +67,9 @@ HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
 
 Features = Mapping[str, torch.Tensor]
 
+# Page sizes whose image layout is remembered; pages of one collection share a few sizes.
+_LAYOUT_CACHE_SIZE = 256
+
 
 class ModelLoadError(RuntimeError):
     """The model cannot be loaded; the message says why and how to fix it."""
@@ -284,6 +287,8 @@ class Embedder:
         self.device: torch.device = model.device
         self.dim: int = model.config.embedding_dim
         self._local = threading.local()
+        self._layouts: dict[tuple[int, int], dict[str, Any]] = {}
+        self._layout_lock = threading.Lock()
 
     def embed_images(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
         """One (n_tokens, 128) float32 array of unit vectors per image, in one forward pass."""
@@ -342,6 +347,59 @@ class Embedder:
             "tokens_per_tile": self.processor.image_seq_len,
         }
 
+    def image_layout(self, width: int, height: int) -> dict[str, Any]:
+        """Which positions of a width x height page's multi-vector are image tokens, tile by tile.
+
+        The processor is run on a blank page of that size, so the answer follows its own resize,
+        tiling and prompt (whatever the checkpoint's prompt is) rather than a copy of their rules.
+        Cached per size: pages of one document mostly share theirs.
+        """
+        key = (width, height)
+        with self._layout_lock:
+            cached = self._layouts.get(key)
+        if cached is not None:
+            return cached
+        blank = Image.new("RGB", (width, height), "white")
+        input_ids = self._thread_processor().process_images([blank])["input_ids"][0].tolist()
+        processor = self.processor
+        layout = image_token_layout(
+            input_ids,
+            image_token_id=processor.image_token_id,
+            global_token_id=processor.global_image_token_id,
+            row_col_ids=processor.row_col_ids,
+            tokens_per_tile=processor.image_seq_len,
+        )
+        layout["tile_grid"] = self.geometry()["tile_grid"]
+        with self._layout_lock:
+            if len(self._layouts) >= _LAYOUT_CACHE_SIZE:
+                self._layouts.clear()
+            self._layouts[key] = layout
+        return layout
+
+    def query_tokens(self, text: str) -> tuple[Features, list[dict[str, Any]]]:
+        """A query's model inputs and, per position of its multi-vector, the token it stands for.
+
+        `special` marks what the person did not type (separators, the augmentation tokens the
+        processor appends), which a similarity map has no use for.
+        """
+        features = self.query_prepare(text)
+        tokenizer = self.processor.tokenizer
+        special = set(tokenizer.all_special_ids)
+        ids = [
+            token_id
+            for token_id, keep in zip(
+                features["input_ids"][0].tolist(),
+                features["attention_mask"][0].tolist(),
+                strict=True,
+            )
+            if keep
+        ]
+        tokens = [
+            {"text": tokenizer.decode([token_id]), "special": token_id in special}
+            for token_id in ids
+        ]
+        return features, tokens
+
     def _thread_processor(self) -> Any:
         # A fast tokenizer mutates its padding state on each call and fails with "Already
         # borrowed" when two threads share it, so each preparing thread gets its own copy.
@@ -349,6 +407,55 @@ class Embedder:
         if processor is None:
             processor = self._local.processor = copy.deepcopy(self.processor)
         return processor
+
+
+def image_token_layout(
+    input_ids: Sequence[int],
+    *,
+    image_token_id: int,
+    global_token_id: int,
+    row_col_ids: Sequence[int],
+    tokens_per_tile: int,
+) -> dict[str, Any]:
+    """Find each tile's run of image tokens in a page's token ids.
+
+    The Idefics3 prompt puts `<row_R_col_C>` (or `<global-img>` for the whole page shrunk to one
+    tile) right before each run of `tokens_per_tile` image tokens; within a run the tokens are the
+    tile's patch grid, row by row, after the pixel shuffle.
+    """
+    # row_col_ids lists <row_1_col_1> ... <row_6_col_6> in that order.
+    side = round(len(row_col_ids) ** 0.5)
+    tile_of = {token_id: divmod(index, side) for index, token_id in enumerate(row_col_ids)}
+    tiles: list[dict[str, Any]] = []
+    position = 0
+    while position < len(input_ids):
+        if input_ids[position] != image_token_id:
+            position += 1
+            continue
+        end = position
+        while end < len(input_ids) and input_ids[end] == image_token_id:
+            end += 1
+        if end - position != tokens_per_tile:
+            raise ValueError(f"a run of {end - position} image tokens, not {tokens_per_tile}")
+        marker = input_ids[position - 1] if position else None
+        if marker == global_token_id:
+            tiles.append({"start": position, "row": None, "col": None})
+        elif marker in tile_of:
+            row, col = tile_of[marker]
+            tiles.append({"start": position, "row": row, "col": col})
+        else:
+            raise ValueError(f"image tokens at {position} follow no tile marker")
+        position = end
+    local = [tile for tile in tiles if tile["row"] is not None]
+    if len(tiles) - len(local) != 1:
+        raise ValueError("a page must have exactly one global tile")
+    return {
+        "length": len(input_ids),
+        "rows": 1 + max((tile["row"] for tile in local), default=-1),
+        "cols": 1 + max((tile["col"] for tile in local), default=-1),
+        "tokens_per_tile": tokens_per_tile,
+        "tiles": tiles,
+    }
 
 
 def features_collate(

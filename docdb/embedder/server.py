@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from docdb.embedder.config import EmbedderConfig
 from docdb.embedder.model import TINY_MODEL, Embedder, Features, embedder_load
@@ -42,6 +42,9 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 PREPARE_WORKERS = min(16, os.cpu_count() or 1)
 
 Kind = Literal["image", "query"]
+# A layout is computed on a blank page of the asked size: bound what that may allocate.
+MAX_LAYOUT_SIDE = 10_000
+MAX_LAYOUT_PIXELS = 25_000_000
 
 
 class EmbedRequest(BaseModel):
@@ -49,6 +52,19 @@ class EmbedRequest(BaseModel):
     is_search_query: bool = False
     model: str | None = None
     dimensions: int | None = None
+
+
+class QueryTokensRequest(BaseModel):
+    """DocDB's own call (not Weaviate's): a query's vectors with the token each stands for."""
+
+    input: str = Field(min_length=1, max_length=2000)
+
+
+class ImageLayoutRequest(BaseModel):
+    """DocDB's own call: where a page of this size puts its image tokens."""
+
+    width: int = Field(ge=1, le=MAX_LAYOUT_SIDE)
+    height: int = Field(ge=1, le=MAX_LAYOUT_SIDE)
 
 
 @dataclass
@@ -189,6 +205,27 @@ class EmbedService:
         self._count(kind, len(vectors))
         return content, len(vectors), kind
 
+    async def query_tokens(self, body: QueryTokensRequest) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        features, tokens = await loop.run_in_executor(
+            self.pool, self.embedder.query_tokens, body.input
+        )
+        (future,) = self.batcher.submit("query", [features])
+        try:
+            vectors = await asyncio.wrap_future(future)
+        except Exception as exc:
+            raise HTTPException(500, f"The model failed to embed the query: {exc}") from exc
+        self._count("query", 1)
+        return {"tokens": tokens, "embeddings": vectors}
+
+    async def image_layout(self, body: ImageLayoutRequest) -> dict[str, Any]:
+        if body.width * body.height > MAX_LAYOUT_PIXELS:
+            raise HTTPException(413, f"Layouts are for pages of up to {MAX_LAYOUT_PIXELS} pixels.")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.pool, self.embedder.image_layout, body.width, body.height
+        )
+
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
@@ -313,6 +350,20 @@ async def embed(request: Request) -> Response:
     content, count, kind = await _service(request).embed(body)
     request.state.summary = f"{count} {'queries' if kind == 'query' else 'images'}"
     return Response(content, media_type="application/json")
+
+
+@router.post("/v1/docdb/query-tokens")
+async def query_tokens(request: Request, body: QueryTokensRequest) -> Response:
+    answer = await _service(request).query_tokens(body)
+    request.state.summary = f"{len(answer['tokens'])} query tokens"
+    return Response(
+        orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+    )
+
+
+@router.post("/v1/docdb/image-layout")
+async def image_layout(request: Request, body: ImageLayoutRequest) -> dict[str, Any]:
+    return await _service(request).image_layout(body)
 
 
 @router.get("/health")

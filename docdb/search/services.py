@@ -1,14 +1,27 @@
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
 
 from django.contrib.auth.models import User
 from django.db.models import Q
 
-from docdb.documents.models import Page, Status
-from docdb.weaviate_store import SearchMode, WeaviateUnavailable, pages_search
+from docdb.documents.models import Document, Page, Status
+from docdb.search.snippets import Snippet, query_terms, snippet_make
+from docdb.weaviate_store import (
+    PageHit,
+    SearchMode,
+    WeaviateUnavailable,
+    page_multivector,
+    pages_search,
+    pages_similar,
+)
 
 MAX_LIMIT = 100
+PAGE_SIZE = 24
+# Weaviate answers at most QUERY_MAXIMUM_RESULTS (10 000) results past the offset.
+MAX_OFFSET = 5000
 
 
 class SearchUnavailable(Exception):
@@ -19,12 +32,71 @@ class SearchUnavailable(Exception):
 class SearchResult:
     page: Page
     score: float
+    snippet: Snippet = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class SearchResponse:
     results: list[SearchResult]
     seconds: float
+    has_more: bool = False
+
+
+@dataclass(frozen=True)
+class SearchCriteria:
+    """What the search page asks for: a query, a mode and optional filters."""
+
+    query: str
+    mode: SearchMode = SearchMode.VECTOR
+    alpha: float = 0.5  # hybrid only: 0 is keyword alone, 1 vector alone
+    document_ids: tuple[uuid.UUID, ...] = ()
+    date_from: date | None = None
+    date_to: date | None = None
+    page: int = 1
+
+
+def search_run(*, user: User, criteria: SearchCriteria) -> SearchResponse:
+    """One page of results for the search page, with snippets where words matter."""
+    scope = search_scope(
+        user=user,
+        document_ids=criteria.document_ids,
+        date_from=criteria.date_from,
+        date_to=criteria.date_to,
+    )
+    return page_results_search(
+        user=user,
+        query=criteria.query,
+        mode=criteria.mode,
+        limit=PAGE_SIZE,
+        document_ids=scope,
+        alpha=criteria.alpha,
+        offset=(criteria.page - 1) * PAGE_SIZE,
+        snippets=criteria.mode != SearchMode.VECTOR,
+    )
+
+
+def search_scope(
+    *,
+    user: User,
+    document_ids: Sequence[uuid.UUID] = (),
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[uuid.UUID] | None:
+    """The user's documents a search is limited to, or None for all of them.
+
+    Filters are resolved in the database and handed to Weaviate as document ids, so the
+    collection needs no upload dates of its own.
+    """
+    if not document_ids and date_from is None and date_to is None:
+        return None
+    documents = Document.objects.filter(owner=user)
+    if document_ids:
+        documents = documents.filter(id__in=document_ids)
+    if date_from is not None:
+        documents = documents.filter(created_at__date__gte=date_from)
+    if date_to is not None:
+        documents = documents.filter(created_at__date__lte=date_to)
+    return list(documents.values_list("id", flat=True))
 
 
 def page_results_search(
@@ -34,35 +106,85 @@ def page_results_search(
     mode: SearchMode,
     limit: int = 24,
     document_id: uuid.UUID | None = None,
+    document_ids: Sequence[uuid.UUID] | None = None,
+    alpha: float = 0.5,
+    offset: int = 0,
+    snippets: bool = False,
 ) -> SearchResponse:
-    """The user's pages ranked for `query`, as Page rows with their scores."""
+    """The user's pages ranked for `query`, as Page rows with their scores.
+
+    `snippets` adds the piece of each page's text around the query's words (keyword and
+    hybrid search match on them). One more hit than asked for tells whether there are more.
+    """
     started = time.monotonic()
     limit = max(1, min(limit, MAX_LIMIT))
     try:
         hits = pages_search(
-            owner_id=user.pk, query=query, mode=mode, limit=limit, document_id=document_id
+            owner_id=user.pk,
+            query=query,
+            mode=mode,
+            limit=limit + 1,
+            document_id=document_id,
+            document_ids=document_ids,
+            alpha=min(1.0, max(0.0, alpha)),
+            offset=max(0, min(offset, MAX_OFFSET)),
         )
     except WeaviateUnavailable as exc:
         raise SearchUnavailable(
             "Search is unavailable right now: the search index did not answer. "
             "Try again in a moment."
         ) from exc
+    terms = query_terms(query) if snippets else None
+    results = _results(user.pk, hits[:limit], snippet_terms=terms)
+    return SearchResponse(
+        results=results, seconds=time.monotonic() - started, has_more=len(hits) > limit
+    )
+
+
+def page_similar_search(*, page: Page, limit: int = 8) -> list[SearchResult]:
+    """The owner's pages whose embeddings are closest to this page's own (it left out)."""
+    owner_id = page.document.owner_id
+    try:
+        vector = page_multivector(
+            owner_id=owner_id, document_id=page.document_id, page_number=page.number
+        )
+        if not vector:
+            return []
+        hits = pages_similar(
+            owner_id=owner_id,
+            vector=vector,
+            exclude_document_id=page.document_id,
+            exclude_page_number=page.number,
+            limit=limit,
+        )
+    except WeaviateUnavailable as exc:
+        raise SearchUnavailable(
+            "Similar pages are unavailable: the search index did not answer."
+        ) from exc
+    return _results(owner_id, hits, snippet_terms=None)
+
+
+def _results(
+    owner_id: int, hits: list[PageHit], *, snippet_terms: list[str] | None
+) -> list[SearchResult]:
     # Weaviate filtered by owner already; joining on the owner's own rows is the second lock,
     # and drops pages of documents deleted or failed since they were indexed.
     if not hits:
-        return SearchResponse(results=[], seconds=time.monotonic() - started)
+        return []
     wanted = Q()
     for hit in hits:
         wanted |= Q(document_id=hit.document_id, number=hit.page_number)
-    pages = (
-        Page.objects.select_related("document")
-        .filter(wanted, document__owner=user, document__status=Status.READY)
-        .defer("text")
+    pages = Page.objects.select_related("document").filter(
+        wanted, document__owner_id=owner_id, document__status=Status.READY
     )
+    if snippet_terms is None:
+        pages = pages.defer("text")
     by_key = {(page.document_id, page.number): page for page in pages}
-    results = [
-        SearchResult(page=by_key[(hit.document_id, hit.page_number)], score=hit.score)
-        for hit in hits
-        if (hit.document_id, hit.page_number) in by_key
-    ]
-    return SearchResponse(results=results, seconds=time.monotonic() - started)
+    results = []
+    for hit in hits:
+        page = by_key.get((hit.document_id, hit.page_number))
+        if page is None:
+            continue
+        snippet = snippet_make(page.text, snippet_terms) if snippet_terms is not None else []
+        results.append(SearchResult(page=page, score=hit.score, snippet=snippet))
+    return results

@@ -4,4 +4,8 @@ from docdb.search import views
 
 app_name = "search"
 
-urlpatterns = [path("", views.search, name="search")]
+urlpatterns = [
+    path("", views.search, name="search"),
+    path("pages/<uuid:document_id>/<int:number>/similar/", views.page_similar, name="page_similar"),
+    path("pages/<uuid:document_id>/<int:number>/maps/", views.page_maps, name="page_maps"),
+]

@@ -1,33 +1,125 @@
-from django.http import HttpResponse
-from django.shortcuts import render
+import uuid
+from dataclasses import asdict
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
+from docdb.documents.models import Page, Status
 from docdb.documents.requests import AuthenticatedRequest
-from docdb.search.services import SearchUnavailable, page_results_search
+from docdb.search.forms import MODES, SearchForm
+from docdb.search.maps import MapsUnavailable, page_maps_make
+from docdb.search.services import (
+    PAGE_SIZE,
+    SearchUnavailable,
+    page_similar_search,
+    search_run,
+)
 from docdb.weaviate_store import SearchMode
 
-MODES = [
-    (SearchMode.VECTOR, "Semantic"),
-    (SearchMode.HYBRID, "Hybrid"),
-    (SearchMode.KEYWORD, "Keyword"),
-]
+# The filter lists the person's documents as checkboxes; past this many it would not help.
+MAX_FILTER_DOCUMENTS = 300
+
+
+def _page_get(request: AuthenticatedRequest, document_id: uuid.UUID, number: int) -> Page:
+    # Someone else's page answers 404, exactly like one that does not exist.
+    return get_object_or_404(
+        Page.objects.select_related("document"),
+        document_id=document_id,
+        document__owner=request.user,
+        number=number,
+    )
+
+
+def _form_state(request: AuthenticatedRequest) -> dict[str, object]:
+    """The form as typed, to show it again even when a field did not validate."""
+    params = request.GET
+    mode = params.get("mode", SearchMode.VECTOR)
+    documents = params.getlist("document")
+    dates = (params.get("date_from", ""), params.get("date_to", ""))
+    return {
+        "q": params.get("q", ""),
+        "mode": mode if mode in {value for value, _ in MODES} else SearchMode.VECTOR,
+        "alpha": params.get("alpha") or "0.5",
+        "documents": set(documents),
+        "date_from": dates[0],
+        "date_to": dates[1],
+        "filtered": bool(documents or any(dates)),
+    }
+
+
+def _query_with(request: AuthenticatedRequest, **changes: str | None) -> str:
+    params = request.GET.copy()
+    params.pop("partial", None)
+    for key, value in changes.items():
+        params.pop(key, None)
+        if value is not None:
+            params[key] = value
+    return params.urlencode()
 
 
 @require_GET
 def search(request: AuthenticatedRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()[:500]
-    try:
-        mode = SearchMode(request.GET.get("mode", SearchMode.VECTOR))
-    except ValueError:
-        mode = SearchMode.VECTOR
-    context: dict[str, object] = {"query": query, "mode": mode, "modes": MODES}
-    if query:
+    form = SearchForm(request.GET, user=request.user)
+    documents = request.user.documents
+    context: dict[str, object] = {
+        "form": form,
+        "modes": MODES,
+        "state": _form_state(request),
+        "has_documents": documents.exists(),
+        "has_ready": documents.filter(status=Status.READY).exists(),
+        "filter_documents": documents.filter(status=Status.READY).order_by("title")[
+            :MAX_FILTER_DOCUMENTS
+        ],
+    }
+    if form.is_valid() and form.cleaned_data["q"]:
+        criteria = form.criteria()
+        context["criteria"] = criteria
+        context["mode_label"] = dict(MODES)[criteria.mode]
         try:
-            response = page_results_search(user=request.user, query=query, mode=mode)
+            response = search_run(user=request.user, criteria=criteria)
         except SearchUnavailable as exc:
             context["error"] = str(exc)
         else:
+            first_rank = (criteria.page - 1) * PAGE_SIZE + 1
             context["results"] = response.results
             context["milliseconds"] = round(response.seconds * 1000)
-    context["has_documents"] = request.user.documents.exists()
+            context["first_rank"] = first_rank
+            context["last_rank"] = first_rank + len(response.results) - 1
+            context["first_page_query"] = _query_with(request, page=None)
+            if response.has_more:
+                context["more_url"] = "?" + _query_with(request, page=str(criteria.page + 1))
+    if request.GET.get("partial"):
+        # "More results" asks for the next cards alone, to append them; on an error the script
+        # opens the full page instead, which explains it.
+        status = 503 if "error" in context else 200
+        return render(request, "search/_results.html", context, status=status)
     return render(request, "search/search.html", context)
+
+
+@require_GET
+def page_similar(
+    request: AuthenticatedRequest, document_id: uuid.UUID, number: int
+) -> HttpResponse:
+    page = _page_get(request, document_id, number)
+    context: dict[str, object] = {"page": page}
+    try:
+        context["results"] = page_similar_search(page=page)
+    except SearchUnavailable as exc:
+        context["error"] = str(exc)
+    return render(request, "search/_similar.html", context)
+
+
+@require_GET
+def page_maps(request: AuthenticatedRequest, document_id: uuid.UUID, number: int) -> JsonResponse:
+    page = _page_get(request, document_id, number)
+    query = " ".join(request.GET.get("q", "").split())[:500]
+    if not query:
+        return JsonResponse({"error": "Type a query to see which regions match it."}, status=400)
+    try:
+        maps = page_maps_make(page=page, query=query)
+    except MapsUnavailable as exc:
+        # 200 with a reason: the control shows it; nothing is broken on the person's side.
+        return JsonResponse({"error": str(exc), "cloud": settings.WEAVIATE_CLOUD})
+    return JsonResponse(asdict(maps))

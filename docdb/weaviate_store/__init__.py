@@ -5,16 +5,26 @@ bytes) so the pipeline and the search views stay free of client details.
 """
 
 from docdb.weaviate_store.client import WeaviateUnavailable, client_close, client_get
+from docdb.weaviate_store.embeddings import EmbedderUnavailable
+from docdb.weaviate_store.inventory import (
+    pages_delete_numbers,
+    pages_delete_orphaned,
+    pages_inventory,
+    server_describe,
+)
 from docdb.weaviate_store.pages import (
     PageHit,
     PageObject,
     SearchMode,
     WeaviateImportError,
+    page_multivector,
     page_uuid,
     page_vector,
     pages_count,
     pages_delete,
+    pages_retitle,
     pages_search,
+    pages_similar,
     pages_upsert,
 )
 from docdb.weaviate_store.schema import (
@@ -25,6 +35,7 @@ from docdb.weaviate_store.schema import (
 )
 
 __all__ = [
+    "EmbedderUnavailable",
     "PageHit",
     "PageObject",
     "SchemaMismatch",
@@ -36,10 +47,17 @@ __all__ = [
     "collection_describe",
     "collection_ensure",
     "collection_recreate",
+    "page_multivector",
     "page_uuid",
     "page_vector",
     "pages_count",
     "pages_delete",
+    "pages_delete_numbers",
+    "pages_delete_orphaned",
+    "pages_inventory",
+    "pages_retitle",
     "pages_search",
+    "pages_similar",
     "pages_upsert",
+    "server_describe",
 ]

@@ -26,6 +26,8 @@ def _client_build() -> weaviate.WeaviateClient:
     config = AdditionalConfig(timeout=Timeout(init=10, query=timeout, insert=timeout))
     auth = Auth.api_key(settings.WEAVIATE_API_KEY) if settings.WEAVIATE_API_KEY else None
     if settings.WEAVIATE_CLOUD:
+        # HTTPS and gRPC on port 443 of the cluster. For a *.weaviate.cloud URL the client sends
+        # the X-Weaviate-Cluster-Url header itself, and the API key pays for the hosted model.
         return weaviate.connect_to_weaviate_cloud(
             cluster_url=settings.WEAVIATE_URL,
             auth_credentials=Auth.api_key(settings.WEAVIATE_API_KEY),
@@ -48,8 +50,11 @@ def _client_build() -> weaviate.WeaviateClient:
     )
 
 
-def client_get(*, attempts: int = 3, backoff_seconds: float = 1.0) -> weaviate.WeaviateClient:
-    """The process's client, built on first use; rebuilt after a fork or a lost connection."""
+def client_get(*, attempts: int = 1, backoff_seconds: float = 1.0) -> weaviate.WeaviateClient:
+    """The process's client, built on first use; rebuilt after a fork or a lost connection.
+
+    One attempt by default: a search answers "unavailable" at once, and the pipeline's tasks
+    retry with their own backoff. Callers that can wait ask for more attempts."""
     global _client, _client_pid
     with _lock:
         if _client is not None and _client_pid == os.getpid() and _client.is_connected():

@@ -1,8 +1,10 @@
 import base64
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from django.conf import settings
 from weaviate.classes.query import Filter, MetadataQuery
@@ -12,7 +14,8 @@ from weaviate.exceptions import WeaviateBaseError
 from weaviate.util import generate_uuid5
 
 from docdb.weaviate_store.client import WeaviateUnavailable, client_get
-from docdb.weaviate_store.schema import VECTOR_NAME
+from docdb.weaviate_store.embeddings import images_embed, query_embed
+from docdb.weaviate_store.schema import VECTOR_NAME, vectorize_client_side
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class PageObject:
     page_number: int
     text: str
     image_jpeg: bytes
+    # Client-side vectors: the page's multi-vector when already computed (else embedded here).
+    vectors: Sequence[Sequence[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,24 +65,43 @@ def _collection() -> Collection:
 
 
 def pages_upsert(pages: list[PageObject]) -> None:
-    """Import pages; Weaviate sends each image to the embedder. Raises if any object failed."""
+    """Import pages. Raises if any object failed.
+
+    Server-side vectors: Weaviate sends each image to the embedder. Client-side: the pages'
+    images go to the embedder in large batches first (unless `vectors` are given), and Weaviate
+    stores the vectors and no image.
+    """
     collection = _collection()
+    client_side = vectorize_client_side()
+    if client_side:
+        missing = [page for page in pages if page.vectors is None]
+        embedded = iter(images_embed([page.image_jpeg for page in missing]))
+        pages = [
+            page if page.vectors is not None else replace(page, vectors=next(embedded))
+            for page in pages
+        ]
     try:
         with collection.batch.fixed_size(
             batch_size=settings.WEAVIATE_IMPORT_BATCH_SIZE, concurrent_requests=1
         ) as batch:
             for page in pages:
+                properties: dict[str, Any] = {
+                    "document_id": str(page.document_id),
+                    "owner_id": page.owner_id,
+                    "title": page.title,
+                    "file_name": page.file_name,
+                    "page_number": page.page_number,
+                    "text": page.text,
+                }
+                if client_side:
+                    vector = {VECTOR_NAME: _plain_lists(page.vectors or [])}
+                else:
+                    properties["image"] = base64.b64encode(page.image_jpeg).decode("ascii")
+                    vector = None
                 batch.add_object(
                     uuid=page_uuid(page.document_id, page.page_number),
-                    properties={
-                        "document_id": str(page.document_id),
-                        "owner_id": page.owner_id,
-                        "title": page.title,
-                        "file_name": page.file_name,
-                        "page_number": page.page_number,
-                        "text": page.text,
-                        "image": base64.b64encode(page.image_jpeg).decode("ascii"),
-                    },
+                    properties=properties,
+                    vector=vector,
                 )
     except WeaviateBaseError as exc:
         raise WeaviateUnavailable(f"Weaviate import failed: {exc}") from exc
@@ -89,11 +113,29 @@ def pages_upsert(pages: list[PageObject]) -> None:
         )
 
 
+def _plain_lists(vectors: Sequence[Sequence[float]]) -> list[list[float]]:
+    # The client flattens a multi-vector element by element: lists of floats are several
+    # times faster to pack than rows of a numpy array.
+    tolist = getattr(vectors, "tolist", None)
+    return tolist() if tolist is not None else [list(row) for row in vectors]
+
+
 def _owner_filter(owner_id: int, document_id: uuid.UUID | None = None) -> _Filters:
     owner = Filter.by_property("owner_id").equal(owner_id)
     if document_id is None:
         return owner
     return owner & Filter.by_property("document_id").equal(str(document_id))
+
+
+def _search_filter(
+    owner_id: int, document_id: uuid.UUID | None, document_ids: Sequence[uuid.UUID] | None
+) -> _Filters:
+    filters = _owner_filter(owner_id, document_id)
+    if document_ids is not None:
+        filters = filters & Filter.by_property("document_id").contains_any(
+            [str(value) for value in document_ids]
+        )
+    return filters
 
 
 def pages_delete(*, owner_id: int, document_id: uuid.UUID) -> int:
@@ -133,17 +175,38 @@ def pages_search(
     limit: int,
     alpha: float = 0.5,
     document_id: uuid.UUID | None = None,
+    document_ids: Sequence[uuid.UUID] | None = None,
+    offset: int = 0,
 ) -> list[PageHit]:
-    """Pages of one owner ranked for `query`. The owner filter is applied inside Weaviate."""
+    """Pages of one owner ranked for `query`. The owner filter is applied inside Weaviate.
+
+    `document_ids` narrows to those documents (an empty list matches nothing); `offset` skips
+    the first results, for "more results".
+    """
+    if document_ids is not None and not document_ids:
+        return []
     collection = _collection()
-    filters = _owner_filter(owner_id, document_id)
+    filters = _search_filter(owner_id, document_id, document_ids)
     metadata = MetadataQuery(score=True, distance=True)
+    # Client-side vectors: the collection has no vectorizer, so DocDB embeds the query.
+    vector = query_embed(query) if vectorize_client_side() and mode != SearchMode.KEYWORD else None
     try:
-        if mode == SearchMode.VECTOR:
+        if mode == SearchMode.VECTOR and vector is not None:
+            response = collection.query.near_vector(
+                near_vector=vector,
+                target_vector=VECTOR_NAME,
+                limit=limit,
+                offset=offset,
+                filters=filters,
+                return_metadata=metadata,
+                return_properties=_RESULT_PROPERTIES,
+            )
+        elif mode == SearchMode.VECTOR:
             response = collection.query.near_text(
                 query=query,
                 target_vector=VECTOR_NAME,
                 limit=limit,
+                offset=offset,
                 filters=filters,
                 return_metadata=metadata,
                 return_properties=_RESULT_PROPERTIES,
@@ -151,10 +214,12 @@ def pages_search(
         elif mode == SearchMode.HYBRID:
             response = collection.query.hybrid(
                 query=query,
+                vector=vector,
                 alpha=alpha,
                 target_vector=VECTOR_NAME,
                 query_properties=["text", "title"],
                 limit=limit,
+                offset=offset,
                 filters=filters,
                 return_metadata=metadata,
                 return_properties=_RESULT_PROPERTIES,
@@ -164,28 +229,30 @@ def pages_search(
                 query=query,
                 query_properties=["text", "title"],
                 limit=limit,
+                offset=offset,
                 filters=filters,
                 return_metadata=metadata,
                 return_properties=_RESULT_PROPERTIES,
             )
     except WeaviateBaseError as exc:
         raise WeaviateUnavailable(f"Weaviate search failed: {exc}") from exc
+    return _hits(response.objects, owner_id=owner_id, by_distance=mode == SearchMode.VECTOR)
+
+
+def _hits(objects: Sequence[Any], *, owner_id: int, by_distance: bool) -> list[PageHit]:
     hits = []
-    for obj in response.objects:
+    for obj in objects:
         props = obj.properties
         if props.get("owner_id") != owner_id:
             # The filter above already guarantees this; a second check costs nothing.
             logger.error("Weaviate returned a page of another owner for owner %s", owner_id)
             continue
-        if mode == SearchMode.VECTOR:
-            # Multi-vector distance is the negative MaxSim score.
-            score = -(obj.metadata.distance or 0.0)
-        else:
-            score = obj.metadata.score or 0.0
+        # Multi-vector distance is the negative MaxSim score.
+        score = -(obj.metadata.distance or 0.0) if by_distance else obj.metadata.score or 0.0
         hits.append(
             PageHit(
                 document_id=uuid.UUID(str(props["document_id"])),
-                page_number=int(props["page_number"]),  # type: ignore[arg-type]
+                page_number=int(props["page_number"]),
                 score=float(score),
             )
         )
@@ -201,3 +268,63 @@ def page_vector(document_id: uuid.UUID, page_number: int) -> list[list[float]] |
         return None
     vector = obj.vector.get(VECTOR_NAME)
     return vector  # type: ignore[return-value]
+
+
+def page_multivector(
+    *, owner_id: int, document_id: uuid.UUID, page_number: int
+) -> list[list[float]] | None:
+    """One page's stored multi-vector, only if `owner_id` owns it (None otherwise, or if absent)."""
+    try:
+        obj = _collection().query.fetch_object_by_id(
+            page_uuid(document_id, page_number),
+            include_vector=True,
+            return_properties=["owner_id"],
+        )
+    except WeaviateBaseError as exc:
+        raise WeaviateUnavailable(f"Weaviate fetch failed: {exc}") from exc
+    if obj is None or obj.properties.get("owner_id") != owner_id:
+        return None
+    vector = obj.vector.get(VECTOR_NAME)
+    return vector  # type: ignore[return-value]
+
+
+def pages_similar(
+    *,
+    owner_id: int,
+    vector: Sequence[Sequence[float]],
+    exclude_document_id: uuid.UUID,
+    exclude_page_number: int,
+    limit: int,
+) -> list[PageHit]:
+    """The owner's pages nearest to a page's own multi-vector (MaxSim), that page left out."""
+    filters = _owner_filter(owner_id) & Filter.by_id().not_equal(
+        page_uuid(exclude_document_id, exclude_page_number)
+    )
+    try:
+        response = _collection().query.near_vector(
+            near_vector=vector,
+            target_vector=VECTOR_NAME,
+            limit=limit,
+            filters=filters,
+            return_metadata=MetadataQuery(distance=True),
+            return_properties=_RESULT_PROPERTIES,
+        )
+    except WeaviateBaseError as exc:
+        raise WeaviateUnavailable(f"Weaviate similar-pages search failed: {exc}") from exc
+    return _hits(response.objects, owner_id=owner_id, by_distance=True)
+
+
+def pages_retitle(*, document_id: uuid.UUID, page_numbers: Sequence[int], title: str) -> None:
+    """Set the title on these pages' objects (keyword search matches titles).
+
+    A partial update: Weaviate keeps the stored vectors and does not send the image to the
+    embedder again.
+    """
+    if not page_numbers:
+        return
+    collection = _collection()
+    try:
+        for number in page_numbers:
+            collection.data.update(uuid=page_uuid(document_id, number), properties={"title": title})
+    except WeaviateBaseError as exc:
+        raise WeaviateUnavailable(f"Weaviate update failed: {exc}") from exc

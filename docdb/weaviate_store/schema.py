@@ -1,12 +1,24 @@
 from typing import Any
 
 from django.conf import settings
-from weaviate.classes.config import Configure, DataType, Property, Tokenization
+from weaviate.classes.config import (
+    Configure,
+    DataType,
+    Property,
+    Tokenization,
+    VectorDistances,
+)
 
 from docdb.weaviate_store.client import client_get
 
 VECTOR_NAME = "page"
 IMAGE_PROPERTY = "image"
+# Where multi2multivec-weaviate sends inputs when a collection names no base_url (Weaviate stores
+# an empty baseURL then): Weaviate Embeddings, the hosted model, reachable from Weaviate Cloud.
+HOSTED_EMBEDDINGS_URL = "https://api.embedding.weaviate.io"
+
+# How to rebuild the index after a switch of mode or model (README: "Switching mode or model").
+REBUILD_COMMAND = "python manage.py weaviate_schema --recreate && python manage.py reindex"
 
 
 class SchemaMismatch(Exception):
@@ -25,26 +37,79 @@ def _properties() -> list[Property]:
     ]
 
 
-def _vector_config() -> Any:
-    # On Weaviate Cloud the hosted ColModernVBERT does the work; self-hosted, our embedder
-    # does, reached through base_url with the same protocol.
+def vectorize_client_side() -> bool:
+    """Whether the worker embeds pages itself (`DOCDB_VECTORIZE=client`) instead of Weaviate.
+
+    Only with a self-hosted Weaviate: Weaviate Cloud's hosted model is reached through Weaviate.
+    """
+    return settings.VECTORIZE == "client" and not settings.WEAVIATE_CLOUD
+
+
+def vector_index_config(*, ef: int) -> Any:
+    """HNSW over the page multi-vectors, scored with MaxSim (dot products of unit vectors)."""
+    return Configure.VectorIndex.hnsw(distance_metric=VectorDistances.DOT, ef=ef)
+
+
+def multi_vector_encoding(*, muvera: bool) -> Any:
+    """MUVERA, or None for plain multi-vector HNSW.
+
+    With MUVERA, HNSW holds one fixed-size encoding per page instead of ~900 token vectors:
+    imports are ~10x faster and memory far smaller, and the candidates it finds are re-ranked
+    with exact MaxSim (docs/benchmarks.md measures both).
+    """
+    return Configure.VectorIndex.MultiVector.Encoding.muvera() if muvera else None
+
+
+def self_provided_config(*, muvera: bool, ef: int) -> Any:
+    """A page multi-vector that DocDB computes and imports itself (client-side vectors)."""
+    return Configure.MultiVectors.self_provided(
+        name=VECTOR_NAME,
+        encoding=multi_vector_encoding(muvera=muvera),
+        vector_index_config=vector_index_config(ef=ef),
+    )
+
+
+def vector_config() -> Any:
+    """The page vector's configuration for the current settings."""
+    if vectorize_client_side():
+        return self_provided_config(muvera=settings.WEAVIATE_MUVERA, ef=settings.WEAVIATE_HNSW_EF)
+    index = vector_index_config(ef=settings.WEAVIATE_HNSW_EF)
+    encoding = multi_vector_encoding(muvera=settings.WEAVIATE_MUVERA)
+    # On Weaviate Cloud the hosted ColModernVBERT does the work (no base_url); self-hosted, our
+    # embedder does, reached through base_url with the same protocol.
     if settings.WEAVIATE_CLOUD:
         return Configure.MultiVectors.multi2vec_weaviate(
-            name=VECTOR_NAME, image_field=IMAGE_PROPERTY, model=settings.WEAVIATE_MODEL
+            name=VECTOR_NAME,
+            image_field=IMAGE_PROPERTY,
+            model=settings.WEAVIATE_MODEL,
+            encoding=encoding,
+            vector_index_config=index,
         )
     return Configure.MultiVectors.multi2vec_weaviate(
         name=VECTOR_NAME,
         image_field=IMAGE_PROPERTY,
         base_url=settings.EMBEDDER_URL,  # type: ignore[arg-type]  # pydantic validates the str
         model=settings.WEAVIATE_MODEL,
+        encoding=encoding,
+        vector_index_config=index,
     )
 
 
-def _expected_vectorizer() -> dict[str, Any]:
-    expected: dict[str, Any] = {"model": settings.WEAVIATE_MODEL}
-    if not settings.WEAVIATE_CLOUD:
-        expected["baseURL"] = settings.EMBEDDER_URL
-    return expected
+def _embeddings_url(base_url: object) -> str:
+    """One spelling per endpoint: Weaviate adds a trailing slash, and no URL means hosted."""
+    return str(base_url or HOSTED_EMBEDDINGS_URL).rstrip("/")
+
+
+def _embedder_name(base_url: object, model: object) -> str:
+    url = _embeddings_url(base_url)
+    if url == HOSTED_EMBEDDINGS_URL:
+        return f"Weaviate Cloud's hosted model {model!r}"
+    return f"the self-hosted embedder at {url} with model {model!r}"
+
+
+def _embedder_wanted() -> str:
+    base_url = "" if settings.WEAVIATE_CLOUD else settings.EMBEDDER_URL
+    return _embedder_name(base_url, settings.WEAVIATE_MODEL)
 
 
 def collection_describe() -> dict[str, Any]:
@@ -80,15 +145,22 @@ def _mismatches(description: dict[str, Any]) -> list[str]:
     if vector is None:
         problems.append(f"no named vector {VECTOR_NAME!r}")
         return problems
-    if "multi2multivec-weaviate" not in vector["vectorizer"]:
+    server_side = "multi2multivec-weaviate" in vector["vectorizer"]
+    if vectorize_client_side():
+        if server_side:
+            problems.append(
+                "it was made for vectors computed by Weaviate (DOCDB_VECTORIZE=server), but the "
+                "settings now ask for vectors computed by DocDB (DOCDB_VECTORIZE=client)"
+            )
+        return problems
+    if not server_side:
         problems.append(f"vectorizer is {vector['vectorizer']}, not multi2multivec-weaviate")
-    for key, wanted in _expected_vectorizer().items():
-        found = vector["settings"].get(key)
-        # Weaviate stores base URLs with a trailing slash.
-        if isinstance(found, str) and isinstance(wanted, str) and key == "baseURL":
-            found, wanted = found.rstrip("/"), wanted.rstrip("/")
-        if found != wanted:
-            problems.append(f"vectorizer {key} is {found!r}, settings say {wanted!r}")
+        return problems
+    # A switch of mode (self-hosted ↔ Weaviate Cloud), of embedder or of model shows here.
+    made_for = _embedder_name(vector["settings"].get("baseURL"), vector["settings"].get("model"))
+    wanted = _embedder_wanted()
+    if made_for != wanted:
+        problems.append(f"it was made for {made_for}, but the settings now ask for {wanted}")
     return problems
 
 
@@ -100,16 +172,18 @@ def collection_ensure() -> dict[str, Any]:
             settings.WEAVIATE_COLLECTION,
             description="One object per PDF page, vectorized with ColModernVBERT.",
             properties=_properties(),
-            vector_config=[_vector_config()],
+            vector_config=[vector_config()],
         )
         return {**collection_describe(), "created": True}
     problems = _mismatches(description)
     if problems:
         raise SchemaMismatch(
             f"The Weaviate collection {settings.WEAVIATE_COLLECTION!r} does not match the "
-            f"settings ({'; '.join(problems)}). Mixing vectors from different embedders gives "
-            "meaningless results: run `python manage.py weaviate_schema --recreate` and then "
-            "`python manage.py reindex` to rebuild it."
+            f"settings: {'; '.join(problems)}. Vectors of different models or embedders cannot "
+            "be compared, so DocDB will not add new pages to it. To switch, rebuild the index: "
+            f"run `{REBUILD_COMMAND}` (every document is imported again; until then search "
+            "finds only the pages already re-imported). To go back instead, restore the "
+            "previous settings."
         )
     return {**description, "created": False}
 

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from docdb.documents.models import Document, Status
 from docdb.weaviate_store import (
     SchemaMismatch,
     WeaviateUnavailable,
@@ -49,6 +50,19 @@ class Command(BaseCommand):
             finally:
                 client_close()
         self.stdout.write(json.dumps(description, indent=2, default=str))
+        if description.get("created"):
+            self._reindex_hint()
+
+    def _reindex_hint(self) -> None:
+        # A new collection (a new Weaviate, a switch to or from Weaviate Cloud, --recreate) holds
+        # none of the pages that the database says are indexed: search would silently miss them.
+        indexed = Document.objects.filter(status=Status.READY).count()
+        if indexed:
+            self.stderr.write(
+                f"The collection is new and empty, but {indexed} document(s) were indexed "
+                "before (into another Weaviate, or the collection just recreated): search finds "
+                "none of their pages until `python manage.py reindex` imports them again."
+            )
 
     def _run(self, options: dict[str, Any]) -> dict[str, Any]:
         if options["check"]:

@@ -1,0 +1,212 @@
+"""`python -m bench` (`make bench`): every benchmark, then docs/benchmarks.md and its plots.
+
+Starts its own Weaviate and embedder (tiny model, CPU) on free ports with data in a temporary
+folder, so it runs beside `make run` or the tests and leaves nothing behind. Results go to
+data/bench/*.json; the report is built from them (and from bench/results/gpu-*.json, which a
+GPU machine produced with bench/gpu_embedder.py).
+
+    python -m bench                  # everything, ~30 min on 2 cores
+    python -m bench --quick          # tiny sizes, a minute; report into data/bench/quick/
+    python -m bench --only search --search-sizes 1000
+    python -m bench --only report    # rebuild docs/benchmarks.md from the saved results
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+if str(REPO_DIR) not in sys.path:
+    sys.path.insert(0, str(REPO_DIR))
+
+from bench.common import (  # noqa: E402
+    API_KEY,
+    CORPUS_PDF,
+    DOCS_DIR,
+    RESULTS_DIR,
+    free_port,
+    machine_describe,
+    results_save,
+    weaviate_running,
+)
+
+SECTIONS = ["ingest", "vectorize", "web", "search", "report"]
+
+
+def _arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it all runs")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--pdf", type=Path, default=CORPUS_PDF)
+    parser.add_argument("--pages", type=int, default=352, help="pages of the PDF to ingest")
+    parser.add_argument("--full-pages", type=int, default=2, help="pages through the full model")
+    parser.add_argument("--vectorize-pages", type=int, default=24)
+    parser.add_argument("--search-sizes", default="1000,10000")
+    parser.add_argument("--search-tokens", type=int, default=885, help="vectors per page")
+    parser.add_argument("--plain-max-pages", type=int, default=1000, help="largest plain index")
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--efs", default="64,128,256,512")
+    parser.add_argument("--fetches", default="10,50,100")
+    parser.add_argument("--docs", type=Path, help="where the report goes (default: docs/)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.pages, args.full_pages, args.vectorize_pages = 4, 0, 4
+        args.search_sizes, args.search_tokens, args.plain_max_pages = "60", 32, 60
+        args.queries, args.efs, args.fetches = 5, "64", "10"
+    if args.docs is None:
+        args.docs = RESULTS_DIR / "quick" if args.quick else DOCS_DIR
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _arguments(argv)
+    sections = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        sys.exit(f"unknown sections: {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
+    prefix = "quick-" if args.quick else ""
+    print(f"machine: {machine_describe()}")
+    stack_sections = [name for name in sections if name in ("ingest", "vectorize", "web")]
+    if stack_sections:
+        with _stack() as models_dir:
+            _stack_sections(stack_sections, args, prefix, models_dir)
+    if "search" in sections:
+        _search_section(args, prefix)
+    if "report" in sections:
+        from bench import report
+
+        path = report.write(args.docs, prefix=prefix)
+        print(f"report written to {path}")
+    return 0
+
+
+@contextmanager
+def _stack() -> Iterator[Path]:
+    """Weaviate, the embedder with the tiny model, and Django configured for them."""
+    models_dir = RESULTS_DIR / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="docdb-bench-") as folder, weaviate_running() as server:
+        from docdb.embedder.model import tiny_model_ensure
+
+        port = free_port()
+        embedder_env = {
+            **os.environ,
+            "DOCDB_EMBEDDER_PORT": str(port),
+            "DOCDB_EMBEDDER_MODEL": str(tiny_model_ensure(models_dir)),
+            "DOCDB_EMBEDDER_DEVICE": "cpu",
+            "DOCDB_EMBEDDER_API_KEYS": API_KEY,
+        }
+        with Path(folder, "embedder.log").open("wb") as log:
+            embedder = subprocess.Popen(
+                [sys.executable, "-m", "docdb.embedder"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=embedder_env,
+                cwd=REPO_DIR,
+            )
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}/health", embedder)
+            os.environ.update(
+                {
+                    "DJANGO_SETTINGS_MODULE": "docdb.settings",
+                    "DOCDB_DATA_DIR": folder,
+                    "DOCDB_DEBUG": "true",
+                    "DOCDB_ALLOWED_HOSTS": "testserver,localhost,127.0.0.1",
+                    "DOCDB_WEAVIATE_URL": server.url,
+                    "DOCDB_WEAVIATE_GRPC_PORT": str(server.grpc_port),
+                    "DOCDB_WEAVIATE_API_KEY": API_KEY,
+                    "DOCDB_WEAVIATE_CLOUD": "false",
+                    "DOCDB_EMBEDDER_URL": f"http://127.0.0.1:{port}",
+                }
+            )
+            import django
+            from django.core.management import call_command
+
+            django.setup()
+            call_command("migrate", verbosity=0)
+            yield models_dir
+        finally:
+            embedder.terminate()
+            embedder.wait(30)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the embedder exited; see its log")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the embedder did not start in 180 s")
+
+
+def _stack_sections(
+    sections: list[str], args: argparse.Namespace, prefix: str, models_dir: Path
+) -> None:
+    from bench import ingest, vectorize, web
+
+    if "ingest" in sections:
+        print("\n== Ingestion by stage")
+        result = ingest.run(
+            pdf_path=args.pdf, pages=args.pages, full_pages=args.full_pages, models_dir=models_dir
+        )
+        results_save(f"{prefix}ingest", result)
+        print(ingest.report(result))
+    if "vectorize" in sections or "web" in sections:
+        print("\n== Server-side vs client-side vectors")
+        result = vectorize.run(pdf_path=args.pdf, pages=args.vectorize_pages)
+        if "vectorize" in sections:
+            results_save(f"{prefix}vectorize", result)
+        print(vectorize.report(result))
+    if "web" in sections:
+        from django.test import override_settings
+
+        from docdb.weaviate_store import client_close
+
+        print("\n== Web")
+        # The collections the vectorize run filled, with the index DocDB's settings choose.
+        _, muvera = vectorize.default_mode()
+        result = {}
+        for mode in ("server", "client"):
+            with override_settings(**vectorize.mode_settings(mode, muvera)):
+                client_close()
+                result[mode] = web.run(repeats=1 if args.quick else 3)
+            client_close()
+        results_save(f"{prefix}web", result)
+        print(web.report(result))
+
+
+def _search_section(args: argparse.Namespace, prefix: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "docdb.settings")
+    import django
+
+    django.setup()
+    from bench import search
+
+    print("\n== Search at scale")
+    result = search.run(
+        sizes=[int(size) for size in args.search_sizes.split(",")],
+        tokens=args.search_tokens,
+        plain_max_pages=args.plain_max_pages,
+        queries=args.queries,
+        efs=[int(ef) for ef in args.efs.split(",")],
+        fetches=[int(fetch) for fetch in args.fetches.split(",")],
+    )
+    results_save(f"{prefix}search", result)
+    print(search.report(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,444 @@
+"""Embedder throughput: the HTTP service (as Weaviate or a worker calls it) against the model alone.
+
+Meant for a GPU machine, in one short run; with `--model tiny --device cpu` it runs anywhere
+(the smoke test does that). Page images are JPEGs as the pipeline stores them (longest edge
+2048 px), rendered beforehand where poppler is installed:
+
+    python bench/gpu_embedder.py render ../shared/corpus/real/freeculture.pdf PAGES_DIR
+    python bench/gpu_embedder.py --pages PAGES_DIR --out gpu.json
+
+It measures, for the full-size architecture with random weights:
+- image preprocessing per page on one CPU core, PIL and torchvision backends;
+- model only: inputs prepared beforehand, forward passes of `--batch` pages;
+- the service (`python -m docdb.embedder`, as shipped) with requests of 32 images from 4 clients
+  (the worker batching, client-side vectors) and of 2 images from 16 clients (what Weaviate's
+  module sends); and the same service with the torchvision image processor forced.
+"""
+
+import argparse
+import base64
+import json
+import multiprocessing
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_DIR))
+
+API_KEY = "bench-key"
+# Time for the client processes to start before they all begin.
+CLIENT_START_S = 3.0
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="serve a model directory (used by this script)")
+    serve.add_argument("--model-dir", required=True)
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--device", default="auto")
+    serve.add_argument("--backend", default="torchvision")
+    render = commands.add_parser("render", help="render pages of a PDF to JPEGs, as stored")
+    render.add_argument("pdf", type=Path)
+    render.add_argument("folder", type=Path)
+    render.add_argument("--first", type=int, default=20)
+    render.add_argument("--count", type=int, default=16)
+    parser.add_argument("--pages", type=Path, required=False, help="folder of page JPEGs")
+    parser.add_argument("--model", choices=["fullsize", "tiny"], default="fullsize")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--model-pages", type=int, default=128, help="pages through the model")
+    parser.add_argument("--service-pages", type=int, default=256, help="pages per service run")
+    parser.add_argument(
+        "--shapes", default="32x4,2x16", help="service loads: IMAGES_PER_REQUESTxCLIENTS, ..."
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args.model_dir, args.port, args.device, args.backend)
+    if args.command == "render":
+        return _render(args.pdf, args.folder, first=args.first, count=args.count)
+    if args.pages is None:
+        parser.error("--pages is required")
+    result = run(
+        pages_dir=args.pages,
+        model=args.model,
+        device=args.device,
+        batch=args.batch,
+        model_pages=args.model_pages,
+        service_pages=args.service_pages,
+        shapes=[
+            (int(images), int(clients))
+            for images, clients in (shape.split("x") for shape in args.shapes.split(","))
+        ],
+    )
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+def run(
+    *,
+    pages_dir: Path,
+    model: str,
+    device: str,
+    batch: int,
+    model_pages: int,
+    service_pages: int,
+    shapes: list[tuple[int, int]],
+) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from bench.models import fullsize_model_build
+    from docdb.embedder.model import device_resolve, embedder_load, tiny_model_build
+
+    torch_device = device_resolve(device)
+    result: dict[str, Any] = {
+        "machine": {
+            "gpu": torch.cuda.get_device_name() if torch_device.type == "cuda" else None,
+            "cpu_count": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+        "model": model,
+        "batch": batch,
+    }
+    _say(f"machine: {result['machine']}")
+    model_dir = Path(tempfile.mkdtemp(prefix="docdb-bench-model-"))
+    started = time.perf_counter()
+    if model == "tiny":
+        tiny_model_build(model_dir)
+    else:
+        fullsize_model_build(model_dir, device=torch_device.type)
+    result["model_build_s"] = time.perf_counter() - started
+    jpegs = [path.read_bytes() for path in sorted(pages_dir.glob("*.jpg"))]
+    if not jpegs:
+        raise SystemExit(f"no *.jpg in {pages_dir}")
+    result["pages"] = len(jpegs)
+    embedder = embedder_load(str(model_dir), device=str(torch_device))
+    result["service_backend_as_shipped"] = type(embedder.processor.image_processor).__name__
+    result["preprocess_s_per_page"] = _preprocess_times(model_dir, jpegs)
+    _say(f"preprocessing per page: {result['preprocess_s_per_page']}")
+    result["model_only"] = _model_only(embedder, jpegs, batch=batch, pages=model_pages)
+    _say(f"model only: {result['model_only']}")
+    del embedder
+    if torch_device.type == "cuda":
+        torch.cuda.empty_cache()
+    variants = {"as shipped": None, "torchvision processor": "torchvision"}
+    if model == "tiny" or not _torchvision_available():
+        variants = {"as shipped": None}
+    service: dict[str, Any] = {}
+    for name, backend in variants.items():
+        try:
+            service[name] = _service_runs(
+                model_dir,
+                jpegs,
+                device=str(torch_device),
+                backend=backend,
+                pages=service_pages,
+                shapes=shapes,
+            )
+        except Exception as exc:  # one failed variant must not lose the others' numbers
+            service[name] = [{"error": f"{type(exc).__name__}: {exc}"}]
+        _say(f"service {name}: {service[name]}")
+    result["service"] = service
+    ceiling = result["model_only"]["pages_per_s"]
+    result["service_share_of_model_only"] = {
+        name: max((run.get("pages_per_s", 0.0) for run in runs), default=0.0) / ceiling
+        for name, runs in service.items()
+    }
+    return result
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _torchvision_available() -> bool:
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _images(jpegs: Sequence[bytes]) -> list[Any]:
+    import io
+
+    from PIL import Image
+
+    return [Image.open(io.BytesIO(data)).convert("RGB") for data in jpegs]
+
+
+def _preprocess_times(model_dir: Path, jpegs: Sequence[bytes]) -> dict[str, float]:
+    """Seconds per page on one thread: JPEG decode, and each image processor backend."""
+    import torch
+    from transformers import ColModernVBertProcessor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sample = list(jpegs[:4])
+        times = {"jpeg_decode": _per_item(lambda data: _images([data]), sample)}
+        images = _images(sample)
+        backends = ["pil", "torchvision"] if _torchvision_available() else ["pil"]
+        for backend in backends:
+            try:
+                processor = ColModernVBertProcessor.from_pretrained(model_dir, backend=backend)
+                processor.process_images([images[0]])  # warm-up
+                times[backend] = _per_item(
+                    lambda image, processor=processor: processor.process_images([image]), images
+                )
+            except Exception as exc:
+                _say(f"{backend} preprocessing failed: {exc}")
+        return times
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _per_item(work: Callable[[Any], Any], items: Sequence[Any]) -> float:
+    started = time.perf_counter()
+    for item in items:
+        work(item)
+    return (time.perf_counter() - started) / len(items)
+
+
+def _model_only(embedder: Any, jpegs: Sequence[bytes], *, batch: int, pages: int) -> dict[str, Any]:
+    """Forward passes over inputs prepared beforehand: the ceiling for the service."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        features = list(pool.map(embedder.image_prepare, _images(jpegs)))
+    batches = [
+        [features[(start + row) % len(features)] for row in range(batch)]
+        for start in range(0, max(pages, batch), batch)
+    ]
+    embedder.forward(batches[0])  # warm-up: kernels, allocator
+    _sync(torch)
+    started = time.perf_counter()
+    tokens = 0
+    for items in batches:
+        tokens += sum(len(vectors) for vectors in embedder.forward(items))
+    _sync(torch)
+    seconds = time.perf_counter() - started
+    count = len(batches) * batch
+    return {
+        "pages": count,
+        "seconds": seconds,
+        "pages_per_s": count / seconds,
+        "vectors_per_page": tokens / count,
+    }
+
+
+def _sync(torch: Any) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _service_runs(
+    model_dir: Path,
+    jpegs: Sequence[bytes],
+    *,
+    device: str,
+    backend: str | None,
+    pages: int,
+    shapes: list[tuple[int, int]],
+) -> list[dict[str, Any]]:
+    import requests
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DOCDB_EMBEDDER_MODEL": str(model_dir),
+        "DOCDB_EMBEDDER_DEVICE": device,
+        "DOCDB_EMBEDDER_PORT": str(port),
+        "DOCDB_EMBEDDER_API_KEYS": API_KEY,
+    }
+    if backend is None:
+        command = [sys.executable, "-m", "docdb.embedder"]
+    else:
+        command = [sys.executable, __file__, "serve", "--model-dir", str(model_dir)]
+        command += ["--port", str(port), "--device", device, "--backend", backend]
+    log_path = model_dir.parent / f"{model_dir.name}-{backend or 'shipped'}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_DIR
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the embedder exited:\n{log_path.read_text()[-3000:]}")
+            try:
+                health = requests.get(f"{url}/health", timeout=2).json()
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        runs = []
+        for per_request, clients in shapes:
+            _load(url, jpegs, per_request=per_request, clients=1, pages=per_request)  # warm-up
+            sampler = _GpuSampler()
+            sampler.start()
+            measured = _load(url, jpegs, per_request=per_request, clients=clients, pages=pages)
+            measured["gpu_busy"] = sampler.stop()
+            runs.append(measured)
+        counters = requests.get(f"{url}/health", timeout=5).json()["counters"]
+        for run in runs:
+            run["largest_batch"] = counters["largest_batch"]
+        runs[0]["health"] = {key: health[key] for key in ("device", "dtype", "batch_size")}
+        return runs
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _load(
+    url: str, jpegs: Sequence[bytes], *, per_request: int, clients: int, pages: int
+) -> dict[str, Any]:
+    """`clients` processes post requests of `per_request` images until `pages` are embedded."""
+    requests_each = max(1, pages // (per_request * clients))
+    encoded = [base64.b64encode(data).decode("ascii") for data in jpegs]
+    # Clients start together, once their processes are up; wall-clock time is shared by all.
+    start_at = time.time() + CLIENT_START_S
+    with ProcessPoolExecutor(clients, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_client, url, encoded, per_request, requests_each, offset, start_at)
+            for offset in range(clients)
+        ]
+        outcomes = [future.result() for future in futures]
+    seconds = max(finished for finished, _ in outcomes) - start_at
+    done = per_request * requests_each * clients
+    latencies = sorted(latency for _, times in outcomes for latency in times)
+    return {
+        "inputs_per_request": per_request,
+        "clients": clients,
+        "pages": done,
+        "seconds": seconds,
+        "pages_per_s": done / seconds,
+        "request_p50_s": latencies[len(latencies) // 2],
+    }
+
+
+def _client(
+    url: str, encoded: Sequence[str], per_request: int, count: int, offset: int, start_at: float
+) -> tuple[float, list[float]]:
+    """Post `count` requests; returns when it finished (wall clock) and each request's time."""
+    import orjson
+    import requests
+
+    session = requests.Session()
+    time.sleep(max(0.0, start_at - time.time()))
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    latencies = []
+    for number in range(count):
+        start = (offset * count + number) * per_request
+        inputs = [encoded[(start + row) % len(encoded)] for row in range(per_request)]
+        began = time.perf_counter()
+        response = session.post(
+            f"{url}/v1/embeddings/embed",
+            data=orjson.dumps({"input": inputs, "model": "ModernVBERT/colmodernvbert"}),
+            headers=headers,
+            timeout=600,
+        )
+        response.raise_for_status()
+        embeddings = orjson.loads(response.content)["embeddings"]
+        if len(embeddings) != per_request:
+            raise RuntimeError(f"{len(embeddings)} embeddings for {per_request} inputs")
+        latencies.append(time.perf_counter() - began)
+    return time.time(), latencies
+
+
+class _GpuSampler:
+    """Share of time the GPU was busy (NVML), sampled every 50 ms; None without a GPU."""
+
+    def __init__(self) -> None:
+        self._samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._handle: Any = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self._nvml = pynvml
+        except Exception:
+            self._handle = None
+
+    def start(self) -> None:
+        if self._handle is not None:
+            self._thread.start()
+
+    def stop(self) -> float | None:
+        if self._handle is None:
+            return None
+        self._stop.set()
+        self._thread.join()
+        return sum(self._samples) / max(1, len(self._samples)) / 100
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._samples.append(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+
+
+def _render(pdf_path: Path, folder: Path, *, first: int, count: int) -> int:
+    from docdb import pdf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    info = pdf.pdf_inspect(pdf_path, max_pages=100_000, timeout=60)
+    last = min(info.pages, first + count - 1)
+    pages = pdf.pages_render(
+        pdf_path, first=first, last=last, longest_edge=2048, max_pixels=2048 * 2048, timeout=600
+    )
+    for page in pages:
+        jpeg = pdf.image_jpeg_bytes(page.image, quality=88)  # the pipeline's page JPEG
+        (folder / f"page-{page.number:04d}.jpg").write_bytes(jpeg)
+    return 0
+
+
+def _serve(model_dir: str, port: int, device: str, backend: str) -> int:
+    """The embedder service as shipped, but with the image processor backend chosen."""
+    import uvicorn
+    from transformers import ColModernVBertProcessor
+
+    from docdb.embedder.config import config_from_env
+    from docdb.embedder.model import Embedder, embedder_load
+    from docdb.embedder.server import create_app
+
+    loaded = embedder_load(model_dir, device=device)
+    processor = ColModernVBertProcessor.from_pretrained(model_dir, backend=backend)
+    embedder = Embedder(
+        model=loaded.model, processor=processor, name=loaded.name, random_test_model=True
+    )
+    config = config_from_env(os.environ)
+    uvicorn.run(create_app(config, embedder), host="127.0.0.1", port=port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,78 @@
+"""The full-size ColModernVBERT architecture with random weights, built offline.
+
+Weights do not change speed, so a randomly initialised model of the real shape measures what the
+real checkpoint costs. It is built like the tiny test model (docdb.embedder.model), with the dims
+of the real one (DESIGN.md): ModernBERT-base text model, SigLIP base vision tower on 512-px tiles,
+patch 16, pixel shuffle 4, pages up to 2048 px.
+"""
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    ColModernVBertConfig,
+    ColModernVBertForRetrieval,
+    ColModernVBertProcessor,
+    Idefics3ImageProcessorPil,
+    ModernBertConfig,
+    ModernVBertConfig,
+    SiglipVisionConfig,
+)
+
+from docdb.embedder.model import EMBEDDING_DIM, TINY_MARKER, _tiny_tokenizer
+
+LONGEST_EDGE = 2048
+TILE_SIZE = 512
+PATCH_SIZE = 16
+PIXEL_SHUFFLE = 4
+# ModernBERT's 50 368 tokens plus the 40 the checkpoint adds; our tokenizer uses a few hundred
+# of them, but the embedding table has the real size.
+VOCAB_SIZE = 50_368 + 40
+
+
+def fullsize_model_build(path: Path, *, device: str = "cpu") -> Path:
+    """Save a random full-size model to `path`, loadable by `embedder_load(str(path))`.
+
+    On a GPU (`device="cuda"`) the random initialisation takes a second instead of a minute.
+    """
+    tokenizer = _tiny_tokenizer()
+    processor = ColModernVBertProcessor(
+        image_processor=Idefics3ImageProcessorPil(
+            size={"longest_edge": LONGEST_EDGE},
+            max_image_size={"longest_edge": TILE_SIZE},
+            do_image_splitting=True,
+        ),
+        tokenizer=tokenizer,
+        image_seq_len=(TILE_SIZE // PATCH_SIZE // PIXEL_SHUFFLE) ** 2,
+    )
+    text = ModernBertConfig(
+        vocab_size=VOCAB_SIZE,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        eos_token_id=None,
+        cls_token_id=None,
+        sep_token_id=None,
+    )  # the defaults are ModernBERT-base: 768 hidden, 22 layers, 12 heads
+    vision = SiglipVisionConfig(image_size=TILE_SIZE, patch_size=PATCH_SIZE)  # base: 768, 12
+    config = ColModernVBertConfig(
+        vlm_config=ModernVBertConfig(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+            pixel_shuffle_factor=PIXEL_SHUFFLE,
+        ),
+        embedding_dim=EMBEDDING_DIM,
+    )
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = ColModernVBertForRetrieval(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    # Marked as a random test model, so the embedder reports it as one.
+    (path / TINY_MARKER).write_text('{"recipe_version": "fullsize"}')
+    return path
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())

@@ -1,0 +1,378 @@
+"""docs/benchmarks.md and its plots, from the saved results (data/bench/*.json, bench/results/)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench import ingest, search, vectorize, web
+from bench.common import REPO_DIR, results_load, table
+
+GPU_RESULTS = REPO_DIR / "bench" / "results"
+NON_MODEL_TARGET = 0.10
+P95_TARGET_MS = 100.0
+RECALL_TARGET = 0.95
+SEARCH_TARGET_PAGES = 10_000
+GPU_TARGET = 0.80
+
+
+def write(docs: Path, *, prefix: str = "") -> Path:
+    docs.mkdir(parents=True, exist_ok=True)
+    results = {
+        name: results_load(f"{prefix}{name}") for name in ("ingest", "vectorize", "web", "search")
+    }
+    gpu = _gpu_result()
+    parts = [_HEADER, _machine(results), _targets(results, gpu)]
+    if results["ingest"]:
+        _plot_ingest(results["ingest"], docs / "bench-ingest.png")
+        parts.append(_ingest_section(results["ingest"]))
+    if results["vectorize"]:
+        parts.append(_vectorize_section(results["vectorize"], gpu))
+    if results["search"]:
+        _plot_search(results["search"], docs / "bench-search.png")
+        parts.append(_search_section(results["search"]))
+    if results["web"]:
+        parts.append(_web_section(results["web"]))
+    if gpu:
+        _plot_gpu(gpu, docs / "bench-gpu.png")
+        parts.append(_gpu_section(gpu))
+    path = docs / "benchmarks.md"
+    path.write_text("\n\n".join(part.strip() for part in parts) + "\n")
+    return path
+
+
+_HEADER = """
+# Benchmarks
+
+How fast documents become searchable and how fast a search answers, stage by stage. Everything
+here is measured by one command, from a fresh clone:
+
+```sh
+make bench                          # = .venv/bin/python -m bench; ~30 min on 2 cores
+.venv/bin/python -m bench --quick   # tiny sizes, to check that it all runs (the smoke test)
+.venv/bin/python -m bench --only search --search-sizes 1000,10000   # one section
+.venv/bin/python -m bench --only report                             # rebuild this page
+```
+
+`python -m bench` starts its own Weaviate and embedder on free ports (data in a temporary
+folder), runs the sections below, saves their numbers in `data/bench/*.json`, prints the tables
+and writes this page with its plots. The GPU numbers come from one run of
+`bench/gpu_embedder.py` on a borrowed GPU machine (`bench/results/gpu-*.json`); the command is in
+that section.
+"""
+
+
+def _machine(results: dict[str, Any]) -> str:
+    rows = []
+    for name, result in results.items():
+        if result:
+            machine = result["machine"]
+            load = ", ".join(str(value) for value in machine["load_1_5_15"])
+            rows.append(
+                [name, machine["cpu"], machine["cores"], machine["memory_gib"], load,
+                 machine["measured_at"]]
+            )  # fmt: skip
+    return (
+        "## Machine\n\n"
+        "Each section's numbers were saved at its end, with the load average then (1, 5 and 15 "
+        "minutes). The build machine is shared: a load above the core count means other work "
+        "competed for the CPUs, which makes latencies longer and their spread wider.\n\n"
+        + table(["section", "CPU", "cores", "memory GiB", "load", "measured"], rows)
+    )
+
+
+def _gpu_result() -> dict[str, Any] | None:
+    files = sorted(GPU_RESULTS.glob("gpu-*.json"))
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def search_best(result: dict[str, Any], *, pages: int) -> dict[str, Any] | None:
+    """The fastest setting at `pages` pages, searched as DocDB searches (owner filter), that
+    reaches the recall target; else the one with the best recall."""
+    runs = [run for run in result["indexes"] if run["pages"] == pages and run["owner_filter"]]
+    if not runs:
+        return None
+    good = [run for run in runs if run["recall_at_10"] >= RECALL_TARGET]
+    if good:
+        return min(good, key=lambda run: run["p95_ms"])
+    return max(runs, key=lambda run: (run["recall_at_10"], -run["p95_ms"]))
+
+
+def _setting(run: dict[str, Any]) -> str:
+    where = "flat scan" if run["path"] == "flat" else f"HNSW ef {run['ef']}"
+    candidates = f", {run['candidates']} pages re-ranked" if run["candidates"] else ""
+    return f"{run['index']}, owner filter, {where}{candidates}"
+
+
+def _targets(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
+    rows = []
+    ingest_result = results["ingest"]
+    if ingest_result and "full-size" in ingest_result["models"]:
+        share = ingest_result["models"]["full-size"]["non_model_share"]
+        rows.append(
+            ["Everything but the model forward ≤ 10 % of ingestion time on CPU (full-size model)",
+             f"{share:.1%}", _met(share <= NON_MODEL_TARGET)]
+        )  # fmt: skip
+    search_result = results["search"]
+    if search_result:
+        pages = max(run["pages"] for run in search_result["indexes"])
+        best = search_best(search_result, pages=pages)
+        if best:
+            value = (
+                f"{best['p95_ms']:.0f} ms p95, recall@10 {best['recall_at_10']:.3f} at "
+                f"{pages:,} pages ({_setting(best)})"
+            )
+            met = (
+                pages >= SEARCH_TARGET_PAGES
+                and best["p95_ms"] <= P95_TARGET_MS
+                and best["recall_at_10"] >= RECALL_TARGET
+            )
+            rows.append(["Search p95 ≤ 100 ms at 10 000 pages with recall@10 ≥ 0.95", value,
+                         _met(met)])  # fmt: skip
+    if gpu:
+        shares = gpu["service_share_of_model_only"]
+        shipped = shares.get("as shipped", 0.0)
+        best_name = max(shares, key=lambda name: shares[name])
+        ceiling = gpu["model_only"]["pages_per_s"]
+        value = (
+            f"{shipped:.0%} as shipped ({shipped * ceiling:.1f} of {ceiling:.1f} pages/s, "
+            f"{gpu['machine']['gpu']}); {shares[best_name]:.0%} with the {best_name}"
+        )
+        rows.append(["GPU embedder ≥ 80 % of model-only throughput", value,
+                     _met(shipped >= GPU_TARGET)])  # fmt: skip
+    return "## Targets\n\n" + table(["target", "measured", "met"], rows)
+
+
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def _ingest_section(result: dict[str, Any]) -> str:
+    models = result["models"]
+    notes = [
+        f"`{result['pdf']}`, {result['pages']} pages rendered at {result['longest_edge']} px "
+        f"(page JPEG {result['page_jpeg_kib']:.0f} KiB on average), in ranges of 8 pages as "
+        "the worker does. Each stage runs alone in one process with the pipeline's own "
+        "functions, so its time is its CPU cost; the share is of the sum of all stages."
+    ]
+    if "full-size" in models:
+        full = models["full-size"]
+        notes.append(
+            f"Full-size: the architecture of ColModernVBERT (252 M parameters, "
+            f"{full['dtype']}, {full['vectors_per_page']:.0f} vectors per page) with random "
+            f"weights; weights do not change speed. Its image preprocessing and forward pass "
+            f"were timed on {full['pages_measured_through_model']} pages and extrapolated to "
+            "the document (a page takes ~15-20 s on two cores); the other stages are the "
+            "tiny run's, measured on every page, except the import, which carried full-size "
+            "multi-vectors for every page."
+        )
+    tiny = models["tiny"]
+    notes.append(
+        f"Tiny: the random test model (`DOCDB_EMBEDDER_MODEL=tiny`, "
+        f"{tiny['vectors_per_page']:.0f} vectors per page at 512 px) shows the pipeline's own "
+        "overhead: what a GPU embedder would leave to the rest of the pipeline."
+    )
+    queries = ", ".join(
+        f"{name} {model['query_embedding_s'] * 1000:.0f} ms" for name, model in models.items()
+    )
+    notes.append(f"Query embedding on this CPU (one query, median): {queries}.")
+    return (
+        "## 1. Ingestion by stage\n\n"
+        + "\n\n".join(notes)
+        + "\n\n"
+        + ingest.report(result)
+        + "\n\n![Share of ingestion time by stage](bench-ingest.png)"
+    )
+
+
+def _vectorize_section(result: dict[str, Any], gpu: dict[str, Any] | None) -> str:
+    text = (
+        "## 2. Server-side vs client-side vectors\n\n"
+        f"The first {result['pages']} pages of `{result['pdf']}`, through the whole pipeline "
+        "(`document_ingest`: render, text, thumbnails, vectors, import) and, from the same page "
+        "JPEGs, vectors and import only. Tiny model on this CPU, so the model is cheap and the "
+        "differences are the modes' own: HTTP hops, JSON, batching, the index.\n\n"
+        + vectorize.report(result)
+    )
+    if gpu:
+        runs = {
+            (name, run["inputs_per_request"]): run
+            for name, runs in gpu["service"].items()
+            for run in runs
+            if "pages_per_s" in run
+        }
+        shipped_two = runs.get(("as shipped", 2))
+        shipped_batch = runs.get(("as shipped", 32))
+        if shipped_two and shipped_batch:
+            text += (
+                f"\n\nOn the GPU (section GPU embedder), requests of 2 images from 16 clients — "
+                f"what Weaviate's module sends — gave {shipped_two['pages_per_s']:.1f} pages/s, "
+                f"and requests of 32 from 4 clients — what client-side vectors send — "
+                f"{shipped_batch['pages_per_s']:.1f} pages/s: the embedder merges concurrent "
+                "requests into batches of 32 either way, so the request size does not decide "
+                "throughput there."
+            )
+    return text
+
+
+def _search_section(result: dict[str, Any]) -> str:
+    sizes = sorted({run["pages"] for run in result["indexes"]})
+    plain_sizes = sorted({run["pages"] for run in result["indexes"] if run["index"] != "MUVERA"})
+    return (
+        "## 3. Search at scale\n\n"
+        f"Synthetic pages of {result['tokens_per_page']} unit 128-dim vectors (the shape of "
+        f"ColModernVBERT's), {', '.join(f'{size:,}' for size in sizes)} pages; "
+        f"{result['queries']} queries of {result['query_tokens']} vectors. The vectors have a "
+        "structure like real ones (`bench/synthetic.py`: a direction all tokens share, pages in "
+        "documents sharing concepts, queries about a few concepts of one page), so a query has "
+        "a clear best page and a graded tail. Recall@10 is against exact MaxSim computed in "
+        "numpy over the same vectors (which costs "
+        f"{result['exact_ms_per_query_per_1000_pages']:.0f} ms per query per 1 000 pages on "
+        "this CPU). Latency is the client's, over gRPC, one query at a time, without query "
+        "embedding (section 1 has that).\n\n"
+        "*filter*: DocDB always filters by owner. A filtered search that allows fewer objects "
+        "than the index's `flat_search_cutoff` (40 000 by default) does not use HNSW: Weaviate "
+        "scans the allowed objects (*flat*). *search HNSW* rows set the cutoff to 0. "
+        "*re-ranked*: MUVERA re-ranks candidates with exact MaxSim; in Weaviate 1.39 that is "
+        "every result of its HNSW search (ef of them) or, on the flat path, twice the limit "
+        "asked for (`hnsw/search.go`). Plain multi-vector HNSW searches each query vector and "
+        "re-ranks every page found.\n\n"
+        f"Plain multi-vector HNSW was measured up to {max(plain_sizes or [0]):,} pages: it "
+        "indexes every token vector (885 per page), and its import rate on two cores "
+        "(table below) would take about an hour for 10 000 pages, with ~4.5 GB of vectors "
+        "held in memory.\n\n"
+        + search.report(result)
+        + "\n\n![Latency against recall](bench-search.png)"
+    )
+
+
+def _web_section(result: dict[str, Any]) -> str:
+    first = next(iter(result.values()))
+    return (
+        "## 4. Web\n\n"
+        "Django's test client against the documents ingested in section 2, server time only "
+        "(no network, no browser), five queries three times each, with server-side vectors "
+        "(Weaviate embeds the query through the embedder) and client-side ones (DocDB does); "
+        "semantic and hybrid include embedding the query (tiny model). *response* is the HTML "
+        "or JSON; *thumbnails* what a results page's images add. Run with "
+        "`DOCDB_DEBUG=true`.\n\n"
+        + web.report(result)
+        + f"\n\nThumbnails ({first['pages_indexed']} pages): "
+        f"{first['thumbnail_kib_mean']:.1f} KiB on average (largest "
+        f"{first['thumbnail_kib_max']:.1f} KiB); page images "
+        f"{first['page_image_kib_mean']:.0f} KiB."
+    )
+
+
+def _gpu_section(gpu: dict[str, Any]) -> str:
+    machine = gpu["machine"]
+    prep = gpu["preprocess_s_per_page"]
+    rows = [["model only (inputs prepared beforehand)", "-", "-",
+             gpu["model_only"]["pages_per_s"], "-", "100%"]]  # fmt: skip
+    ceiling = gpu["model_only"]["pages_per_s"]
+    for name, runs in gpu["service"].items():
+        for run in runs:
+            if "pages_per_s" not in run:
+                rows.append([f"service, {name}", "-", "-", "failed", "-", run.get("error", "")])
+                continue
+            busy = run.get("gpu_busy")
+            rows.append(
+                [f"service, {name}", run["inputs_per_request"], run["clients"],
+                 run["pages_per_s"], "-" if busy is None else f"{busy:.0%}",
+                 f"{run['pages_per_s'] / ceiling:.0%}"]
+            )  # fmt: skip
+    return (
+        "## GPU embedder\n\n"
+        f"One run on a borrowed {machine['gpu']} ({machine['cpu_count']} CPU cores, torch "
+        f"{machine['torch']}, transformers {machine['transformers']}), full-size architecture "
+        f"with random weights, bfloat16, batch {gpu['batch']}, {gpu['pages']} freeculture pages "
+        "at 2048 px (JPEG) cycled:\n\n"
+        "```sh\n"
+        "python bench/gpu_embedder.py --pages PAGES_DIR --out gpu.json\n"
+        "```\n\n"
+        + table(
+            ["what", "images per request", "clients", "pages/s", "GPU busy", "of model only"], rows
+        )
+        + f"\n\nImage preprocessing per page on one CPU core: PIL backend "
+        f"{prep.get('pil', float('nan')) * 1000:.0f} ms, torchvision backend "
+        f"{prep.get('torchvision', float('nan')) * 1000:.0f} ms, JPEG decoding "
+        f"{prep['jpeg_decode'] * 1000:.0f} ms. The service as shipped loads the "
+        f"`{gpu['service_backend_as_shipped']}` image processor: with torchvision older than "
+        "0.27, transformers picks the PIL backend for Idefics3 processors (LANCZOS), even on a "
+        "GPU. Either way the preprocessing runs in the embedder's thread pool inside one Python "
+        "process, and the GPU waits for it."
+        "\n\n![GPU embedder throughput](bench-gpu.png)"
+    )
+
+
+def _plot_ingest(result: dict[str, Any], path: Path) -> None:
+    models = result["models"]
+    stages = list(next(iter(models.values()))["share"])
+    figure, axis = plt.subplots(figsize=(8, 1.2 + 0.7 * len(models)))
+    names = list(models)
+    left = [0.0] * len(names)
+    colors = plt.get_cmap("tab10")
+    for index, stage in enumerate(stages):
+        shares = [models[name]["share"][stage] * 100 for name in names]
+        axis.barh(names, shares, left=left, label=stage, color=colors(index % 10))
+        left = [a + b for a, b in zip(left, shares, strict=True)]
+    axis.set_xlabel("share of ingestion time (%)")
+    axis.set_xlim(0, 100)
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize="small")
+    axis.set_title(f"Ingestion time by stage, {result['pdf']} ({result['pages']} pages)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _plot_search(result: dict[str, Any], path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(8, 5))
+    markers = {"MUVERA": "o", "multi-vector HNSW": "s"}
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for run in result["indexes"]:
+        if run["owner_filter"]:
+            groups.setdefault((run["index"], run["pages"], run["path"]), []).append(run)
+    for (index, pages, path_kind), runs in sorted(groups.items()):
+        axis.plot(
+            [run["recall_at_10"] for run in runs],
+            [run["p95_ms"] for run in runs],
+            marker=markers.get(index, "x"),
+            linestyle="-" if path_kind == "HNSW" else ":",
+            label=f"{index}, {pages:,} pages, {path_kind}",
+        )
+        for run in runs:
+            label = f"ef {run['ef']}" if path_kind == "HNSW" else f"{run['candidates'] or 'all'}"
+            axis.annotate(label, (run["recall_at_10"], run["p95_ms"]), fontsize=7)
+    axis.axhline(P95_TARGET_MS, color="grey", linewidth=0.8)
+    axis.axvline(RECALL_TARGET, color="grey", linewidth=0.8)
+    axis.set_yscale("log")
+    axis.set_xlabel("recall@10 against exact MaxSim")
+    axis.set_ylabel("p95 latency (ms, log)")
+    axis.set_title("Search with the owner filter: latency against recall")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _plot_gpu(gpu: dict[str, Any], path: Path) -> None:
+    labels = ["model only"]
+    values = [gpu["model_only"]["pages_per_s"]]
+    for name, runs in gpu["service"].items():
+        for run in runs:
+            if "pages_per_s" in run:
+                labels.append(f"{name}\n{run['inputs_per_request']} per request")
+                values.append(run["pages_per_s"])
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    axis.bar(labels, values, color=["tab:green"] + ["tab:blue"] * (len(values) - 1))
+    axis.axhline(values[0] * GPU_TARGET, color="grey", linewidth=0.8, linestyle="--")
+    axis.set_ylabel("pages/s")
+    axis.set_title(f"Embedder on {gpu['machine']['gpu']}: service against model only")
+    axis.tick_params(axis="x", labelsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

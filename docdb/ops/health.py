@@ -1,0 +1,190 @@
+"""How each service DocDB depends on is doing, for the operations page.
+
+Every check has a short timeout and turns any failure into a readable line: the page must load
+even (especially) when a service is down.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, cast
+
+import redis
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+
+from docdb.celery import app as celery_app
+from docdb.documents.models import Document, Status
+from docdb.embedder_status import embedder_health
+from docdb.ops.models import PipelineRun, RunState
+from docdb.weaviate_store import WeaviateUnavailable, pages_count, server_describe
+
+logger = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_SECONDS = 2
+INSPECT_TIMEOUT_SECONDS = 1.0
+# Kombu's Redis transport keeps a queue's messages in one list per priority step.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+@dataclass
+class ServiceHealth:
+    name: str
+    ok: bool
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    warning: str = ""
+
+
+def _queue_keys(queue: str) -> list[str]:
+    return [
+        queue if step == 0 else f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS
+    ]
+
+
+def redis_health() -> ServiceHealth:
+    client = redis.Redis.from_url(
+        settings.CELERY_BROKER_URL,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+    try:
+        info = cast(dict[str, Any], client.info("server"))
+        queue = celery_app.conf.task_default_queue
+        waiting = sum(cast(int, client.llen(key)) for key in _queue_keys(queue))
+        # Delivered to a worker but not yet acknowledged (late acknowledgement).
+        unacked = cast(int, client.hlen("unacked"))
+    except redis.RedisError as exc:
+        return ServiceHealth("Redis", ok=False, error=f"{settings.CELERY_BROKER_URL}: {exc}")
+    finally:
+        client.close()
+    return ServiceHealth(
+        "Redis",
+        ok=True,
+        details={
+            "version": info.get("redis_version", ""),
+            "url": settings.CELERY_BROKER_URL,
+            f"queue “{queue}”": f"{waiting} waiting",
+            # Taken by a worker, not yet acknowledged (running, or lost with a dead worker).
+            "taken": f"{unacked} unacknowledged",
+        },
+    )
+
+
+def weaviate_health() -> ServiceHealth:
+    try:
+        server = server_describe()
+        objects = pages_count() if server["collection_exists"] else 0
+    except WeaviateUnavailable as exc:
+        return ServiceHealth("Weaviate", ok=False, error=str(exc))
+    health = ServiceHealth(
+        "Weaviate",
+        ok=server["collection_exists"],
+        details={
+            "version": server["version"],
+            "url": settings.WEAVIATE_URL,
+            "collection": server["collection"],
+            "objects": objects,
+        },
+    )
+    if not server["collection_exists"]:
+        health.error = "The collection does not exist: run `manage.py weaviate_schema`."
+    return health
+
+
+def embedder_status() -> ServiceHealth:
+    if settings.WEAVIATE_CLOUD:
+        return ServiceHealth(
+            "Embedder",
+            ok=True,
+            details={"model": settings.WEAVIATE_MODEL, "where": "Weaviate Cloud (hosted)"},
+        )
+    health = embedder_health()
+    if health is None:
+        return ServiceHealth("Embedder", ok=False, error=f"{settings.EMBEDDER_URL} does not answer")
+    status = ServiceHealth(
+        "Embedder",
+        ok=True,
+        details={
+            "model": health.get("model", ""),
+            "device": health.get("device", ""),
+            "dtype": health.get("dtype", ""),
+            "random test model": bool(health.get("random_test_model")),
+            "url": settings.EMBEDDER_URL,
+        },
+    )
+    if health.get("random_test_model"):
+        status.warning = "The random test model is loaded: vector search results are noise."
+    return status
+
+
+def workers_health() -> ServiceHealth:
+    """Ask the workers over the broker which are alive and what they run (1 s per question)."""
+    inspect = celery_app.control.inspect(timeout=INSPECT_TIMEOUT_SECONDS)
+    try:
+        active = inspect.active() or {}
+        reserved = inspect.reserved() or {}
+    except Exception as exc:  # kombu raises transport-specific errors when Redis is down
+        return ServiceHealth("Celery workers", ok=False, error=f"cannot ask the workers: {exc}")
+    if not active:
+        return ServiceHealth(
+            "Celery workers", ok=False, error="No worker answered: nothing will be processed."
+        )
+    details: dict[str, Any] = {}
+    for worker, tasks in sorted(active.items()):
+        running = ", ".join(
+            f"{task.get('name', '').rsplit('.', 1)[-1]}{tuple(task.get('args') or ())}"
+            for task in tasks
+        )
+        waiting = len(reserved.get(worker, []))
+        details[worker] = f"{len(tasks)} active{': ' + running if running else ''}" + (
+            f"; {waiting} reserved" if waiting else ""
+        )
+    return ServiceHealth("Celery workers", ok=True, details=details)
+
+
+def services_health() -> list[ServiceHealth]:
+    redis = redis_health()
+    if redis.ok:
+        workers = workers_health()
+    else:
+        # Asking the workers goes through Redis, and would wait on its reconnection attempts.
+        workers = ServiceHealth("Celery workers", ok=False, error="Redis is down: cannot ask.")
+    return [redis, weaviate_health(), embedder_status(), workers]
+
+
+@dataclass
+class PipelineSummary:
+    documents_by_status: dict[str, int]
+    runs_by_state: dict[str, int]
+    oldest_queued: PipelineRun | None
+    recent_failures: list[PipelineRun]
+
+    @property
+    def oldest_queued_age(self) -> timedelta | None:
+        return timezone.now() - self.oldest_queued.queued_at if self.oldest_queued else None
+
+
+def pipeline_summary() -> PipelineSummary:
+    counts = dict(Document.objects.values_list("status").annotate(n=Count("id")).order_by())
+    runs = dict(
+        PipelineRun.objects.filter(state__in=[RunState.QUEUED, RunState.RUNNING, RunState.RETRYING])
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return PipelineSummary(
+        documents_by_status={label: counts.get(value, 0) for value, label in Status.choices},
+        runs_by_state={label: runs.get(value, 0) for value, label in RunState.choices[:3]},
+        oldest_queued=PipelineRun.objects.filter(state=RunState.QUEUED)
+        .order_by("queued_at")
+        .select_related("document")
+        .first(),
+        recent_failures=list(
+            PipelineRun.objects.filter(state=RunState.FAILED)
+            .select_related("document")
+            .order_by("-queued_at")[:5]
+        ),
+    )

@@ -1,0 +1,185 @@
+"""Does every document agree with itself? Pages in the database, objects in Weaviate and files
+on disk, compared document by document, and repaired where they differ.
+
+Used by the operations page and by `manage.py reconcile [--fix]`.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docdb.documents.models import Document, Page, Status
+from docdb.documents.services import document_reindex
+from docdb.ops.services import RepairImpossible, document_reimport, page_files_restore
+from docdb.pdf import PdfError
+from docdb.weaviate_store import (
+    WeaviateImportError,
+    WeaviateUnavailable,
+    pages_delete,
+    pages_delete_numbers,
+    pages_delete_orphaned,
+    pages_inventory,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DocumentCheck:
+    """One document's three views of its pages, and where they disagree."""
+
+    document_id: uuid.UUID
+    title: str
+    owner: str
+    status: str
+    pages_total: int
+    pages_in_db: int
+    objects_in_weaviate: int
+    missing_rows: list[int] = field(default_factory=list)
+    missing_objects: list[int] = field(default_factory=list)
+    extra_objects: list[int] = field(default_factory=list)
+    missing_images: list[int] = field(default_factory=list)
+    missing_thumbnails: list[int] = field(default_factory=list)
+    original_missing: bool = False
+
+    @property
+    def consistent(self) -> bool:
+        return not self.problems
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        for label, numbers in (
+            ("pages missing from the database", self.missing_rows),
+            ("pages missing from Weaviate", self.missing_objects),
+            ("objects in Weaviate with no page", self.extra_objects),
+            ("page images missing", self.missing_images),
+            ("thumbnails missing", self.missing_thumbnails),
+        ):
+            if numbers:
+                found.append(f"{label}: {_numbers_text(numbers)}")
+        if self.original_missing:
+            found.append("the original PDF is missing")
+        return found
+
+
+@dataclass
+class ConsistencyReport:
+    checked: int = 0
+    in_progress: int = 0
+    documents: list[DocumentCheck] = field(default_factory=list)
+    # Objects of documents that are not in the database: document id → page count.
+    orphans: dict[uuid.UUID, int] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[DocumentCheck]:
+        return [check for check in self.documents if not check.consistent]
+
+    @property
+    def consistent(self) -> bool:
+        return not self.problems and not self.orphans
+
+
+def _numbers_text(numbers: list[int], limit: int = 12) -> str:
+    shown = ", ".join(str(number) for number in numbers[:limit])
+    return shown + (f" … ({len(numbers)} in all)" if len(numbers) > limit else "")
+
+
+def _document_check(document: Document, objects: set[int]) -> DocumentCheck:
+    numbers = set(Page.objects.filter(document=document).values_list("number", flat=True))
+    check = DocumentCheck(
+        document_id=document.id,
+        title=document.title,
+        owner=document.owner.get_username(),
+        status=document.status,
+        pages_total=document.pages_total,
+        pages_in_db=len(numbers),
+        objects_in_weaviate=len(objects),
+        original_missing=not Path(document.file.path).is_file(),
+    )
+    if document.status == Status.FAILED:
+        # A failed document keeps nothing in search (document_fail removes it).
+        check.extra_objects = sorted(objects)
+        return check
+    expected = set(range(1, document.pages_total + 1))
+    check.missing_rows = sorted(expected - numbers)
+    check.missing_objects = sorted((numbers & expected) - objects)
+    check.extra_objects = sorted(objects - (numbers & expected))
+    for number in sorted(numbers):
+        page_image = Page(document=document, number=number)
+        if not page_image.image_path.is_file():
+            check.missing_images.append(number)
+        if not page_image.thumbnail_path.is_file():
+            check.missing_thumbnails.append(number)
+    return check
+
+
+def consistency_check() -> ConsistencyReport:
+    """Compare every finished document's pages in the database, Weaviate and on disk.
+
+    Weaviate is listed first: a document created in between then only looks in progress, and
+    one deleted in between looks orphaned, whose objects are being deleted anyway.
+    """
+    inventory = pages_inventory()
+    report = ConsistencyReport()
+    for document in Document.objects.select_related("owner").order_by("created_at"):
+        objects = inventory.pop(document.id, set())
+        report.checked += 1
+        if document.status not in (Status.READY, Status.FAILED):
+            # Still in the pipeline: its three views legitimately differ for now.
+            report.in_progress += 1
+            continue
+        report.documents.append(_document_check(document, objects))
+    report.orphans = {document_id: len(pages) for document_id, pages in inventory.items()}
+    return report
+
+
+def _document_repair(check: DocumentCheck) -> list[str]:
+    document = Document.objects.filter(id=check.document_id).first()
+    if document is None:
+        return []
+    name = f"“{check.title}” ({check.document_id})"
+    if document.status == Status.FAILED:
+        deleted = pages_delete(owner_id=document.owner_id, document_id=document.id)
+        return [f"{name}: removed {deleted} objects of a failed document"]
+    if check.missing_rows:
+        # Without the page rows there is no text to import: run the whole pipeline again.
+        queued = document_reindex(document=document)
+        return [f"{name}: pages missing from the database; re-run queued: {queued}"]
+    done = []
+    for page in Page.objects.filter(
+        document=document, number__in=set(check.missing_images) | set(check.missing_thumbnails)
+    ).select_related("document"):
+        restored = page_files_restore(page=page)
+        if restored:
+            done.append(f"{name}: restored {', '.join(restored)}")
+    if check.missing_objects:
+        imported = document_reimport(document_id=document.id, numbers=check.missing_objects)
+        done.append(f"{name}: re-imported {imported} pages into Weaviate")
+    if check.extra_objects:
+        deleted = pages_delete_numbers(document_id=document.id, numbers=check.extra_objects)
+        done.append(f"{name}: deleted {deleted} objects of pages that do not exist")
+    return done
+
+
+def consistency_repair(report: ConsistencyReport) -> tuple[list[str], list[str]]:
+    """Repair what the report found; returns (what was done, what could not be done).
+
+    Each document is repaired on its own, so one that cannot be repaired (its original PDF
+    is gone too) does not stop the others.
+    """
+    done: list[str] = []
+    failed: list[str] = []
+    for check in report.problems:
+        try:
+            done += _document_repair(check)
+        except (RepairImpossible, PdfError, WeaviateUnavailable, WeaviateImportError) as exc:
+            failed.append(f"“{check.title}” ({check.document_id}): {exc}")
+            logger.warning("reconcile: document %s not repaired: %s", check.document_id, exc)
+    for document_id, count in report.orphans.items():
+        deleted = pages_delete_orphaned(document_id=document_id)
+        done.append(f"deleted {deleted} of {count} orphaned objects of document {document_id}")
+    for line in done:
+        logger.info("reconcile: %s", line)
+    return done, failed

@@ -1,0 +1,141 @@
+"""Repairs that do not redo the whole pipeline: re-import pages into Weaviate from the files
+already on disk, restore missing page images and thumbnails, rebuild the whole index.
+"""
+
+import logging
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image
+
+from docdb import pdf
+from docdb.documents.models import Document, Page, Status
+from docdb.ops.models import PipelineRun, RunKind
+from docdb.ops.runs import pipeline_run_enqueue
+from docdb.weaviate_store import PageObject, collection_recreate, pages_delete, pages_upsert
+
+logger = logging.getLogger(__name__)
+
+THUMBNAIL_QUALITY = 80
+
+
+class RepairImpossible(Exception):
+    """A file cannot be restored because what it is made from is gone too."""
+
+
+def _page_image_render(document: Document, number: int) -> Image.Image:
+    original = Path(document.file.path)
+    if not original.is_file():
+        raise RepairImpossible(
+            f"page {number}: the page image and the original PDF are both missing; "
+            "upload the file again"
+        )
+    (rendered,) = pdf.pages_render(
+        original,
+        first=number,
+        last=number,
+        longest_edge=settings.RENDER_LONGEST_EDGE,
+        max_pixels=settings.RENDER_MAX_PIXELS,
+        timeout=settings.RENDER_TIMEOUT_SECONDS,
+    )
+    return rendered.image
+
+
+def page_files_restore(*, page: Page) -> list[str]:
+    """Write the page image and thumbnail if either is missing; says which were restored.
+
+    A thumbnail is made from the page image when that is there (no PDF rendering); a missing
+    page image is rendered again from the original PDF, that one page only.
+    """
+    restored = []
+    image: Image.Image | None = None
+    if not page.image_path.is_file():
+        image = _page_image_render(page.document, page.number)
+        pdf.file_write_atomic(
+            page.image_path, pdf.image_jpeg_bytes(image, quality=settings.PAGE_JPEG_QUALITY)
+        )
+        restored.append(f"page {page.number} image")
+    if not page.thumbnail_path.is_file():
+        if image is None:
+            with Image.open(page.image_path) as stored:
+                image = stored.convert("RGB")
+        thumbnail = pdf.thumbnail_make(image, width=settings.THUMBNAIL_WIDTH)
+        pdf.image_write_jpeg(thumbnail, page.thumbnail_path, quality=THUMBNAIL_QUALITY)
+        restored.append(f"page {page.number} thumbnail")
+    return restored
+
+
+def _page_objects(document: Document, pages: list[Page]) -> list[PageObject]:
+    objects = []
+    for page in pages:
+        page_files_restore(page=page)
+        objects.append(
+            PageObject(
+                document_id=document.id,
+                owner_id=document.owner_id,
+                title=document.title,
+                file_name=document.original_name,
+                page_number=page.number,
+                text=page.text,
+                image_jpeg=page.image_path.read_bytes(),
+            )
+        )
+    return objects
+
+
+def document_reimport(*, document_id: uuid.UUID, numbers: Iterable[int] | None = None) -> int:
+    """Upsert the document's pages (all, or these numbers) into Weaviate from the stored page
+    images and the text in the database; no PDF rendering unless a page image is missing.
+
+    Only a ready document is re-imported: one on its way through the pipeline will be imported
+    by it anyway. Returns how many pages went to Weaviate.
+    """
+    document = Document.objects.filter(id=document_id, status=Status.READY).first()
+    if document is None:
+        return 0
+    pages = Page.objects.filter(document=document).order_by("number")
+    if numbers is not None:
+        pages = pages.filter(number__in=list(numbers))
+    all_pages = list(pages.select_related("document"))
+    imported = 0
+    chunk = settings.RENDER_PAGES_PER_CHUNK
+    for start in range(0, len(all_pages), chunk):
+        batch = all_pages[start : start + chunk]
+        pages_upsert(_page_objects(document, batch))
+        Page.objects.filter(id__in=[page.id for page in batch]).update(indexed_at=timezone.now())
+        imported += len(batch)
+    if not Document.objects.filter(id=document_id).exists():
+        # Deleted while we imported: take back what this call added.
+        pages_delete(owner_id=document.owner_id, document_id=document_id)
+        return 0
+    logger.info("document %s: %d pages re-imported into Weaviate", document_id, imported)
+    return imported
+
+
+def document_reimport_queue(*, document: Document) -> PipelineRun | None:
+    """Queue a re-import of a ready document; None when it is not ready (nothing to import)."""
+    from docdb.ops.tasks import document_reimport_task
+
+    if document.status != Status.READY:
+        return None
+    with transaction.atomic():
+        return pipeline_run_enqueue(
+            document_reimport_task, kind=RunKind.REIMPORT, document_id=document.id
+        )
+
+
+def index_rebuild() -> int:
+    """Drop and recreate the Weaviate collection, then queue a re-import of every ready
+    document. Returns how many were queued. Search is incomplete until they have run."""
+    collection_recreate()
+    with transaction.atomic():
+        Page.objects.update(indexed_at=None)
+        queued = 0
+        for document in Document.objects.filter(status=Status.READY).only("id", "status"):
+            queued += document_reimport_queue(document=document) is not None
+    logger.warning("Weaviate collection recreated; %d documents queued for re-import", queued)
+    return queued

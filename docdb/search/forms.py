@@ -1,0 +1,55 @@
+from typing import Any
+
+from django import forms
+from django.contrib.auth.models import User
+
+from docdb.documents.models import Document
+from docdb.search.services import MAX_OFFSET, PAGE_SIZE, SearchCriteria
+from docdb.weaviate_store import SearchMode
+
+MODES = [
+    (SearchMode.VECTOR, "Semantic"),
+    (SearchMode.HYBRID, "Hybrid"),
+    (SearchMode.KEYWORD, "Keyword"),
+]
+MAX_QUERY_LENGTH = 500
+
+
+class SearchForm(forms.Form):
+    q = forms.CharField(required=False)
+    mode = forms.ChoiceField(choices=MODES, required=False)
+    alpha = forms.FloatField(required=False, min_value=0, max_value=1)
+    document = forms.ModelMultipleChoiceField(queryset=Document.objects.none(), required=False)
+    date_from = forms.DateField(required=False)
+    date_to = forms.DateField(required=False)
+    page = forms.IntegerField(required=False, min_value=1, max_value=MAX_OFFSET // PAGE_SIZE)
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only the person's own documents are valid choices: anyone else's id is refused.
+        field = self.fields["document"]
+        assert isinstance(field, forms.ModelMultipleChoiceField)
+        field.queryset = Document.objects.filter(owner=user).order_by("title")
+
+    def clean_q(self) -> str:
+        return " ".join(self.cleaned_data["q"].split())[:MAX_QUERY_LENGTH]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end date is before the start date.")
+        return cleaned
+
+    def criteria(self) -> SearchCriteria:
+        data = self.cleaned_data
+        alpha = data.get("alpha")
+        return SearchCriteria(
+            query=data["q"],
+            mode=SearchMode(data.get("mode") or SearchMode.VECTOR),
+            alpha=0.5 if alpha is None else alpha,
+            document_ids=tuple(document.id for document in data.get("document") or ()),
+            date_from=data.get("date_from"),
+            date_to=data.get("date_to"),
+            page=data.get("page") or 1,
+        )

@@ -1,0 +1,114 @@
+"""Similarity maps for one page and one query: which regions matched each query token.
+
+The query's token vectors and the page's image layout come from the embedder; the page's
+stored multi-vector from Weaviate, for its owner only. The math is in docdb.similarity.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import requests
+from django.conf import settings
+
+from docdb.documents.models import Page
+from docdb.similarity import ImageLayout, LayoutMismatch, map_normalize, token_maps
+from docdb.weaviate_store import WeaviateUnavailable, page_multivector
+
+logger = logging.getLogger(__name__)
+
+CLOUD_REASON = (
+    "Similarity maps are off with Weaviate Cloud: they need the query's vector for each of its "
+    "tokens and where each page puts its image tokens, which only DocDB's own embedder tells; "
+    "Weaviate's hosted model does not."
+)
+
+
+class MapsUnavailable(Exception):
+    """No map can be made for this page now; the message is fit to show."""
+
+
+@dataclass(frozen=True)
+class TokenMap:
+    text: str
+    cells: list[float]  # row by row, 0..1, hottest 1
+
+
+@dataclass(frozen=True)
+class PageMaps:
+    rows: int
+    cols: int
+    tokens: list[TokenMap]
+    combined: list[float]
+
+
+def page_maps_make(*, page: Page, query: str) -> PageMaps:
+    """Maps for each word-like query token and for all of them together.
+
+    `page` must already be known to belong to the person asking; Weaviate checks the owner too.
+    """
+    if settings.WEAVIATE_CLOUD:
+        raise MapsUnavailable(CLOUD_REASON)
+    try:
+        vectors = page_multivector(
+            owner_id=page.document.owner_id, document_id=page.document_id, page_number=page.number
+        )
+    except WeaviateUnavailable as exc:
+        raise MapsUnavailable("The search index did not answer. Try again in a moment.") from exc
+    if not vectors:
+        raise MapsUnavailable("This page is not in the search index (yet).")
+    answer = _embedder_call("/v1/docdb/image-layout", {"width": page.width, "height": page.height})
+    try:
+        layout = ImageLayout.from_dict(answer)
+    except (LayoutMismatch, KeyError, TypeError, ValueError) as exc:
+        logger.warning("embedder gave an unusable layout: %s", exc)
+        raise MapsUnavailable("The embedder gave an unusable page layout.") from exc
+    answer = _embedder_call("/v1/docdb/query-tokens", {"input": query})
+    wanted = [
+        index
+        for index, token in enumerate(answer["tokens"])
+        if not token["special"] and any(char.isalnum() for char in token["text"])
+    ]
+    if not wanted:
+        raise MapsUnavailable("The query has no words to map.")
+    query_vectors = np.asarray(answer["embeddings"], dtype=np.float32)[wanted]
+    try:
+        maps = token_maps(query_vectors, np.asarray(vectors, dtype=np.float32), layout)
+    except LayoutMismatch as exc:
+        logger.warning("page %s: %s", page.pk, exc)
+        raise MapsUnavailable(
+            "This page was indexed with another model or image size; reindex it to see maps."
+        ) from exc
+    height, width = layout.shape
+    return PageMaps(
+        rows=height,
+        cols=width,
+        tokens=[
+            TokenMap(text=answer["tokens"][index]["text"].strip(), cells=_cells(values))
+            for index, values in zip(wanted, maps, strict=True)
+        ],
+        combined=_cells(maps.sum(axis=0)),
+    )
+
+
+def _cells(values: np.ndarray) -> list[float]:
+    return [round(float(value), 3) for value in map_normalize(values).ravel()]
+
+
+def _embedder_call(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    # Weaviate forwards this same key to the embedder, so the embedder always accepts it.
+    headers = {"Authorization": f"Bearer {settings.WEAVIATE_API_KEY}"}
+    try:
+        response = requests.post(
+            f"{settings.EMBEDDER_URL}{path}",
+            json=body,
+            headers=headers,
+            timeout=settings.EMBEDDER_TIMEOUT_SECONDS,
+        )
+        response.raise_for_status()
+        answer: dict[str, Any] = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        logger.warning("embedder %s failed: %s", path, exc)
+        raise MapsUnavailable("The embedder did not answer. Try again in a moment.") from exc
+    return answer

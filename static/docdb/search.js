@@ -1,0 +1,57 @@
+// The search page: mode switches re-run the query, the hybrid balance slider, "More results".
+(function () {
+  "use strict";
+
+  function setupModes(form) {
+    const alpha = form.querySelector("[data-alpha]");
+    const range = alpha && alpha.querySelector("input[type=range]");
+    const output = alpha && alpha.querySelector("[data-alpha-value]");
+    const query = form.querySelector("[data-search-input]");
+    form.querySelectorAll("input[name=mode]").forEach((radio) =>
+      radio.addEventListener("change", () => {
+        const hybrid = radio.value === "hybrid";
+        if (alpha) {
+          alpha.hidden = !hybrid;
+          range.disabled = !hybrid;
+        }
+        if (query.value.trim()) form.requestSubmit();
+      })
+    );
+    if (range && output) {
+      const show = () => (output.textContent = Number(range.value).toFixed(2));
+      range.addEventListener("input", show);
+      range.addEventListener("change", () => query.value.trim() && form.requestSubmit());
+      show();
+    }
+  }
+
+  function setupMore() {
+    document.addEventListener("click", async (event) => {
+      const link = event.target.closest("[data-more-link]");
+      if (!link) return;
+      event.preventDefault();
+      link.setAttribute("aria-busy", "true");
+      link.textContent = "Loading…";
+      const url = new URL(link.href, window.location.href);
+      url.searchParams.set("partial", "1");
+      try {
+        const response = await fetch(url, { headers: { Accept: "text/html" } });
+        if (!response.ok) throw new Error(String(response.status));
+        const fragment = new DOMParser().parseFromString(await response.text(), "text/html");
+        const cards = fragment.querySelectorAll("[data-results] > li");
+        document.querySelector("[data-results]").append(...cards);
+        document.querySelector("[data-more]").replaceWith(fragment.querySelector("[data-more]"));
+        const last = document.querySelector("[data-last-rank]");
+        if (last) last.textContent = document.querySelectorAll("[data-results] > li").length;
+      } catch (err) {
+        window.location.href = link.href;
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const form = document.querySelector("[data-search-form]");
+    if (form) setupModes(form);
+    setupMore();
+  });
+})();

@@ -1,0 +1,100 @@
+"""The admin and the operations page in Chromium, with screenshots of each screen."""
+
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from playwright.sync_api import Browser, Page, expect
+
+from docdb.documents.models import Status
+from docdb.ops.models import PipelineRun, RunKind
+from docdb.weaviate_store import pages_delete_numbers
+from tests.conftest import REPO_DIR, Stack
+from tests.helpers import PASSWORD, document_wait, report_pdf, user_make
+from tests.ops_helpers import document_add, document_ready, run_wait, small_pdf, staff_make
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+SCREENSHOTS = REPO_DIR / "test-artifacts" / "screenshots"
+
+
+def _shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"admin-{name}.png"), full_page=True)
+
+
+def _images_loaded(page: Page) -> None:
+    """Every thumbnail on the page decoded (served by the staff view), none broken."""
+    page.wait_for_function(
+        "[...document.querySelectorAll('img.docdb-thumb')]"
+        ".every(image => image.complete && image.naturalWidth > 0)"
+    )
+
+
+def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_path: Path) -> None:
+    owner = user_make("alice")
+    report = document_wait(document_add(owner, report_pdf(tmp_path, "Annual report 2025.pdf")).id)
+    assert report.status == Status.READY, report.error
+    document_ready(owner, tmp_path, "meeting notes.pdf")
+    locked = small_pdf(tmp_path, "salaries (locked).pdf", pages=1, user_password="secret")
+    assert document_wait(document_add(owner, locked).id).status == Status.FAILED
+    staff = staff_make()
+
+    base = str(live_server)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{base}{reverse('admin:index')}")
+    page.fill("input[name=username]", staff.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#docdb-operations")).to_be_visible()
+    _shot(page, "01-index")
+
+    page.goto(f"{base}{reverse('admin:documents_document_changelist')}")
+    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+    _images_loaded(page)
+    _shot(page, "02-documents")
+
+    page.click("text=Annual report 2025")
+    expect(page.locator(".field-page_gallery img.docdb-thumb")).to_have_count(5)
+    _images_loaded(page)
+    _shot(page, "03-document")
+    page.click("button:has-text('Re-import into Weaviate')")
+    expect(page.locator(".messagelist")).to_contain_text("1 of 1 document queued for re-import.")
+    run_wait(PipelineRun.objects.get(document=report, kind=RunKind.REIMPORT).id)
+    # Something for the consistency report to find.
+    pages_delete_numbers(document_id=report.id, numbers=[2])
+
+    page.goto(f"{base}{reverse('admin:documents_document_changelist')}?status__exact=failed")
+    page.click("text=salaries (locked)")
+    expect(page.locator(".field-failure_reason pre")).to_contain_text("password")
+    _shot(page, "04-failed-document")
+
+    page.goto(f"{base}{reverse('admin:documents_page_changelist')}")
+    _images_loaded(page)
+    _shot(page, "05-pages")
+
+    page.goto(f"{base}{reverse('admin:ops_pipelinerun_changelist')}")
+    expect(page.locator("#result_list tbody tr")).to_have_count(4)
+    _shot(page, "06-runs")
+
+    page.goto(f"{base}{reverse('ops:operations')}")
+    expect(page.locator(".ops-state.ok")).to_have_count(4)
+    expect(page.locator("#consistency")).to_contain_text("pages missing from Weaviate: 2")
+    _shot(page, "07-operations")
+
+    page.click("text=Repair mismatches")
+    expect(page.locator(".messagelist")).to_contain_text("Repair queued")
+    for _ in range(60):
+        if "Everything agrees." in page.locator("#consistency").inner_text():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(page.locator("#consistency")).to_contain_text("Everything agrees.")
+    _shot(page, "08-operations-repaired")
+
+    page.goto(f"{base}{reverse('admin:documents_document_recreate_index')}")
+    expect(page.locator("input[name=confirm]")).to_be_visible()
+    _shot(page, "09-recreate-collection")
+    context.close()

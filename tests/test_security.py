@@ -1,0 +1,175 @@
+"""Nobody but the owner sees a document: every URL and API endpoint, walked as a stranger and
+as an anonymous client, leaks none of it. The URL list is read from the URLconf and the OpenAPI
+schema, so a view added later is walked too."""
+
+import io
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from docdb.documents.models import Document, Status
+from docdb.weaviate_store import SearchMode, pages_search
+from tests.conftest import Stack
+from tests.helpers import PASSWORD, document_wait, user_make
+from tests.pdf_factory import pdf_make
+
+pytestmark = pytest.mark.timeout(600)
+
+# Namespaces with their own guards, tested elsewhere: the admin asks for staff.
+SKIPPED_NAMESPACES = {"admin", "api"}
+
+
+def _named_patterns(
+    patterns: list[URLPattern | URLResolver], namespace: str = ""
+) -> Iterator[tuple[str, URLPattern]]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = pattern.namespace or namespace
+            if inner in SKIPPED_NAMESPACES:
+                continue
+            prefix = (
+                f"{pattern.namespace}:" if pattern.namespace else (namespace and f"{namespace}:")
+            )
+            yield from _named_patterns(pattern.url_patterns, prefix.rstrip(":"))
+        elif pattern.name:
+            yield (f"{namespace}:{pattern.name}" if namespace else pattern.name), pattern
+
+
+def _urls_of(document: Document) -> list[str]:
+    """Every named URL, filled with the owner's document and its first page."""
+    values: dict[str, object] = {"document_id": document.id, "number": 1}
+    urls = []
+    for name, pattern in _named_patterns(get_resolver().url_patterns):
+        kwargs = {key: values[key] for key in pattern.pattern.regex.groupindex}
+        if set(pattern.pattern.regex.groupindex) - set(values):
+            pytest.fail(f"{name} takes arguments this test does not know how to fill")
+        urls.append(reverse(name, kwargs=kwargs))
+    return urls
+
+
+def _leaks(body: bytes, document: Document) -> bool:
+    text = body.decode(errors="replace")
+    return document.title in text or str(document.id) in text
+
+
+@pytest.fixture
+def secret_document(live: Stack, tmp_path: Path) -> Document:
+    owner = user_make()
+    name = f"secret-{uuid.uuid4().hex[:12]}"
+    path = pdf_make(tmp_path / f"{name}.pdf", pages=[[f"{name} page one"], ["page two"]])
+    client = Client()
+    assert client.login(username=owner.username, password=PASSWORD)
+    with path.open("rb") as handle:
+        client.post(reverse("documents:upload"), {"file": handle})
+    document = Document.objects.get(owner=owner)
+    document = document_wait(document.id)
+    assert document.status == Status.READY, document.error
+    return document
+
+
+def test_no_url_shows_a_document_to_anyone_else(secret_document: Document) -> None:
+    document = secret_document
+    stranger = user_make()
+    as_stranger = Client()
+    assert as_stranger.login(username=stranger.username, password=PASSWORD)
+    anonymous = Client()
+    urls = _urls_of(document)
+    assert any(str(document.id) in url for url in urls)
+
+    for url in urls:
+        for method in ("get", "post"):
+            response = getattr(anonymous, method)(url)
+            if url not in (reverse("login"), reverse("health")):
+                assert response.status_code in (302, 401, 403, 405), (method, url)
+                if response.status_code == 302:
+                    login_pages = (reverse("login"), reverse("admin:login"))
+                    assert response["Location"].startswith(login_pages), (method, url)
+            assert not _leaks(response.content, document), (method, url)
+
+            as_stranger.force_login(stranger)  # the walk passes the logout URL too
+            response = getattr(as_stranger, method)(url)
+            if str(document.id) in url:
+                assert response.status_code in (403, 404, 405), (method, url, response.status_code)
+            assert not _leaks(response.content, document), (method, url)
+
+    for mode in SearchMode:
+        # The page echoes the query (the secret title here), so look for the document itself.
+        response = as_stranger.get(reverse("search:search"), {"q": document.title, "mode": mode})
+        assert not response.context.get("results")
+        assert str(document.id) not in response.content.decode()
+    # The stranger's posts changed nothing.
+    survivor = Document.objects.get(id=document.id)
+    assert (survivor.title, survivor.status) == (document.title, Status.READY)
+
+
+def test_no_api_endpoint_shows_a_document_to_anyone_else(secret_document: Document) -> None:
+    document = secret_document
+    stranger = user_make()
+    out = io.StringIO()
+    call_command("create_api_token", stranger.username, stdout=out)
+    as_stranger = Client(headers={"Authorization": f"Bearer {out.getvalue().strip()}"})
+    anonymous = Client()
+    schema = anonymous.get("/api/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        url = path.replace("{document_id}", str(document.id))
+        for method in operations:
+            params = {"q": "page one", "mode": "keyword"} if "search" in path else {}
+            response = getattr(anonymous, method)(url, params)
+            assert response.status_code == 401, (method, url)
+            response = getattr(as_stranger, method)(url, params)
+            assert response.status_code in (200, 400, 404, 422), (method, url)
+            assert not _leaks(response.content, document), (method, url)
+    assert Document.objects.filter(id=document.id).exists()
+
+
+def test_a_crafted_search_cannot_reach_another_owners_pages(secret_document: Document) -> None:
+    """Even naming the other owner's document id, the owner filter inside Weaviate holds."""
+    document = secret_document
+    stranger = user_make()
+    for mode in SearchMode:
+        hits = pages_search(
+            owner_id=stranger.pk,
+            query=document.title,
+            mode=mode,
+            limit=50,
+            document_id=document.id,
+        )
+        assert hits == []
+    out = io.StringIO()
+    call_command("create_api_token", stranger.username, stdout=out)
+    api = Client(headers={"Authorization": f"Bearer {out.getvalue().strip()}"})
+    response = api.get(
+        "/api/search", {"q": document.title, "mode": "keyword", "document_id": str(document.id)}
+    )
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+
+
+def test_weaviate_and_the_embedder_refuse_requests_without_the_key(live: Stack) -> None:
+    import requests
+
+    assert requests.get(f"{live.weaviate.url}/v1/schema", timeout=10).status_code == 401
+    wrong = {"Authorization": "Bearer not-the-key"}
+    assert (
+        requests.get(f"{live.weaviate.url}/v1/schema", headers=wrong, timeout=10).status_code == 401
+    )
+    embed = f"{live.embedder.url}/v1/embeddings/embed"
+    body = {"input": ["a query"], "is_search_query": True, "model": "ModernVBERT/colmodernvbert"}
+    assert requests.post(embed, json=body, timeout=10).status_code == 401
+    key = {"Authorization": f"Bearer {live.weaviate.api_key}"}
+    assert requests.post(embed, json=body, headers=key, timeout=30).status_code == 200
+
+
+def test_revoked_tokens_stop_working(db: None) -> None:
+    user = user_make()
+    out = io.StringIO()
+    call_command("create_api_token", user.username, "--name", "laptop", stdout=out)
+    api = Client(headers={"Authorization": f"Bearer {out.getvalue().strip()}"})
+    assert api.get("/api/documents").status_code == 200
+    call_command("revoke_api_tokens", user.username, "--name", "laptop", stdout=io.StringIO())
+    assert api.get("/api/documents").status_code == 401

@@ -1,0 +1,235 @@
+"""The pages and JSON endpoints of the upload and search experience, without the services.
+
+Nothing here reaches Weaviate, Redis or the embedder: every case stops before them (validation,
+ownership, the Weaviate Cloud switch) or needs only the database and files on disk.
+"""
+
+import hashlib
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client, override_settings
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+
+from docdb.documents.models import Document, Page, Status
+from docdb.documents.progress import eta_seconds, queue_positions
+from tests.helpers import PASSWORD, user_make
+
+
+def _client(user: object) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)  # type: ignore[attr-defined]
+    return client
+
+
+def _document(owner: object, title: str, **fields: object) -> Document:
+    document = Document.objects.create(
+        owner=owner,
+        title=title,
+        original_name=f"{title}.pdf",
+        sha256=hashlib.sha256(title.encode()).hexdigest(),
+        size_bytes=1000,
+        **fields,
+    )
+    return document
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
+    with override_settings(MEDIA_ROOT=tmp_path):
+        yield tmp_path
+
+
+def test_documents_list_sorts_filters_and_pages(db: None) -> None:
+    owner = user_make()
+    for index, (title, status) in enumerate(
+        [("Beta", Status.READY), ("alpha", Status.FAILED), ("Gamma", Status.QUEUED)]
+    ):
+        _document(owner, title, status=status, pages_total=index + 1, error="bad file")
+    client = _client(owner)
+
+    def titles(**params: str) -> list[str]:
+        response = client.get(reverse("documents:list"), params)
+        assert response.status_code == 200
+        return [document.title for document in response.context["page_obj"]]
+
+    assert titles(sort="title") == ["alpha", "Beta", "Gamma"]
+    assert titles(sort="-pages") == ["Gamma", "alpha", "Beta"]
+    assert titles(status="failed") == ["alpha"]
+    assert titles(sort="bogus", status="bogus") == ["Gamma", "alpha", "Beta"]  # newest first
+    body = client.get(reverse("documents:list"), {"status": "failed"}).content.decode()
+    assert "bad file" in body and "Retry" in body
+    assert (
+        'aria-sort="ascending"'
+        in client.get(reverse("documents:list"), {"sort": "title"}).content.decode()
+    )
+
+
+def test_documents_list_paginates_keeping_the_sort(db: None) -> None:
+    owner = user_make()
+    for index in range(30):
+        _document(owner, f"doc {index:02d}")
+    client = _client(owner)
+    response = client.get(reverse("documents:list"), {"sort": "title"})
+    assert len(response.context["page_obj"]) == 25
+    assert "sort=title&amp;page=2" in response.content.decode()
+    second = client.get(reverse("documents:list"), {"sort": "title", "page": 2})
+    assert [d.title for d in second.context["page_obj"]] == [f"doc {n}" for n in range(25, 30)]
+
+
+def test_rename_checks_the_title_owner_and_next(db: None) -> None:
+    owner, stranger = user_make(), user_make()
+    document = _document(owner, "Old name")
+    url = reverse("documents:rename", args=[document.id])
+    assert _client(stranger).post(url, {"title": "Mine now"}).status_code == 404
+    client = _client(owner)
+
+    response = client.post(url, {"title": "   "}, follow=True)
+    assert "A title needs 1 to 300 characters." in response.content.decode()
+    # No indexed pages: nothing to change in Weaviate, so this needs no server.
+    response = client.post(url, {"title": "  New   name ", "next": "https://evil.example/"})
+    assert response["Location"] == reverse("documents:list")
+    assert Document.objects.get(id=document.id).title == "New name"
+    response = client.post(
+        url, {"title": "Again", "next": reverse("documents:detail", args=[document.id])}
+    )
+    assert response["Location"] == reverse("documents:detail", args=[document.id])
+
+
+def test_upload_endpoint_answers_json_per_file(db: None) -> None:
+    owner = user_make()
+    client = _client(owner)
+    url = reverse("documents:upload_file")
+    pdf_bytes = b"%PDF-1.4\n% an already uploaded file\n"
+    original = _document(owner, "First copy")
+    Document.objects.filter(id=original.id).update(sha256=hashlib.sha256(pdf_bytes).hexdigest())
+
+    duplicate = client.post(url, {"file": SimpleUploadedFile("again.pdf", pdf_bytes)})
+    assert duplicate.status_code == 409
+    assert duplicate.json()["duplicate_of"] == {
+        "id": str(original.id),
+        "title": "First copy",
+        "url": reverse("documents:detail", args=[original.id]),
+    }
+    hostile = client.post(
+        url, {"file": SimpleUploadedFile("evil<img src=x>.pdf", b"MZ\x90\x00 not a pdf")}
+    )
+    assert hostile.status_code == 400
+    assert hostile.json() == {"error": "evil<img src=x>.pdf: this file is not a PDF."}
+    assert client.post(url, {}).status_code == 400
+    assert Document.objects.count() == 1
+
+
+def test_upload_endpoint_needs_the_csrf_token(db: None) -> None:
+    owner = user_make()
+    client = Client(enforce_csrf_checks=True)
+    assert client.login(username=owner.username, password=PASSWORD)
+    response = client.post(
+        reverse("documents:upload_file"), {"file": SimpleUploadedFile("a.pdf", b"%PDF")}
+    )
+    assert response.status_code == 403
+
+
+def test_statuses_give_queue_place_and_estimate(db: None) -> None:
+    owner = user_make()
+    now = timezone.now()
+    first = _document(owner, "first")
+    second = _document(owner, "second")
+    Document.objects.filter(id=first.id).update(updated_at=now - timedelta(seconds=20))
+    Document.objects.filter(id=second.id).update(updated_at=now - timedelta(seconds=10))
+    positions = queue_positions(Document.objects.filter(owner=owner))
+    assert positions == {first.id: 1, second.id: 2}
+
+    running = _document(
+        owner,
+        "running",
+        status=Status.PROCESSING,
+        pages_total=40,
+        pages_done=10,
+        started_at=now - timedelta(seconds=30),
+    )
+    assert eta_seconds(running, now=now) == 90
+    running.pages_done = 0
+    assert eta_seconds(running, now=now) is None
+
+    ready = _document(owner, "ready", status=Status.READY, pages_total=2, pages_done=2)
+    body = _client(owner).get(reverse("documents:statuses"), {"id": [str(ready.id)]}).json()
+    assert "worker" not in body  # nothing waits, so no worker check
+    (doc,) = body["documents"]
+    assert doc["status"] == "ready"
+    assert doc["thumbnail_url"] == reverse("documents:page_thumbnail", args=[ready.id, 1])
+
+
+def test_search_form_errors_are_shown_not_raised(db: None) -> None:
+    owner, stranger = user_make(), user_make()
+    theirs = _document(stranger, "Theirs", status=Status.READY)
+    client = _client(owner)
+    response = client.get(
+        reverse("search:search"),
+        {
+            "q": "x",
+            "alpha": "7",
+            "date_from": "2024-05-02",
+            "date_to": "2024-05-01",
+            "document": str(theirs.id),
+        },
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "The end date is before the start date." in body
+    assert "Select a valid choice" in body  # someone else's document is no choice
+    assert "results" not in response.context
+
+
+def test_search_page_without_query_greets_new_users(db: None) -> None:
+    client = _client(user_make())
+    body = client.get(reverse("search:search")).content.decode()
+    assert "Welcome to DocDB" in body
+    assert "data-search-input" in body
+
+
+def test_page_view_download_and_maps_switch(db: None, media: Path) -> None:
+    owner, stranger = user_make(), user_make()
+    document = _document(owner, "Report", status=Status.READY, pages_total=2)
+    document.file.save("original.pdf", ContentFile(b"%PDF-1.4"), save=True)
+    page = Page.objects.create(document=document, number=1, width=40, height=60, text="hello")
+    page.image_path.parent.mkdir(parents=True)
+    Image.new("RGB", (40, 60), "white").save(page.image_path)
+    client = _client(owner)
+
+    view = client.get(reverse("documents:page", args=[document.id, 1]), {"q": "revenue"})
+    body = view.content.decode()
+    assert 'rel="next"' in body and 'rel="prev"' not in body
+    assert "?download=1" in body and "#page=1" in body
+    assert 'value="revenue"' in body
+
+    download = client.get(reverse("documents:page_image", args=[document.id, 1]), {"download": "1"})
+    assert download["Content-Disposition"].startswith("attachment;")
+    assert "Report - page 1.jpg" in download["Content-Disposition"]
+
+    maps_url = reverse("search:page_maps", args=[document.id, 1])
+    assert client.get(maps_url).status_code == 400  # no query
+    assert _client(stranger).get(maps_url, {"q": "x"}).status_code == 404
+    assert (
+        _client(stranger).get(reverse("search:page_similar", args=[document.id, 1])).status_code
+        == 404
+    )
+    with override_settings(WEAVIATE_CLOUD=True):
+        answer = client.get(maps_url, {"q": "revenue"}).json()
+        assert answer["cloud"] is True and "Weaviate Cloud" in answer["error"]
+        body = client.get(reverse("documents:page", args=[document.id, 1])).content.decode()
+        assert "Weaviate Cloud" in body and "maps-bar off" in body
+
+
+def test_unknown_page_numbers_are_404(db: None) -> None:
+    owner = user_make()
+    client = _client(owner)
+    missing = uuid.uuid4()
+    assert client.get(reverse("documents:page", args=[missing, 1])).status_code == 404
+    assert client.get(reverse("search:page_maps", args=[missing, 1]), {"q": "a"}).status_code == 404
