@@ -156,7 +156,8 @@ def database_config(url: str) -> dict[str, Any]:
     }
 
 
-DATABASES = {"default": database_config(envstr("DOCDB_DATABASE_URL", ""))}
+# DATABASE_URL, the name hosting platforms set, is honoured too.
+DATABASES = {"default": database_config(envstr("DOCDB_DATABASE_URL", envstr("DATABASE_URL", "")))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

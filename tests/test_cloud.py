@@ -113,16 +113,15 @@ def test_the_cloud_collection_uses_the_hosted_model_without_base_url(
     cloud_calls: list[dict[str, Any]], fresh_collection: None
 ) -> None:
     with _cloud():
-        assert vector_config()._to_dict() == {
-            "vectorizer": {
-                "multi2multivec-weaviate": {
-                    "imageFields": ["image"],
-                    "model": "ModernVBERT/colmodernvbert",
-                }
-            },
-            "vectorIndexType": "hnsw",
-            "vectorIndexConfig": {"multivector": {"enabled": True}},
+        config = vector_config()._to_dict()
+        assert config["vectorizer"] == {
+            "multi2multivec-weaviate": {
+                "imageFields": ["image"],
+                "model": "ModernVBERT/colmodernvbert",
+            }
         }
+        assert config["vectorIndexType"] == "hnsw"
+        assert config["vectorIndexConfig"]["multivector"]["enabled"] is True
         created = collection_ensure()
         assert created["created"] is True
         vector = created["vectors"]["page"]
