@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -178,11 +179,11 @@ def _stack_sections(
         print("\n== Web")
         # The collections the vectorize run filled, with the index DocDB's settings choose.
         _, muvera = vectorize.default_mode()
-        result = {}
+        result: dict[str, Any] = {"modes": {}}
         for mode in ("server", "client"):
             with override_settings(**vectorize.mode_settings(mode, muvera)):
                 client_close()
-                result[mode] = web.run(repeats=1 if args.quick else 3)
+                result["modes"][mode] = web.run(repeats=1 if args.quick else 3)
             client_close()
         results_save(f"{prefix}web", result)
         print(web.report(result))

@@ -251,7 +251,7 @@ def _search_section(result: dict[str, Any]) -> str:
 
 
 def _web_section(result: dict[str, Any]) -> str:
-    first = next(iter(result.values()))
+    first = next(iter(result["modes"].values()))
     return (
         "## 4. Web\n\n"
         "Django's test client against the documents ingested in section 2, server time only "

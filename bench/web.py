@@ -94,7 +94,7 @@ def report(result: dict[str, Any]) -> str:
             run["bytes"] / 1024,
             run["thumbnail_bytes"] / 1024 if "thumbnail_bytes" in run else "-",
         ]
-        for mode, measured in result.items()
+        for mode, measured in result["modes"].items()
         for run in measured["endpoints"]
     ]
     return table(

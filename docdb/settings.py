@@ -229,13 +229,14 @@ WEAVIATE_MODEL = envstr("DOCDB_WEAVIATE_MODEL", "ModernVBERT/colmodernvbert")
 VECTORIZE = envstr("DOCDB_VECTORIZE", "server")
 if VECTORIZE not in ("server", "client"):
     raise ValueError(f"DOCDB_VECTORIZE must be server or client, not {VECTORIZE!r}")
-# The page vector index (docs/benchmarks.md, "Search at scale", chose these): MUVERA keeps one
-# fixed-size encoding per page in HNSW and re-ranks the candidates it finds with exact MaxSim.
-WEAVIATE_MUVERA = envbool("DOCDB_WEAVIATE_MUVERA", False)
-WEAVIATE_HNSW_EF = envint("DOCDB_WEAVIATE_HNSW_EF", -1)  # -1: Weaviate's dynamic ef
-# Semantic search re-ranks at least this many candidate pages exactly (MUVERA finds 2 per
-# result asked for), then returns the best `limit`.
-WEAVIATE_SEARCH_CANDIDATES = envint("DOCDB_WEAVIATE_SEARCH_CANDIDATES", 0)
+# The page vector index, for new collections (docs/benchmarks.md, "Search at scale", chose
+# these): MUVERA keeps one fixed-size encoding per page in HNSW and re-ranks the candidates it
+# finds with exact MaxSim; off, HNSW indexes every token vector (~900 per page).
+WEAVIATE_MUVERA = envbool("DOCDB_WEAVIATE_MUVERA", True)
+WEAVIATE_HNSW_EF = envint("DOCDB_WEAVIATE_HNSW_EF", 256)  # -1: Weaviate's dynamic ef
+# Semantic search re-ranks at least this many candidate pages exactly with MUVERA (Weaviate
+# re-ranks twice the limit asked for when it scans an owner's pages), then keeps the best.
+WEAVIATE_SEARCH_CANDIDATES = envint("DOCDB_WEAVIATE_SEARCH_CANDIDATES", 200)
 # Client-side vectors: page images per request to the embedder.
 EMBEDDER_CLIENT_BATCH_SIZE = envint("DOCDB_EMBEDDER_CLIENT_BATCH_SIZE", 32)
 

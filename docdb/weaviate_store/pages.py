@@ -190,13 +190,18 @@ def pages_search(
     metadata = MetadataQuery(score=True, distance=True)
     # Client-side vectors: the collection has no vectorizer, so DocDB embeds the query.
     vector = query_embed(query) if vectorize_client_side() and mode != SearchMode.KEYWORD else None
+    # MUVERA re-ranks exactly only twice the limit asked for when Weaviate scans (an owner with
+    # fewer than 40 000 pages): ask for more candidates and keep the best (docs/benchmarks.md).
+    candidates = settings.WEAVIATE_SEARCH_CANDIDATES // 2 if mode == SearchMode.VECTOR else 0
+    wide = candidates > limit + offset
+    vector_limit, vector_offset = (candidates, 0) if wide else (limit, offset)
     try:
         if mode == SearchMode.VECTOR and vector is not None:
             response = collection.query.near_vector(
                 near_vector=vector,
                 target_vector=VECTOR_NAME,
-                limit=limit,
-                offset=offset,
+                limit=vector_limit,
+                offset=vector_offset,
                 filters=filters,
                 return_metadata=metadata,
                 return_properties=_RESULT_PROPERTIES,
@@ -205,8 +210,8 @@ def pages_search(
             response = collection.query.near_text(
                 query=query,
                 target_vector=VECTOR_NAME,
-                limit=limit,
-                offset=offset,
+                limit=vector_limit,
+                offset=vector_offset,
                 filters=filters,
                 return_metadata=metadata,
                 return_properties=_RESULT_PROPERTIES,
@@ -236,7 +241,8 @@ def pages_search(
             )
     except WeaviateBaseError as exc:
         raise WeaviateUnavailable(f"Weaviate search failed: {exc}") from exc
-    return _hits(response.objects, owner_id=owner_id, by_distance=mode == SearchMode.VECTOR)
+    hits = _hits(response.objects, owner_id=owner_id, by_distance=mode == SearchMode.VECTOR)
+    return hits[offset : offset + limit] if wide else hits
 
 
 def _hits(objects: Sequence[Any], *, owner_id: int, by_distance: bool) -> list[PageHit]:

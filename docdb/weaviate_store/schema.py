@@ -17,6 +17,11 @@ IMAGE_PROPERTY = "image"
 # an empty baseURL then): Weaviate Embeddings, the hosted model, reachable from Weaviate Cloud.
 HOSTED_EMBEDDINGS_URL = "https://api.embedding.weaviate.io"
 
+# MUVERA's encoding: 2^ksim buckets x dprojections x repetitions dimensions.
+MUVERA_KSIM = 5
+MUVERA_DPROJECTIONS = 16
+MUVERA_REPETITIONS = 20
+
 # How to rebuild the index after a switch of mode or model (README: "Switching mode or model").
 REBUILD_COMMAND = "python manage.py weaviate_schema --recreate && python manage.py reindex"
 
@@ -54,10 +59,16 @@ def multi_vector_encoding(*, muvera: bool) -> Any:
     """MUVERA, or None for plain multi-vector HNSW.
 
     With MUVERA, HNSW holds one fixed-size encoding per page instead of ~900 token vectors:
-    imports are ~10x faster and memory far smaller, and the candidates it finds are re-ranked
-    with exact MaxSim (docs/benchmarks.md measures both).
+    imports are tens of times faster and memory far smaller, and the candidates it finds are
+    re-ranked with exact MaxSim (docs/benchmarks.md measures both). The encoding is 4x
+    Weaviate's default (10 240 dims, 40 KB a page): its candidates are better, so fewer need
+    re-ranking for the same recall.
     """
-    return Configure.VectorIndex.MultiVector.Encoding.muvera() if muvera else None
+    if not muvera:
+        return None
+    return Configure.VectorIndex.MultiVector.Encoding.muvera(
+        ksim=MUVERA_KSIM, dprojections=MUVERA_DPROJECTIONS, repetitions=MUVERA_REPETITIONS
+    )
 
 
 def self_provided_config(*, muvera: bool, ef: int) -> Any:
