@@ -49,7 +49,7 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--pdf", type=Path, default=CORPUS_PDF)
     parser.add_argument("--pages", type=int, default=352, help="pages of the PDF to ingest")
     parser.add_argument("--full-pages", type=int, default=2, help="pages through the full model")
-    parser.add_argument("--vectorize-pages", type=int, default=24)
+    parser.add_argument("--vectorize-pages", type=int, default=32)
     parser.add_argument("--search-sizes", default="1000,10000")
     parser.add_argument("--search-tokens", type=int, default=885, help="vectors per page")
     parser.add_argument("--plain-max-pages", type=int, default=1000, help="largest plain index")
@@ -82,6 +82,7 @@ def main(argv: Sequence[str]) -> int:
     if "search" in sections:
         _search_section(args, prefix)
     if "report" in sections:
+        _django_setup()
         from bench import report
 
         path = report.write(args.docs, prefix=prefix)
@@ -189,11 +190,16 @@ def _stack_sections(
         print(web.report(result))
 
 
-def _search_section(args: argparse.Namespace, prefix: str) -> None:
+def _django_setup() -> None:
+    """Django with the default settings (a no-op when the stack already set it up)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "docdb.settings")
     import django
 
     django.setup()
+
+
+def _search_section(args: argparse.Namespace, prefix: str) -> None:
+    _django_setup()
     from bench import search
 
     print("\n== Search at scale")

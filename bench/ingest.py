@@ -60,7 +60,10 @@ def run(*, pdf_path: Path, pages: int, full_pages: int, models_dir: Path) -> dic
         models["full-size"] = (_fullsize_dir(models_dir), min(full_pages, pages))
     for name, (model_dir, measured) in models.items():
         embedder = embedder_load(str(model_dir), device="cpu")
-        model = _model_stages(embedder, jpegs[:measured])
+        # Pages spread over the document: its first pages (a cover, a square page) are not
+        # typical of the rest.
+        step = len(jpegs) / measured
+        model = _model_stages(embedder, [jpegs[int(index * step)] for index in range(measured)])
         vectors = model.pop("vectors")
         model_per_page = {stage: model.pop(stage) for stage in MODEL_STAGES}
         import_per_page = _import_stage(vectors, pages)

@@ -4,10 +4,12 @@
   two per request (DOCDB_VECTORIZE=server);
 - client: the pipeline sends them to the embedder itself, all pages of a range per request,
   and imports self-provided multi-vectors (DOCDB_VECTORIZE=client);
-each with plain multi-vector HNSW and with MUVERA. `document_ingest` runs the real pipeline in
-this process against the embedder service (tiny model, CPU) and a dedicated Weaviate. A second
-measurement leaves rendering out: the same page JPEGs, embedded and imported only, 8 pages per
-call in server mode (a range) and 32 in client mode.
+each with plain multi-vector HNSW and with MUVERA, and server-side once more with a larger
+import batch (Weaviate then keeps more requests in flight). `document_ingest` runs the real
+pipeline in this process against the embedder service (tiny model, CPU) and a dedicated
+Weaviate. A second measurement leaves rendering out: the same page JPEGs, embedded and imported
+only, 8 pages per call in server mode (a range) and 32 in client mode and with the larger batch.
+Each figure is the best of two runs.
 """
 
 import subprocess
@@ -35,10 +37,15 @@ from docdb.weaviate_store import (
 )
 
 MODES = [("server", False), ("server", True), ("client", False), ("client", True)]
+# Weaviate splits an import batch into requests of 2 images and sends them in parallel: a
+# larger batch keeps more requests in flight, which the embedder merges into its own batches.
+WIDE_IMPORT_BATCH = 32
+REPEATS = 2
 
 
-def mode_name(vectorize: str, muvera: bool) -> str:
-    return f"{vectorize}-side, {'MUVERA' if muvera else 'multi-vector HNSW'}"
+def mode_name(vectorize: str, muvera: bool, import_batch: int | None = None) -> str:
+    name = f"{vectorize}-side, {'MUVERA' if muvera else 'multi-vector HNSW'}"
+    return f"{name}, import batch {import_batch}" if import_batch else name
 
 
 def default_mode() -> tuple[str, bool]:
@@ -57,14 +64,34 @@ def run(*, pdf_path: Path, pages: int, owner: str = "bench") -> dict[str, Any]:
         sample = _first_pages(pdf_path, pages, Path(folder))
         jpegs = _render(sample, pages)
         runs = []
-        for vectorize, muvera in MODES:
-            with override_settings(**mode_settings(vectorize, muvera)):
+        modes = [(vectorize, muvera, None) for vectorize, muvera in MODES]
+        modes.append(("server", True, WIDE_IMPORT_BATCH))
+        for vectorize, muvera, import_batch in modes:
+            overrides = mode_settings(vectorize, muvera)
+            if import_batch:
+                overrides["WEAVIATE_IMPORT_BATCH_SIZE"] = import_batch
+            with override_settings(**overrides):
                 client_close()
                 collection_recreate()
-                pipeline = _pipeline(sample, user, pages)
-                per_call = 8 if vectorize == "server" else 32
-                embed_only = _embed_and_import(jpegs, user.pk, per_call=per_call)
-                runs.append({"mode": mode_name(vectorize, muvera), **pipeline, **embed_only})
+                per_call = 8 if vectorize == "server" and not import_batch else 32
+                # Best of a few runs: other work on a shared machine only ever slows one down.
+                pipeline = max(
+                    (_pipeline(sample, user, pages) for _ in range(REPEATS)),
+                    key=lambda run: run["pipeline_pages_per_s"],
+                )
+                embed_only = max(
+                    (_embed_and_import(jpegs, user.pk, per_call=per_call) for _ in range(REPEATS)),
+                    key=lambda run: run["embed_import_pages_per_s"],
+                )
+                name = mode_name(vectorize, muvera, import_batch)
+                runs.append(
+                    {
+                        "mode": name,
+                        "import_batch": settings.WEAVIATE_IMPORT_BATCH_SIZE,
+                        **pipeline,
+                        **embed_only,
+                    }
+                )
                 print(
                     f"{runs[-1]['mode']}: pipeline {pipeline['pipeline_pages_per_s']:.2f} "
                     f"pages/s, embed+import {embed_only['embed_import_pages_per_s']:.2f} pages/s"

@@ -237,6 +237,8 @@ WEAVIATE_HNSW_EF = envint("DOCDB_WEAVIATE_HNSW_EF", 256)  # -1: Weaviate's dynam
 # Semantic search re-ranks at least this many candidate pages exactly with MUVERA (Weaviate
 # re-ranks twice the limit asked for when it scans an owner's pages), then keeps the best.
 WEAVIATE_SEARCH_CANDIDATES = envint("DOCDB_WEAVIATE_SEARCH_CANDIDATES", 200)
+# An owner with fewer pages than this is searched by scanning them, else through HNSW.
+WEAVIATE_FLAT_SEARCH_CUTOFF = envint("DOCDB_WEAVIATE_FLAT_SEARCH_CUTOFF", 2000)
 # Client-side vectors: page images per request to the embedder.
 EMBEDDER_CLIENT_BATCH_SIZE = envint("DOCDB_EMBEDDER_CLIENT_BATCH_SIZE", 32)
 

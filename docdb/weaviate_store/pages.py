@@ -191,7 +191,8 @@ def pages_search(
     # Client-side vectors: the collection has no vectorizer, so DocDB embeds the query.
     vector = query_embed(query) if vectorize_client_side() and mode != SearchMode.KEYWORD else None
     # MUVERA re-ranks exactly only twice the limit asked for when Weaviate scans (an owner with
-    # fewer than 40 000 pages): ask for more candidates and keep the best (docs/benchmarks.md).
+    # fewer pages than WEAVIATE_FLAT_SEARCH_CUTOFF), ef of them otherwise: ask for more
+    # candidates and keep the best (docs/benchmarks.md).
     candidates = settings.WEAVIATE_SEARCH_CANDIDATES // 2 if mode == SearchMode.VECTOR else 0
     wide = candidates > limit + offset
     vector_limit, vector_offset = (candidates, 0) if wide else (limit, offset)

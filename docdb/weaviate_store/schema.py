@@ -51,8 +51,18 @@ def vectorize_client_side() -> bool:
 
 
 def vector_index_config(*, ef: int) -> Any:
-    """HNSW over the page multi-vectors, scored with MaxSim (dot products of unit vectors)."""
-    return Configure.VectorIndex.hnsw(distance_metric=VectorDistances.DOT, ef=ef)
+    """HNSW over the page multi-vectors, scored with MaxSim (dot products of unit vectors).
+
+    A search whose filter (DocDB's owner filter) allows fewer objects than the flat search
+    cutoff scans them instead of walking the graph. With MUVERA's 10 240-dim encodings the scan
+    costs more than the walk beyond a few thousand pages (docs/benchmarks.md), hence a cutoff
+    far below Weaviate's default of 40 000.
+    """
+    return Configure.VectorIndex.hnsw(
+        distance_metric=VectorDistances.DOT,
+        ef=ef,
+        flat_search_cutoff=settings.WEAVIATE_FLAT_SEARCH_CUTOFF,
+    )
 
 
 def multi_vector_encoding(*, muvera: bool) -> Any:
