@@ -238,6 +238,19 @@ def _range_render(document: Document, first: int, last: int) -> list[_Rendered]:
     return rendered
 
 
+def page_object(document: Document, *, number: int, text: str, image_jpeg: bytes) -> PageObject:
+    """What Weaviate stores for one page of the document."""
+    return PageObject(
+        document_id=document.id,
+        owner_id=document.owner_id,
+        title=document.title,
+        file_name=document.original_name,
+        page_number=number,
+        text=text,
+        image_jpeg=image_jpeg,
+    )
+
+
 def _range_ingest(document: Document, first: int, last: int) -> None:
     pending = _pages_pending(document, first, last)
     if not pending:
@@ -266,15 +279,7 @@ def _range_ingest(document: Document, first: int, last: int) -> None:
     )
     pages_upsert(
         [
-            PageObject(
-                document_id=document.id,
-                owner_id=document.owner_id,
-                title=document.title,
-                file_name=document.original_name,
-                page_number=page.number,
-                text=page.text,
-                image_jpeg=page.jpeg,
-            )
+            page_object(document, number=page.number, text=page.text, image_jpeg=page.jpeg)
             for page in rendered
         ]
     )

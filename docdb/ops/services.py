@@ -14,6 +14,7 @@ from PIL import Image
 
 from docdb import pdf
 from docdb.documents.models import Document, Page, Status
+from docdb.documents.services import page_object
 from docdb.ops.models import PipelineRun, RunKind
 from docdb.ops.runs import pipeline_run_enqueue
 from docdb.weaviate_store import PageObject, collection_recreate, pages_delete, pages_upsert
@@ -74,12 +75,9 @@ def _page_objects(document: Document, pages: list[Page]) -> list[PageObject]:
     for page in pages:
         page_files_restore(page=page)
         objects.append(
-            PageObject(
-                document_id=document.id,
-                owner_id=document.owner_id,
-                title=document.title,
-                file_name=document.original_name,
-                page_number=page.number,
+            page_object(
+                document,
+                number=page.number,
                 text=page.text,
                 image_jpeg=page.image_path.read_bytes(),
             )
