@@ -346,8 +346,9 @@ def _vectorize_section(result: dict[str, Any], gpu: dict[str, Any] | None) -> st
         f"The first {result['pages']} pages of `{result['pdf']}`, through the whole pipeline "
         "(`document_ingest`: render, text, thumbnails, vectors, import) and, from the same page "
         "JPEGs, vectors and import only. Tiny model on this CPU, so the model is cheap and the "
-        "differences are the modes' own: HTTP hops, JSON, batching, the index.\n\n"
-        + vectorize.report(result)
+        "differences are the modes' own: HTTP hops, JSON, batching, the index. Each figure is "
+        "the best of two runs; on this shared machine single runs of a few seconds varied by "
+        "up to 2x.\n\n" + vectorize.report(result)
     )
     if gpu:
         runs = {
@@ -384,7 +385,8 @@ def _search_section(result: dict[str, Any]) -> str:
         "numpy over the same vectors (which costs "
         f"{result['exact_ms_per_query_per_1000_pages']:.0f} ms per query per 1 000 pages on "
         "this CPU). Latency is the client's, over gRPC, one query at a time, without query "
-        "embedding (section 1 has that).\n\n"
+        "embedding (section 1 has that). Latency grows with the machine's load (see Machine): "
+        "Weaviate's re-ranking needs the CPU the other work takes.\n\n"
         "*filter*: DocDB always filters by owner. A filtered search that allows fewer objects "
         "than the index's `flat_search_cutoff` (Weaviate's default 40 000, DocDB's 2 000) does "
         "not use HNSW: Weaviate scans the allowed objects (*flat*; these rows set the cutoff "
