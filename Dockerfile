@@ -1,6 +1,6 @@
 # One image for the web server, the Celery worker and the embedder: docker-compose.yml gives
 # each its command. CPU torch by default; the GPU override builds it with
-# TORCH_INDEX=https://download.pytorch.org/whl/cu128 instead.
+# TORCH_INDEX=https://download.pytorch.org/whl/cu128 instead, and torchvision with it.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -24,9 +24,12 @@ RUN useradd --create-home --uid 1000 docdb \
     && chown docdb:docdb /data /models
 WORKDIR /app
 
-# Torch first, from the chosen index only, so pip never swaps in PyPI's multi-GB CUDA build.
+# Torch first, from the chosen index only, so pip never swaps in PyPI's multi-GB CUDA build. The
+# GPU override sets TORCHVISION=torchvision (the `gpu` extra): from the same index, its build
+# matches this torch.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install --index-url "$TORCH_INDEX" torch
+ARG TORCHVISION=
+RUN pip install --index-url "$TORCH_INDEX" torch $TORCHVISION
 
 # The other dependencies in their own layer, installed from pyproject.toml with an empty
 # package: a change to DocDB's code then rebuilds in seconds.

@@ -56,12 +56,16 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--efs", default="64,128,256,512")
     parser.add_argument("--fetches", default="10,50,100")
+    parser.add_argument("--pooled", type=int, default=64, help="pooled vectors per page")
+    parser.add_argument("--pooled-efs", default="32,64,128", help="ef of the pooled index")
+    parser.add_argument("--reranks", default="20,40,80", help="candidates re-ranked exactly")
     parser.add_argument("--docs", type=Path, help="where the report goes (default: docs/)")
     args = parser.parse_args(argv)
     if args.quick:
         args.pages, args.full_pages, args.vectorize_pages = 4, 0, 4
         args.search_sizes, args.search_tokens, args.plain_max_pages = "60", 32, 60
         args.queries, args.efs, args.fetches = 5, "64", "10"
+        args.pooled, args.pooled_efs, args.reranks = 8, "32", "10"
     if args.docs is None:
         args.docs = RESULTS_DIR / "quick" if args.quick else DOCS_DIR
     return args
@@ -210,6 +214,9 @@ def _search_section(args: argparse.Namespace, prefix: str) -> None:
         queries=args.queries,
         efs=[int(ef) for ef in args.efs.split(",")],
         fetches=[int(fetch) for fetch in args.fetches.split(",")],
+        pooled=args.pooled,
+        pooled_efs=[int(ef) for ef in args.pooled_efs.split(",")],
+        reranks=[int(rerank) for rerank in args.reranks.split(",")],
     )
     results_save(f"{prefix}search", result)
     print(search.report(result))

@@ -8,11 +8,14 @@ Meant for a GPU machine, in one short run; with `--model tiny --device cpu` it r
     python bench/gpu_embedder.py --pages PAGES_DIR --out gpu.json
 
 It measures, for the full-size architecture with random weights:
-- image preprocessing per page on one CPU core, PIL and torchvision backends;
-- model only: inputs prepared beforehand, forward passes of `--batch` pages;
+- image preprocessing per page: on one CPU core with the PIL and torchvision backends, and as
+  shipped (on a GPU with torchvision installed: the torchvision backend on the GPU);
+- how many pages per second the service's preparing threads decode and preprocess, as shipped;
+- model only: inputs prepared beforehand (as shipped), forward passes of `--batch` pages;
 - the service (`python -m docdb.embedder`, as shipped) with requests of 32 images from 4 clients
   (the worker batching, client-side vectors) and of 2 images from 16 clients (what Weaviate's
-  module sends); and the same service with the torchvision image processor forced.
+  module sends); on a GPU also with `DOCDB_EMBEDDER_IMAGE_BACKEND=pil`, the PIL image processor on
+  CPU threads that the embedder used before.
 """
 
 import argparse
@@ -43,11 +46,6 @@ CLIENT_START_S = 3.0
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="serve a model directory (used by this script)")
-    serve.add_argument("--model-dir", required=True)
-    serve.add_argument("--port", type=int, required=True)
-    serve.add_argument("--device", default="auto")
-    serve.add_argument("--backend", default="torchvision")
     render = commands.add_parser("render", help="render pages of a PDF to JPEGs, as stored")
     render.add_argument("pdf", type=Path)
     render.add_argument("folder", type=Path)
@@ -64,8 +62,6 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        return _serve(args.model_dir, args.port, args.device, args.backend)
     if args.command == "render":
         return _render(args.pdf, args.folder, first=args.first, count=args.count)
     if args.pages is None:
@@ -130,17 +126,31 @@ def run(
         raise SystemExit(f"no *.jpg in {pages_dir}")
     result["pages"] = len(jpegs)
     embedder = embedder_load(str(model_dir), device=str(torch_device))
+    # The first key is what bench/report.py reads.
     result["service_backend_as_shipped"] = type(embedder.processor.image_processor).__name__
-    result["preprocess_s_per_page"] = _preprocess_times(model_dir, jpegs)
+    result["preprocessing_as_shipped"] = {
+        "backend": embedder.image_backend,
+        "device": str(embedder.image_device),
+    }
+    _say(f"preprocessing as shipped: {result['preprocessing_as_shipped']}")
+    result["preprocess_s_per_page"] = _preprocess_times(model_dir, jpegs, embedder)
     _say(f"preprocessing per page: {result['preprocess_s_per_page']}")
+    try:
+        result["parity_with_pil"] = _parity_with_pil(embedder, model_dir, jpegs)
+    except Exception as exc:  # a wrong result must not lose the timings
+        result["parity_with_pil"] = {"error": f"{type(exc).__name__}: {exc}"}
+    _say(f"as shipped against PIL: {result['parity_with_pil']}")
+    result["prepare_threads"] = _prepare_rate(embedder, jpegs, pages=model_pages)
+    _say(f"decoding and preprocessing in the service's threads: {result['prepare_threads']}")
     result["model_only"] = _model_only(embedder, jpegs, batch=batch, pages=model_pages)
     _say(f"model only: {result['model_only']}")
     del embedder
     if torch_device.type == "cuda":
         torch.cuda.empty_cache()
-    variants = {"as shipped": None, "torchvision processor": "torchvision"}
-    if model == "tiny" or not _torchvision_available():
-        variants = {"as shipped": None}
+    # Before: the PIL image processor on CPU threads. As shipped on a CPU, it is that already.
+    variants: dict[str, str | None] = {"as shipped": None}
+    if result["preprocessing_as_shipped"]["backend"] != "pil":
+        variants["PIL processor"] = "pil"
     service: dict[str, Any] = {}
     for name, backend in variants.items():
         try:
@@ -184,8 +194,9 @@ def _images(jpegs: Sequence[bytes]) -> list[Any]:
     return [Image.open(io.BytesIO(data)).convert("RGB") for data in jpegs]
 
 
-def _preprocess_times(model_dir: Path, jpegs: Sequence[bytes]) -> dict[str, float]:
-    """Seconds per page on one thread: JPEG decode, and each image processor backend."""
+def _preprocess_times(model_dir: Path, jpegs: Sequence[bytes], embedder: Any) -> dict[str, float]:
+    """Seconds per page on one thread with one CPU core: JPEG decode, each image processor
+    backend on the CPU, and the embedder's own preparation (on its preprocessing device)."""
     import torch
     from transformers import ColModernVBertProcessor
 
@@ -205,9 +216,78 @@ def _preprocess_times(model_dir: Path, jpegs: Sequence[bytes]) -> dict[str, floa
                 )
             except Exception as exc:
                 _say(f"{backend} preprocessing failed: {exc}")
+        embedder.image_prepare(images[0])  # warm-up: kernels, allocator
+        # image_prepare returns once the device has finished the page.
+        times[f"as_shipped_{embedder.image_backend}_on_{embedder.image_device.type}"] = _per_item(
+            embedder.image_prepare, images
+        )
         return times
     finally:
         torch.set_num_threads(threads)
+
+
+def _parity_with_pil(embedder: Any, model_dir: Path, jpegs: Sequence[bytes]) -> dict[str, Any]:
+    """The shipped preprocessing against PIL's, on the same pages and model: the same tokens and
+    nearly the same vectors (on a GPU torchvision resizes bicubic, PIL with LANCZOS). And pages
+    prepared by many threads at once against one at a time, which a missing wait between CUDA
+    streams would tell apart."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import torch
+    from transformers import ColModernVBertProcessor
+
+    from docdb.embedder.model import Embedder
+    from docdb.embedder.server import PREPARE_WORKERS
+
+    pil = Embedder(
+        model=embedder.model,
+        processor=ColModernVBertProcessor.from_pretrained(model_dir, backend="pil"),
+        name=embedder.name,
+        random_test_model=True,
+    )
+    images = _images(jpegs[:4])
+    shipped = [embedder.image_prepare(image) for image in images]
+    reference = [pil.image_prepare(image) for image in images]
+    with ThreadPoolExecutor(PREPARE_WORKERS) as pool:
+        concurrent = list(pool.map(embedder.image_prepare, images * PREPARE_WORKERS))
+    concurrent_difference = max(
+        float((item["pixel_values"] - shipped[index % len(images)]["pixel_values"]).abs().max())
+        for index, item in enumerate(concurrent)
+    )
+    cosines = [
+        (mine * theirs).sum(axis=1)
+        for mine, theirs in zip(embedder.forward(shipped), pil.forward(reference), strict=True)
+    ]
+    return {
+        "same_tokens": all(
+            torch.equal(mine["input_ids"], theirs["input_ids"])
+            for mine, theirs in zip(shipped, reference, strict=True)
+        ),
+        "cosine_min": float(min(cosine.min() for cosine in cosines)),
+        "cosine_mean": float(np.mean([cosine.mean() for cosine in cosines])),
+        "concurrent_max_difference": concurrent_difference,
+    }
+
+
+def _prepare_rate(embedder: Any, jpegs: Sequence[bytes], *, pages: int) -> dict[str, Any]:
+    """Pages per second decoded and prepared by as many threads as the service's pool has:
+    what the service can feed the model at most."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from docdb.embedder.server import PREPARE_WORKERS
+
+    def prepare(data: bytes) -> Any:
+        return embedder.image_prepare(_images([data])[0])
+
+    work = [jpegs[index % len(jpegs)] for index in range(max(pages, PREPARE_WORKERS))]
+    with ThreadPoolExecutor(PREPARE_WORKERS) as pool:
+        list(pool.map(prepare, work[:PREPARE_WORKERS]))  # warm-up: each thread's first page
+        started = time.perf_counter()
+        for _ in pool.map(prepare, work):
+            pass
+        seconds = time.perf_counter() - started
+    return {"threads": PREPARE_WORKERS, "pages": len(work), "pages_per_s": len(work) / seconds}
 
 
 def _per_item(work: Callable[[Any], Any], items: Sequence[Any]) -> float:
@@ -275,16 +355,16 @@ def _service_runs(
         "DOCDB_EMBEDDER_DEVICE": device,
         "DOCDB_EMBEDDER_PORT": str(port),
         "DOCDB_EMBEDDER_API_KEYS": API_KEY,
+        "DOCDB_EMBEDDER_IMAGE_BACKEND": backend or "auto",
     }
-    if backend is None:
-        command = [sys.executable, "-m", "docdb.embedder"]
-    else:
-        command = [sys.executable, __file__, "serve", "--model-dir", str(model_dir)]
-        command += ["--port", str(port), "--device", device, "--backend", backend]
     log_path = model_dir.parent / f"{model_dir.name}-{backend or 'shipped'}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_DIR
+            [sys.executable, "-m", "docdb.embedder"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_DIR,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -310,7 +390,8 @@ def _service_runs(
         counters = requests.get(f"{url}/health", timeout=5).json()["counters"]
         for run in runs:
             run["largest_batch"] = counters["largest_batch"]
-        runs[0]["health"] = {key: health[key] for key in ("device", "dtype", "batch_size")}
+        shown = ("device", "dtype", "batch_size", "image_backend", "image_device")
+        runs[0]["health"] = {key: health[key] for key in shown}
         return runs
     finally:
         process.terminate()
@@ -418,25 +499,6 @@ def _render(pdf_path: Path, folder: Path, *, first: int, count: int) -> int:
     for page in pages:
         jpeg = pdf.image_jpeg_bytes(page.image, quality=88)  # the pipeline's page JPEG
         (folder / f"page-{page.number:04d}.jpg").write_bytes(jpeg)
-    return 0
-
-
-def _serve(model_dir: str, port: int, device: str, backend: str) -> int:
-    """The embedder service as shipped, but with the image processor backend chosen."""
-    import uvicorn
-    from transformers import ColModernVBertProcessor
-
-    from docdb.embedder.config import config_from_env
-    from docdb.embedder.model import Embedder, embedder_load
-    from docdb.embedder.server import create_app
-
-    loaded = embedder_load(model_dir, device=device)
-    processor = ColModernVBertProcessor.from_pretrained(model_dir, backend=backend)
-    embedder = Embedder(
-        model=loaded.model, processor=processor, name=loaded.name, random_test_model=True
-    )
-    config = config_from_env(os.environ)
-    uvicorn.run(create_app(config, embedder), host="127.0.0.1", port=port, log_level="warning")
     return 0
 
 

@@ -2,9 +2,11 @@
 
 Synthetic page multi-vectors shaped like ColModernVBERT's (bench/synthetic.py) go into a
 dedicated Weaviate, in the collection configuration DocDB ships (docdb.weaviate_store.schema),
-once as plain multi-vector HNSW and once MUVERA-encoded. Queries run as DocDB runs them (with
-the owner filter) and without a filter; recall@10 is measured against brute-force MaxSim in
-numpy over the same vectors. Query embedding is not included (see the ingestion benchmark).
+once as plain multi-vector HNSW and once MUVERA-encoded beside pooled vectors (DocDB's
+two-stage search: candidates by MaxSim over pooled vectors, re-ranked exactly). Queries run as
+DocDB runs them (with the owner filter; two-stage through DocDB's own `two_stage_search`) and
+without a filter; recall@10 is measured against brute-force MaxSim in numpy over the same
+vectors. Query embedding is not included (see the ingestion benchmark).
 """
 
 import time
@@ -17,14 +19,31 @@ from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter
 
 from bench.common import API_KEY, Weaviate, percentile, table, weaviate_running
-from bench.synthetic import Corpus, maxsim_exact
-from docdb.weaviate_store.schema import VECTOR_NAME, self_provided_config
+from bench.synthetic import PAGE_CONCEPTS_OWN, Corpus, maxsim_exact
+from docdb.pooling import multivector_pool
+from docdb.weaviate_store.pages import two_stage_search
+from docdb.weaviate_store.schema import (
+    POOLED_VECTOR_NAME,
+    VECTOR_NAME,
+    self_provided_config,
+    self_provided_pooled_config,
+)
 
 K = 10
 OWNER = 1
 # flat_search_cutoff values: a filtered search scans when it allows fewer objects than this.
 FLAT_ALWAYS = 1_000_000_000
 FLAT_NEVER = 0
+# The re-ranking query scans its candidates: any cutoff above their number will do.
+FLAT_RERANK = 2000
+# Concepts of a page's own, from the corpus default (4) to pages whose tokens spread wide.
+SENSITIVITY_OWN_CONCEPTS = [PAGE_CONCEPTS_OWN, 24, 60]
+MUVERA = "MUVERA"
+PLAIN = "multi-vector HNSW"
+
+
+def two_stage_name(pooled: int) -> str:
+    return f"two-stage, pooled {pooled}"
 
 
 def run(
@@ -35,6 +54,9 @@ def run(
     queries: int,
     efs: list[int],
     fetches: list[int],
+    pooled: int,
+    pooled_efs: list[int],
+    reranks: list[int],
 ) -> dict[str, Any]:
     corpus = Corpus(tokens_per_page=tokens)
     query_vectors = np.stack([corpus.query(number, pages=min(sizes)) for number in range(queries)])
@@ -44,6 +66,8 @@ def run(
         "queries": queries,
         "query_tokens": int(query_vectors.shape[1]),
         "exact_ms_per_query_per_1000_pages": exact["ms_per_query_per_1000_pages"],
+        "pooled_vectors": pooled,
+        "pool_ms_per_page": _pool_cost(corpus, pooled),
         "indexes": [],
     }
     plain_sizes = [size for size in sizes if size <= plain_max_pages]
@@ -60,8 +84,78 @@ def run(
                 sizes=index_sizes,
                 efs=efs,
                 fetches=fetches if muvera else [K],
+                # Beside MUVERA, as DocDB's collections hold them.
+                pooled=pooled if muvera else 0,
+                pooled_efs=pooled_efs,
+                reranks=reranks,
             )
+    if pooled:
+        result["pooling_sensitivity"] = pooling_sensitivity(
+            pages=min(sizes),
+            tokens=tokens,
+            queries=min(queries, 40),
+            own_concepts=SENSITIVITY_OWN_CONCEPTS,
+            pool_sizes=sorted({max(1, pooled // 2), pooled}),
+            candidates=reranks,
+        )
     return result
+
+
+def pooling_sensitivity(
+    *,
+    pages: int,
+    tokens: int,
+    queries: int,
+    own_concepts: list[int],
+    pool_sizes: list[int],
+    candidates: list[int],
+) -> list[dict[str, Any]]:
+    """How well the first stage holds the exact top 10 as pages spread wider, in numpy.
+
+    Pages with more concepts of their own have tokens that pool less well, and their exact
+    top 10 past the best page are near-ties (the score gap between ranks 10 and 50 shows it).
+    Pooled MaxSim is computed exactly here, as Weaviate's flat path does.
+    """
+    rows = []
+    for own in own_concepts:
+        corpus = Corpus(tokens_per_page=tokens, own_concepts=own)
+        query_vectors = np.stack([corpus.query(number, pages=pages) for number in range(queries)])
+        scores = np.concatenate(list(maxsim_exact(corpus, query_vectors, pages=pages)), axis=1)
+        truth = np.argsort(-scores, axis=1)[:, :K]
+        ranked = -np.sort(-scores, axis=1)
+        page_vectors = [corpus.page(number) for number in range(pages)]
+        flat_queries = query_vectors.reshape(-1, query_vectors.shape[2]).T
+        for size in pool_sizes:
+            pooled = np.stack([multivector_pool(page, size) for page in page_vectors])
+            similarity = (pooled.reshape(-1, pooled.shape[2]) @ flat_queries).reshape(
+                pages, size, queries, -1
+            )
+            order = np.argsort(-similarity.max(axis=1).sum(axis=2).T, axis=1)
+            row: dict[str, Any] = {
+                "own_concepts": own,
+                "pooled": size,
+                "score_1": float(ranked[:, 0].mean()),
+                "score_10": float(ranked[:, K - 1].mean()),
+                "score_50": float(ranked[:, min(49, pages - 1)].mean()),
+            }
+            for count in candidates:
+                found = [
+                    len(set(best) & set(ranking[:count])) / K
+                    for best, ranking in zip(truth, order, strict=True)
+                ]
+                row[f"recall_in_{count}"] = float(np.mean(found))
+            rows.append(row)
+            print(f"  pooling, {own} own concepts, pooled {size}: {row}")
+    return rows
+
+
+def _pool_cost(corpus: Corpus, pooled: int) -> float:
+    """Milliseconds to pool one page (the embedder or the worker pays it at import)."""
+    pages = [corpus.page(number) for number in range(20)]
+    started = time.perf_counter()
+    for page in pages:
+        multivector_pool(page, pooled)
+    return (time.perf_counter() - started) / len(pages) * 1000
 
 
 def _exact(corpus: Corpus, queries: np.ndarray, *, pages: int) -> dict[str, Any]:
@@ -99,8 +193,16 @@ def _index_runs(
     sizes: list[int],
     efs: list[int],
     fetches: list[int],
+    pooled: int,
+    pooled_efs: list[int],
+    reranks: list[int],
 ) -> list[dict[str, Any]]:
-    name = "MUVERA" if muvera else "multi-vector HNSW"
+    name = MUVERA if muvera else PLAIN
+    if pooled:
+        name += f" + pooled {pooled}"
+    vector_config = [self_provided_config(muvera=muvera, ef=-1)]
+    if pooled:
+        vector_config.append(self_provided_pooled_config(ef=-1))
     client = _client(server)
     try:
         client.collections.create(
@@ -109,7 +211,7 @@ def _index_runs(
                 Property(name="owner_id", data_type=DataType.INT),
                 Property(name="page_number", data_type=DataType.INT),
             ],
-            vector_config=[self_provided_config(muvera=muvera, ef=-1)],
+            vector_config=vector_config,
         )
         collection = client.collections.use("BenchPage")
         rss_empty, disk_empty = server.rss_bytes(), server.disk_bytes()
@@ -117,7 +219,7 @@ def _index_runs(
         imported = 0
         for size in sizes:
             started = time.perf_counter()
-            _import(collection, corpus, imported, size)
+            _import(collection, corpus, imported, size, pooled=pooled)
             import_seconds = time.perf_counter() - started
             pages_per_s = (size - imported) / import_seconds
             print(f"{name}: imported pages {imported}..{size - 1} at {pages_per_s:.1f} pages/s")
@@ -130,18 +232,11 @@ def _index_runs(
                 "disk_bytes_per_page": (server.disk_bytes() - disk_empty) / size,
             }
             for filtered, flat, ef, fetch in _settings(efs, fetches, muvera=muvera):
-                collection.config.update(
-                    vector_config=Reconfigure.Vectors.update(
-                        name=VECTOR_NAME,
-                        vector_index_config=Reconfigure.VectorIndex.hnsw(
-                            ef=ef, flat_search_cutoff=FLAT_ALWAYS if flat else FLAT_NEVER
-                        ),
-                    )
-                )
+                _index_set(collection, VECTOR_NAME, ef=ef, flat=flat)
                 measured = _queries(collection, queries, truth, fetch, filtered)
                 runs.append(
                     {
-                        "index": name,
+                        "index": MUVERA if muvera else PLAIN,
                         "pages": size,
                         "owner_filter": filtered,
                         "path": "flat" if filtered and flat else "HNSW",
@@ -153,9 +248,94 @@ def _index_runs(
                     }
                 )
                 print(_run_line(runs[-1]))
+            if pooled:
+                runs += _two_stage_runs(
+                    collection,
+                    queries,
+                    truth,
+                    name=two_stage_name(pooled),
+                    pages=size,
+                    pooled_efs=pooled_efs,
+                    reranks=reranks,
+                    footprint=footprint,
+                )
         return runs
     finally:
         client.close()
+
+
+def _index_set(collection: Any, vector: str, *, ef: int, flat: bool | int) -> None:
+    cutoff = flat if not isinstance(flat, bool) else (FLAT_ALWAYS if flat else FLAT_NEVER)
+    collection.config.update(
+        vector_config=Reconfigure.Vectors.update(
+            name=vector,
+            vector_index_config=Reconfigure.VectorIndex.hnsw(ef=ef, flat_search_cutoff=cutoff),
+        )
+    )
+
+
+def _two_stage_runs(
+    collection: Any,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    *,
+    name: str,
+    pages: int,
+    pooled_efs: list[int],
+    reranks: list[int],
+    footprint: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """DocDB's semantic search: candidates from the pooled index (scanned, or through HNSW at
+    each ef), all re-ranked with exact MaxSim by a scan of the MUVERA index."""
+    _index_set(collection, VECTOR_NAME, ef=-1, flat=FLAT_RERANK)
+    runs = []
+    for flat, ef in [(True, -1)] + [(False, ef) for ef in pooled_efs]:
+        _index_set(collection, POOLED_VECTOR_NAME, ef=ef, flat=flat)
+        for rerank in reranks:
+            measured = _two_stage_queries(collection, queries, truth, rerank)
+            runs.append(
+                {
+                    "index": name,
+                    "pages": pages,
+                    "owner_filter": True,
+                    "path": "flat" if flat else "HNSW",
+                    "ef": ef,
+                    "fetch": rerank,
+                    "candidates": rerank,
+                    **footprint,
+                    **measured,
+                }
+            )
+            print(_run_line(runs[-1]))
+    return runs
+
+
+def _two_stage_queries(
+    collection: Any, queries: np.ndarray, truth: np.ndarray, rerank: int
+) -> dict[str, Any]:
+    filters = Filter.by_property("owner_id").equal(OWNER)
+    vectors = [query.tolist() for query in queries]
+    two_stage_search(collection, vectors[0], filters=filters, candidates=rerank,
+                     return_properties=["page_number"])  # fmt: skip
+    latencies = []
+    recalls = []
+    for vector, relevant in zip(vectors, truth, strict=True):
+        started = time.perf_counter()
+        objects = two_stage_search(
+            collection,
+            vector,
+            filters=filters,
+            candidates=rerank,
+            return_properties=["page_number"],
+        )
+        latencies.append(time.perf_counter() - started)
+        found = [obj.properties["page_number"] for obj in objects[:K]]
+        recalls.append(len(set(found) & set(relevant.tolist())) / K)
+    return {
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "recall_at_10": float(np.mean(recalls)),
+    }
 
 
 def _settings(
@@ -182,14 +362,15 @@ def _candidates(muvera: bool, flat: bool, ef: int, fetch: int) -> int | None:
     return max(ef if ef > 0 else min(max(2 * fetch * 8, 100), 500), 2 * fetch)
 
 
-def _import(collection: Any, corpus: Corpus, start: int, stop: int) -> None:
+def _import(collection: Any, corpus: Corpus, start: int, stop: int, *, pooled: int) -> None:
     # Several pages per request, a few requests in flight: ~0.5 MB per page on the wire.
     with collection.batch.fixed_size(batch_size=8, concurrent_requests=2) as batch:
         for number in range(start, stop):
-            batch.add_object(
-                properties={"owner_id": OWNER, "page_number": number},
-                vector={VECTOR_NAME: corpus.page(number).tolist()},
-            )
+            page = corpus.page(number)
+            vectors = {VECTOR_NAME: page.tolist()}
+            if pooled:
+                vectors[POOLED_VECTOR_NAME] = multivector_pool(page, pooled).tolist()
+            batch.add_object(properties={"owner_id": OWNER, "page_number": number}, vector=vectors)
     failed = collection.batch.failed_objects
     if failed:
         raise RuntimeError(f"{len(failed)} pages failed to import: {failed[0].message}")
@@ -238,6 +419,22 @@ def _candidates_cell(run: dict[str, Any]) -> Any:
     return "all" if run["path"] == "flat" else "-"  # plain multi-vector: its own candidates
 
 
+def sensitivity_report(result: dict[str, Any]) -> str:
+    rows = result.get("pooling_sensitivity") or []
+    if not rows:
+        return ""
+    counts = [key.removeprefix("recall_in_") for key in rows[0] if key.startswith("recall_in_")]
+    return table(
+        ["own concepts", "pooled", "exact score #1", "#10", "#50"]
+        + [f"top 10 in best {count}" for count in counts],
+        [
+            [row["own_concepts"], row["pooled"], row["score_1"], row["score_10"], row["score_50"]]
+            + [row[f"recall_in_{count}"] for count in counts]
+            for row in rows
+        ],
+    )
+
+
 def report(result: dict[str, Any]) -> str:
     rows = [
         [
@@ -259,7 +456,12 @@ def report(result: dict[str, Any]) -> str:
     )
     seen = {}
     for run in result["indexes"]:
-        seen[(run["index"], run["pages"])] = run
+        # Two-stage rows share the MUVERA collection (and its pooled vectors) and footprint.
+        index = run["index"]
+        if index == MUVERA and result.get("pooled_vectors"):
+            index = f"{MUVERA} + pooled {result['pooled_vectors']}"
+        if not index.startswith("two-stage"):
+            seen[(index, run["pages"])] = run
     footprint = table(
         ["index", "pages", "import pages/s", "memory KiB/page", "disk KiB/page"],
         [

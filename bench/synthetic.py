@@ -39,9 +39,13 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 class Corpus:
     """Pages 0..n-1 of `tokens_per_page` vectors each, reproducible from `seed`."""
 
-    def __init__(self, *, tokens_per_page: int, seed: int = 7) -> None:
+    def __init__(
+        self, *, tokens_per_page: int, seed: int = 7, own_concepts: int = PAGE_CONCEPTS_OWN
+    ) -> None:
         self.tokens_per_page = tokens_per_page
         self.seed = seed
+        # More concepts of its own make a page's tokens spread wider (harder to pool).
+        self.own_concepts = own_concepts
         rng = np.random.default_rng(seed)
         self.shared = _unit(rng.standard_normal(DIM))
         self.topics = _unit(rng.standard_normal((TOPICS, DIM)))
@@ -57,7 +61,7 @@ class Corpus:
         rng = np.random.default_rng((self.seed, page, 0))
         document = self._document_concepts(page // PAGES_PER_DOCUMENT)
         shared = document[rng.choice(DOCUMENT_CONCEPTS, PAGE_CONCEPTS_SHARED, replace=False)]
-        own = _unit(rng.standard_normal((PAGE_CONCEPTS_OWN, DIM)))
+        own = _unit(rng.standard_normal((self.own_concepts, DIM)))
         return np.concatenate([shared, own])
 
     def page(self, page: int) -> np.ndarray:

@@ -239,6 +239,21 @@ WEAVIATE_HNSW_EF = envint("DOCDB_WEAVIATE_HNSW_EF", 256)  # -1: Weaviate's dynam
 WEAVIATE_SEARCH_CANDIDATES = envint("DOCDB_WEAVIATE_SEARCH_CANDIDATES", 200)
 # An owner with fewer pages than this is searched by scanning them, else through HNSW.
 WEAVIATE_FLAT_SEARCH_CUTOFF = envint("DOCDB_WEAVIATE_FLAT_SEARCH_CUTOFF", 2000)
+# Two-stage semantic search (self-hosted): new collections also hold each page's multi-vector
+# pooled into this many vectors (0: not), in a plain multi-vector HNSW with this ef; a search
+# finds candidates with them and re-ranks this many with exact MaxSim over the full vectors.
+# docs/benchmarks.md ("Search at scale") chose these.
+WEAVIATE_POOLED_VECTORS = envint("DOCDB_WEAVIATE_POOLED_VECTORS", 64)
+WEAVIATE_POOLED_EF = envint("DOCDB_WEAVIATE_POOLED_EF", 64)
+WEAVIATE_RERANK_CANDIDATES = envint("DOCDB_WEAVIATE_RERANK_CANDIDATES", 40)
+if not 0 <= WEAVIATE_POOLED_VECTORS <= 256:
+    raise ValueError("DOCDB_WEAVIATE_POOLED_VECTORS must be between 0 (off) and 256")
+if not 1 <= WEAVIATE_RERANK_CANDIDATES < WEAVIATE_FLAT_SEARCH_CUTOFF:
+    # The re-ranking scans exactly the candidates; Weaviate scans only below the cutoff.
+    raise ValueError(
+        "DOCDB_WEAVIATE_RERANK_CANDIDATES must be at least 1 and below "
+        "DOCDB_WEAVIATE_FLAT_SEARCH_CUTOFF"
+    )
 # Client-side vectors: page images per request to the embedder.
 EMBEDDER_CLIENT_BATCH_SIZE = envint("DOCDB_EMBEDDER_CLIENT_BATCH_SIZE", 32)
 

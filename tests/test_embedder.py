@@ -1,6 +1,7 @@
 """The embedder service: the real `python -m docdb.embedder` process with the tiny random model."""
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,15 +29,27 @@ from docdb.embedder.__main__ import main
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
 from docdb.embedder.model import (
     Embedder,
+    Features,
     ModelLoadError,
     embedder_load,
+    features_collate,
+    image_backend_resolve,
     tiny_model_build,
     tiny_model_ensure,
+    torchvision_import_error,
 )
 from docdb.embedder.server import create_app
 
 API_KEY = "test-embedder-key"
 OTHER_KEY = "second-key"
+TORCHVISION_ERROR = torchvision_import_error()
+needs_torchvision = pytest.mark.skipif(
+    TORCHVISION_ERROR is not None,
+    reason=f"torchvision cannot be imported ({TORCHVISION_ERROR}); `pip install -e '.[dev]'`",
+)
+# For the tiny model: 2 x 2 tiles and the global one (portrait, landscape, a small image scaled
+# up), and 1 x 2 and the global one (a banner).
+PAGE_SIZES = [(1240, 1754), (2000, 1100), (300, 200), (2000, 120)]
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +79,16 @@ def tiny_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
     return embedder_load("tiny", device="cpu", cache_dir=tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="module")
+def torchvision_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return embedder_load(
+        "tiny",
+        device="cpu",
+        image_backend="torchvision",
+        cache_dir=tmp_path_factory.mktemp("models"),
+    )
+
+
 def assert_unit_multivector(vectors: np.ndarray) -> None:
     assert vectors.ndim == 2 and vectors.shape[1] == 128
     assert vectors.shape[0] > 0
@@ -78,6 +101,8 @@ def test_health_describes_the_tiny_model(service: EmbedderProcess) -> None:
     assert health["model"] == "tiny"
     assert health["random_test_model"] is True
     assert (health["device"], health["dtype"], health["dim"]) == ("cpu", "float32", 128)
+    # On a CPU the default stays PIL, whether torchvision is installed or not.
+    assert (health["image_backend"], health["image_device"]) == ("pil", "cpu")
     assert health["geometry"] == {
         "longest_edge": 512,
         "tile_size": 256,
@@ -292,10 +317,12 @@ def test_config_from_env_defaults_and_overrides() -> None:
             "DOCDB_EMBEDDER_API_KEYS": " a , b ,",
             "DOCDB_EMBEDDER_BATCH_SIZE": "4",
             "DOCDB_EMBEDDER_CACHE_DIR": "/tmp/models",
+            "DOCDB_EMBEDDER_IMAGE_BACKEND": "torchvision",
         }
     )
     assert (config.model, config.port, config.api_keys) == ("tiny", 9000, ("a", "b"))
     assert (config.batch_size, config.cache_dir) == (4, Path("/tmp/models"))
+    assert config.image_backend == "torchvision"
 
 
 def test_the_weaviate_key_is_the_default_embedder_key() -> None:
@@ -340,3 +367,116 @@ def test_an_unreachable_hub_stops_the_service_with_a_clear_error(tmp_path: Path)
         result.stderr
     )
     assert "DOCDB_EMBEDDER_MODEL" in result.stderr and "`tiny`" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("asked", "device", "torchvision_error", "chosen"),
+    [
+        ("auto", "cpu", None, "pil"),
+        ("auto", "cuda", None, "torchvision"),
+        ("auto", "cuda", "No module named 'torchvision'", "pil"),
+        ("pil", "cuda", None, "pil"),
+        ("torchvision", "cpu", None, "torchvision"),
+    ],
+)
+def test_the_image_backend_follows_the_device(
+    asked: str, device: str, torchvision_error: str | None, chosen: str
+) -> None:
+    # torch.device("cuda") is only a name: no GPU is needed to decide.
+    backend = image_backend_resolve(
+        asked, torch.device(device), torchvision_error=torchvision_error
+    )
+    assert backend == chosen
+
+
+def test_a_gpu_without_torchvision_warns_that_preprocessing_stays_on_the_cpu(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="docdb.embedder"):
+        image_backend_resolve(
+            "auto", torch.device("cuda"), torchvision_error="No module named 'torchvision'"
+        )
+    [record] = caplog.records
+    assert "No module named 'torchvision'" in record.message
+    assert "PIL on CPU threads" in record.message and "`gpu` extra" in record.message
+
+
+def test_an_unusable_image_backend_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="use auto, pil or torchvision"):
+        embedder_load("tiny", device="cpu", image_backend="opencv", cache_dir=tmp_path)
+    with pytest.raises(ModelLoadError, match=r"torchvision cannot be imported .*`gpu` extra"):
+        image_backend_resolve(
+            "torchvision", torch.device("cpu"), torchvision_error="No module named 'torchvision'"
+        )
+
+
+def test_collate_pads_inputs_on_the_device_they_are_on() -> None:
+    # Meta tensors have no data: any copy to the host on the way would fail.
+    def page(tiles: int, tokens: int) -> Features:
+        return {
+            "input_ids": torch.ones(1, tokens, dtype=torch.long),
+            "attention_mask": torch.ones(1, tokens, dtype=torch.long),
+            "pixel_values": torch.zeros(1, tiles, 3, 8, 8, device="meta"),
+            "pixel_attention_mask": torch.ones(1, tiles, 8, 8, dtype=torch.long, device="meta"),
+        }
+
+    batch = features_collate([page(5, 40), page(2, 30)], pad_token_id=0, padding_side="left")
+    assert batch["pixel_values"].device.type == "meta"
+    assert batch["pixel_values"].shape == (2, 5, 3, 8, 8)
+    assert batch["pixel_attention_mask"].dtype == torch.bool
+    assert batch["input_ids"].shape == (2, 40) and batch["input_ids"].device.type == "cpu"
+
+
+@needs_torchvision
+@pytest.mark.parametrize("size", PAGE_SIZES)
+def test_the_torchvision_backend_prepares_what_pil_does(
+    tiny_embedder: Embedder, torchvision_embedder: Embedder, size: tuple[int, int]
+) -> None:
+    image = page_image("Invoice 2024-17: total due 1,250.00 EUR", size)
+    pil = tiny_embedder.image_prepare(image)
+    tv = torchvision_embedder.image_prepare(image)
+    # The same tiles, so the same prompt around them.
+    assert torch.equal(tv["input_ids"], pil["input_ids"])
+    assert torch.equal(tv["pixel_attention_mask"], pil["pixel_attention_mask"])
+    assert tv["pixel_values"].shape == pil["pixel_values"].shape
+    # Both resize with LANCZOS on a CPU; they round differently by a level or two of 255.
+    difference = (tv["pixel_values"] - pil["pixel_values"]).abs()
+    assert difference.mean() < 1e-3 and difference.max() < 0.05
+    [from_pil] = tiny_embedder.forward([pil])
+    [from_tv] = torchvision_embedder.forward([tv])
+    assert from_tv.shape == from_pil.shape
+    assert (from_tv * from_pil).sum(axis=1).min() > 0.999
+
+
+@needs_torchvision
+def test_torchvision_inputs_of_different_shapes_batch_like_single_images(
+    torchvision_embedder: Embedder,
+) -> None:
+    info = torchvision_embedder.info()
+    assert (info["image_backend"], info["image_device"]) == ("torchvision", "cpu")
+    items = [torchvision_embedder.image_prepare(page_image("A page", size)) for size in PAGE_SIZES]
+    batched = torchvision_embedder.forward(items)
+    for item, vectors in zip(items, batched, strict=True):
+        [alone] = torchvision_embedder.forward([item])
+        np.testing.assert_allclose(vectors, alone, atol=1e-5)
+
+
+@needs_torchvision
+def test_the_service_takes_its_image_backend_from_the_environment(
+    tmp_path: Path, page_b64: str
+) -> None:
+    service = embedder_start(
+        cache_dir=tmp_path / "models",
+        log_path=tmp_path / "embedder.log",
+        env={"DOCDB_EMBEDDER_IMAGE_BACKEND": "torchvision"},
+    )
+    try:
+        health = service.health()
+        assert (health["image_backend"], health["image_device"]) == ("torchvision", "cpu")
+        [png] = service.embed([page_b64])
+        [jpeg] = service.embed([image_base64(page_image("A JPEG page"), "JPEG")])
+        assert_unit_multivector(png)
+        assert_unit_multivector(jpeg)
+        assert "preprocessed by the torchvision image processor on cpu" in service.log()
+    finally:
+        service.stop()

@@ -16,6 +16,8 @@ class EmbedderConfig:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     dtype: str = "auto"
+    # auto: torchvision on a GPU (preprocessing there), PIL on a CPU; or pil, torchvision.
+    image_backend: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8011
     # Empty: no authentication.
@@ -25,6 +27,9 @@ class EmbedderConfig:
     # How long the model thread waits for more inputs before running a partial batch.
     batch_wait_ms: int = 0
     max_inputs: int = 64
+    # Page embeddings kept by image content, so that Weaviate's second request for a page
+    # (its pooled vector) needs no second forward pass. ~0.45 MB each at full size; 0: none.
+    recent_pages: int = 256
     cache_dir: Path = Path("data/models")
 
 
@@ -37,6 +42,7 @@ def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
         model=get("MODEL", DEFAULT_MODEL),
         device=get("DEVICE", "auto"),
         dtype=get("DTYPE", "auto"),
+        image_backend=get("IMAGE_BACKEND", "auto"),
         host=get("HOST", "127.0.0.1"),
         port=_positive_int("DOCDB_EMBEDDER_PORT", get("PORT", "8011")),
         # Weaviate forwards its client's key, so by default the embedder accepts that one.
@@ -50,6 +56,9 @@ def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
             "DOCDB_EMBEDDER_BATCH_WAIT_MS", get("BATCH_WAIT_MS", "0"), allow_zero=True
         ),
         max_inputs=_positive_int("DOCDB_EMBEDDER_MAX_INPUTS", get("MAX_INPUTS", "64")),
+        recent_pages=_positive_int(
+            "DOCDB_EMBEDDER_RECENT_PAGES", get("RECENT_PAGES", "256"), allow_zero=True
+        ),
         cache_dir=Path(get("CACHE_DIR", "data/models")),
     )
 

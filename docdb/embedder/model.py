@@ -5,10 +5,12 @@ Pure Python and torch; nothing here imports Django, so the embedder runs as its 
 
 import copy
 import json
+import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,13 @@ from transformers import (
     SiglipVisionConfig,
 )
 
+log = logging.getLogger("docdb.embedder")
+
 DEFAULT_MODEL = "ModernVBERT/colmodernvbert-merged"
 TINY_MODEL = "tiny"
 EMBEDDING_DIM = 128
+# How page images become model inputs: transformers' PIL or torchvision image processor.
+IMAGE_BACKENDS = ("auto", "pil", "torchvision")
 
 # Bump when the tiny recipe changes, so a cached build from an older recipe is not reused.
 TINY_RECIPE_VERSION = 1
@@ -201,16 +207,64 @@ def dtype_resolve(dtype: str, device: torch.device) -> torch.dtype:
     return resolved
 
 
+def image_backend_resolve(
+    backend: str, device: torch.device, *, torchvision_error: str | None
+) -> str:
+    """`auto` is torchvision on a GPU, which then preprocesses there, and PIL on a CPU (or on a
+    GPU without torchvision, with a warning); `pil` or `torchvision` force one.
+
+    `torchvision_error` says why torchvision cannot be imported, None when it can.
+    """
+    if backend not in IMAGE_BACKENDS:
+        raise ModelLoadError(f"Unknown image backend {backend!r}: use auto, pil or torchvision.")
+    if backend == "torchvision" and torchvision_error:
+        raise ModelLoadError(
+            f"DOCDB_EMBEDDER_IMAGE_BACKEND=torchvision, but torchvision cannot be imported "
+            f"({torchvision_error}). Install the `gpu` extra with torchvision built for this torch "
+            "(from the index torch came from), or set DOCDB_EMBEDDER_IMAGE_BACKEND=auto."
+        )
+    if backend != "auto":
+        return backend
+    # On a CPU, PIL needs no torchvision (whose PyPI wheel breaks on CPU-only torch) and makes
+    # the vectors existing collections were made with.
+    if device.type != "cuda":
+        return "pil"
+    if torchvision_error:
+        log.warning(
+            "torchvision cannot be imported (%s): page images will be preprocessed by PIL on CPU "
+            "threads, which leaves the GPU waiting most of the time. Install the `gpu` extra "
+            "(torchvision built for this torch, from the index torch came from) to preprocess "
+            "them on the GPU.",
+            torchvision_error,
+        )
+        return "pil"
+    return "torchvision"
+
+
+def torchvision_import_error() -> str | None:
+    """Why torchvision cannot be imported, or None when it can."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception as exc:
+        # A wheel built for another torch fails with more than ImportError (a missing operator).
+        return _reason(exc)
+    return None
+
+
 def embedder_load(
     model: str = DEFAULT_MODEL,
     *,
     device: str = "auto",
     dtype: str = "auto",
+    image_backend: str = "auto",
     cache_dir: Path = Path("data/models"),
 ) -> "Embedder":
     """Load ColModernVBERT from the hub, a local directory, or `tiny` (built in `cache_dir`)."""
     torch_device = device_resolve(device)
     torch_dtype = dtype_resolve(dtype, torch_device)
+    backend = image_backend_resolve(
+        image_backend, torch_device, torchvision_error=torchvision_import_error()
+    )
     if model == TINY_MODEL:
         source = tiny_model_ensure(cache_dir)
     elif Path(model).expanduser().exists():
@@ -229,6 +283,7 @@ def embedder_load(
             name=model,
             device=torch_device,
             dtype=torch_dtype,
+            image_backend=backend,
             # Also a tiny model built elsewhere (`build-tiny`) and named by its directory.
             random_test_model=(source / TINY_MARKER).exists(),
         )
@@ -256,19 +311,27 @@ def _hub_download(model_id: str) -> Path:
 
 
 def _embedder_from_directory(
-    path: Path, *, name: str, device: torch.device, dtype: torch.dtype, random_test_model: bool
+    path: Path,
+    *,
+    name: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    image_backend: str,
+    random_test_model: bool,
 ) -> "Embedder":
-    # The PIL image processor needs no torchvision, whose PyPI wheel breaks on CPU-only torch;
-    # on a GPU, transformers picks the faster torchvision backend when it is installed.
-    processor = ColModernVBertProcessor.from_pretrained(
-        path, backend="pil" if device.type == "cpu" else None
-    )
+    processor = ColModernVBertProcessor.from_pretrained(path, backend=image_backend)
     # Any: transformers types `PreTrainedModel.to` in a way mypy cannot call.
     model: Any = ColModernVBertForRetrieval.from_pretrained(path, dtype=dtype)
     model.to(device)
-    return Embedder(
+    embedder = Embedder(
         model=model, processor=processor, name=name, random_test_model=random_test_model
     )
+    log.info(
+        "page images are preprocessed by the %s image processor on %s",
+        embedder.image_backend,
+        embedder.image_device,
+    )
+    return embedder
 
 
 def _reason(exc: Exception) -> str:
@@ -277,7 +340,11 @@ def _reason(exc: Exception) -> str:
 
 
 class Embedder:
-    """A loaded model. Preparing inputs is thread-safe; run `forward` from one thread at a time."""
+    """A loaded model. Preparing inputs is thread-safe; run `forward` from one thread at a time.
+
+    A torchvision image processor resizes and normalises page images on the model's device; the
+    PIL one on the CPU.
+    """
 
     def __init__(self, *, model: Any, processor: Any, name: str, random_test_model: bool) -> None:
         self.model = model.eval()
@@ -286,6 +353,9 @@ class Embedder:
         self.random_test_model = random_test_model
         self.device: torch.device = model.device
         self.dim: int = model.config.embedding_dim
+        self.image_backend: str = processor.image_processor.backend
+        on_device = self.image_backend == "torchvision"
+        self.image_device = self.device if on_device else torch.device("cpu")
         self._local = threading.local()
         self._layouts: dict[tuple[int, int], dict[str, Any]] = {}
         self._layout_lock = threading.Lock()
@@ -299,9 +369,23 @@ class Embedder:
         return self.forward([self.query_prepare(text) for text in texts])
 
     def image_prepare(self, image: Image.Image) -> Features:
-        """Model inputs for one image (resize, tiles, prompt tokens): CPU work, any thread."""
-        features: Features = self._thread_processor().process_images([image])
-        return features
+        """Model inputs for one image (resize, tiles, prompt tokens): any thread.
+
+        The pixels end up on `image_device`; the token ids, from the tokenizer, on the CPU.
+        """
+        processor = self._thread_processor()
+        if self.image_device.type != "cuda":
+            features: Features = processor.process_images([image])
+            return features
+        with self._prepare_stream():
+            features = processor.process_images([image], device=self.image_device)
+            # What the model would convert them to anyway, made here: a queued page then holds
+            # half the GPU memory, and a bool mask an eighth of the int64 one.
+            return {
+                **features,
+                "pixel_values": features["pixel_values"].to(self.model.dtype),
+                "pixel_attention_mask": features["pixel_attention_mask"].bool(),
+            }
 
     def query_prepare(self, text: str) -> Features:
         """Model inputs for one query (prefix, tokens, augmentation suffix)."""
@@ -317,6 +401,8 @@ class Embedder:
         )
         with torch.inference_mode():
             output = self.model(**{key: value.to(self.device) for key, value in batch.items()})
+            # Copying to the host waits for the model's stream: inputs prepared on the GPU on
+            # other streams are freed (and their memory reused) only after it read them.
             embeddings = output.embeddings.float().cpu()
         keep = batch["attention_mask"].bool()
         return [_unit_rows(embeddings[row][keep[row]].numpy()) for row in range(len(items))]
@@ -327,6 +413,8 @@ class Embedder:
             "device": str(self.device),
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "dim": self.dim,
+            "image_backend": self.image_backend,
+            "image_device": str(self.image_device),
             "random_test_model": self.random_test_model,
             "geometry": self.geometry(),
         }
@@ -399,6 +487,22 @@ class Embedder:
             for token_id in ids
         ]
         return features, tokens
+
+    @contextmanager
+    def _prepare_stream(self) -> Iterator[None]:
+        """Run this thread's GPU work on its own CUDA stream, and wait for it before leaving.
+
+        On the default stream it would queue behind the model's forward pass and hold up the
+        next one; waiting here means what `forward` receives from any thread is complete.
+        """
+        stream = getattr(self._local, "stream", None)
+        if stream is None:
+            stream = self._local.stream = torch.cuda.Stream(self.image_device)
+        try:
+            with torch.cuda.stream(stream):
+                yield
+        finally:
+            stream.synchronize()
 
     def _thread_processor(self) -> Any:
         # A fast tokenizer mutates its padding state on each call and fails with "Already

@@ -7,6 +7,7 @@ at search; each input comes back as a multi-vector (a list of 128-dim unit vecto
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
 import io
 import itertools
@@ -31,6 +32,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from docdb.embedder.config import EmbedderConfig
 from docdb.embedder.model import TINY_MODEL, Embedder, Features, embedder_load
+from docdb.embedder.recent import RecentEmbeddings, content_key
+from docdb.pooling import multivector_pool, pooled_model_parse
 
 log = logging.getLogger("docdb.embedder")
 
@@ -73,6 +76,8 @@ class Counters:
 
     requests: int = 0
     images_embedded: int = 0
+    # Images run through the model: fewer than embedded when recent pages are asked again.
+    images_computed: int = 0
     queries_embedded: int = 0
 
 
@@ -172,31 +177,33 @@ class EmbedService:
             wait_s=config.batch_wait_ms / 1000,
         )
         self.pool = ThreadPoolExecutor(PREPARE_WORKERS, thread_name_prefix="embedder-prepare")
+        self.recent = RecentEmbeddings(config.recent_pages)
         extra = (config.model, TINY_MODEL) if embedder.random_test_model else (config.model,)
         self.model_names = tuple(dict.fromkeys((*KNOWN_MODEL_NAMES, *extra)))
 
     async def embed(self, body: EmbedRequest) -> tuple[bytes, int, Kind]:
-        """JSON response bytes, the number of inputs and their kind."""
+        """JSON response bytes, the number of inputs and their kind.
+
+        A pooled model name (docdb/pooling.py) gets page images pooled; queries never are.
+        """
         self._check(body)
         kind: Kind = "query" if body.is_search_query else "image"
         loop = asyncio.get_running_loop()
-        prepare = _query_features if kind == "query" else _image_features
-        # Decoding and resizing are CPU work; the pool keeps them off the event loop and the
-        # model thread, so they overlap the forward pass of the previous batch.
-        items = await asyncio.gather(
-            *(
-                loop.run_in_executor(self.pool, prepare, self.embedder, index, text)
-                for index, text in enumerate(body.input)
-            )
-        )
         started = time.perf_counter()
-        futures = self.batcher.submit(kind, items)
         try:
-            vectors = await asyncio.gather(*(asyncio.wrap_future(future) for future in futures))
+            if kind == "query":
+                vectors = await self._queries_embed(body.input)
+            else:
+                vectors = await self._images_embed(body.input)
+        except HTTPException:
+            raise
         except Exception as exc:
             raise HTTPException(500, f"The model failed to embed the inputs: {exc}") from exc
+        pooled = pooled_model_parse(body.model or "")
+        if kind == "image" and pooled is not None:
+            vectors = await loop.run_in_executor(self.pool, _pool_all, vectors, pooled[1])
         metadata = {
-            "model": self.embedder.name,
+            "model": self.embedder.name if pooled is None else body.model,
             "time_taken_inference": time.perf_counter() - started,
             "num_embeddings_inferred": len(vectors),
         }
@@ -204,6 +211,50 @@ class EmbedService:
         content = await loop.run_in_executor(self.pool, _response_json, vectors, metadata)
         self._count(kind, len(vectors))
         return content, len(vectors), kind
+
+    async def _queries_embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        loop = asyncio.get_running_loop()
+        items = await asyncio.gather(
+            *(
+                loop.run_in_executor(self.pool, _query_features, self.embedder, index, text)
+                for index, text in enumerate(texts)
+            )
+        )
+        futures = self.batcher.submit("query", items)
+        return list(await asyncio.gather(*(asyncio.wrap_future(future) for future in futures)))
+
+    async def _images_embed(self, images: Sequence[str]) -> list[np.ndarray]:
+        """Each image's multi-vector. An image embedded a moment ago is not embedded again:
+        Weaviate asks for every page once per named vector (page and pooled)."""
+        loop = asyncio.get_running_loop()
+        keys = await loop.run_in_executor(self.pool, _content_keys, images)
+        claims = [self.recent.claim(key) for key in keys]
+        mine = [index for index, (_, computes) in enumerate(claims) if computes]
+        try:
+            # Decoding and resizing are CPU work; the pool keeps them off the event loop and
+            # the model thread, so they overlap the forward pass of the previous batch.
+            items = await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        self.pool, _image_features, self.embedder, index, images[index]
+                    )
+                    for index in mine
+                )
+            )
+            computed = self.batcher.submit("image", items)
+        except BaseException as exc:
+            # Whoever waits for these images hears why; a later request tries them again.
+            error = exc if isinstance(exc, Exception) else RuntimeError("the request was cancelled")
+            for index in mine:
+                self.recent.forget(keys[index], claims[index][0])
+                claims[index][0].set_exception(error)
+            raise
+        for index, future in zip(mine, computed, strict=True):
+            future.add_done_callback(
+                functools.partial(_settle, claims[index][0], self.recent, keys[index])
+            )
+        self.counters.images_computed += len(mine)
+        return list(await asyncio.gather(*(asyncio.wrap_future(claim) for claim, _ in claims)))
 
     async def query_tokens(self, body: QueryTokensRequest) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -235,7 +286,9 @@ class EmbedService:
                 **vars(self.counters),
                 "forward_passes": self.batcher.forward_passes,
                 "largest_batch": self.batcher.largest_batch,
+                "recent_hits": self.recent.hits,
             },
+            "recent_pages": {"held": len(self.recent), "capacity": self.recent.capacity},
         }
 
     def _check(self, body: EmbedRequest) -> None:
@@ -247,7 +300,9 @@ class EmbedService:
                 f"{len(body.input)} inputs in one request; this embedder takes at most "
                 f"{self.config.max_inputs} (DOCDB_EMBEDDER_MAX_INPUTS).",
             )
-        if body.model is not None and body.model not in self.model_names:
+        pooled = pooled_model_parse(body.model or "")
+        model = pooled[0] if pooled is not None else body.model
+        if model is not None and model not in self.model_names:
             raise HTTPException(
                 400,
                 f"Unknown model {body.model!r}; this embedder serves: "
@@ -289,6 +344,29 @@ def image_decode(text: str, index: int) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports broken files with any of these.
         raise HTTPException(400, f"input[{index}] is a broken image: {exc}") from None
+
+
+def _content_keys(texts: Sequence[str]) -> list[bytes]:
+    return [content_key(text) for text in texts]
+
+
+def _settle(
+    claim: "Future[np.ndarray]",
+    recent: RecentEmbeddings,
+    key: bytes,
+    computed: "Future[np.ndarray]",
+) -> None:
+    """Hand the model's answer for one image to everyone waiting for it (model thread)."""
+    error = computed.exception()
+    if error is None:
+        claim.set_result(computed.result())
+        return
+    recent.forget(key, claim)
+    claim.set_exception(error)
+
+
+def _pool_all(vectors: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
+    return [multivector_pool(page, size) for page in vectors]
 
 
 def _image_features(embedder: Embedder, index: int, text: str) -> Features:
@@ -409,7 +487,11 @@ def create_app(config: EmbedderConfig, embedder: Embedder | None = None) -> Fast
     """The service. The model loads here, before any request, unless a loaded one is passed."""
     if embedder is None:
         embedder = embedder_load(
-            config.model, device=config.device, dtype=config.dtype, cache_dir=config.cache_dir
+            config.model,
+            device=config.device,
+            dtype=config.dtype,
+            image_backend=config.image_backend,
+            cache_dir=config.cache_dir,
         )
     service = EmbedService(config, embedder)
 

@@ -1,11 +1,13 @@
 import base64
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.collections import Collection
@@ -13,9 +15,10 @@ from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError
 from weaviate.util import generate_uuid5
 
+from docdb.pooling import POOL_SIZE_DEFAULT, multivector_pool
 from docdb.weaviate_store.client import WeaviateUnavailable, client_get
 from docdb.weaviate_store.embeddings import images_embed, query_embed
-from docdb.weaviate_store.schema import VECTOR_NAME, vectorize_client_side
+from docdb.weaviate_store.schema import POOLED_VECTOR_NAME, VECTOR_NAME, vectorize_client_side
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +26,11 @@ logger = logging.getLogger(__name__)
 _RESULT_PROPERTIES = ["document_id", "owner_id", "title", "page_number"]
 # Weaviate deletes at most QUERY_MAXIMUM_RESULTS objects per delete_many call.
 _DELETE_ROUNDS = 100
+# Two-stage search re-ranks at most this many pages; "more results" past them is one-stage.
+_TWO_STAGE_MAX_CANDIDATES = 1000
+# How long a process trusts what it last read of the collection's named vectors.
+_VECTOR_NAMES_TTL_SECONDS = 10.0
+_vector_names_seen: dict[str, tuple[float, frozenset[str]]] = {}
 
 
 class SearchMode(StrEnum):
@@ -73,6 +81,7 @@ def pages_upsert(pages: list[PageObject]) -> None:
     """
     collection = _collection()
     client_side = vectorize_client_side()
+    pooled_size = 0
     if client_side:
         missing = [page for page in pages if page.vectors is None]
         embedded = iter(images_embed([page.image_jpeg for page in missing]))
@@ -80,6 +89,9 @@ def pages_upsert(pages: list[PageObject]) -> None:
             page if page.vectors is not None else replace(page, vectors=next(embedded))
             for page in pages
         ]
+        # Read afresh: a page left without its pooled vector would be invisible to search.
+        if POOLED_VECTOR_NAME in _vector_names(collection, fresh=True):
+            pooled_size = settings.WEAVIATE_POOLED_VECTORS or POOL_SIZE_DEFAULT
     try:
         with collection.batch.fixed_size(
             batch_size=settings.WEAVIATE_IMPORT_BATCH_SIZE, concurrent_requests=1
@@ -95,6 +107,9 @@ def pages_upsert(pages: list[PageObject]) -> None:
                 }
                 if client_side:
                     vector = {VECTOR_NAME: _plain_lists(page.vectors or [])}
+                    if pooled_size:
+                        full = np.asarray(page.vectors, dtype=np.float32)
+                        vector[POOLED_VECTOR_NAME] = multivector_pool(full, pooled_size).tolist()
                 else:
                     properties["image"] = base64.b64encode(page.image_jpeg).decode("ascii")
                     vector = None
@@ -197,6 +212,18 @@ def pages_search(
     wide = candidates > limit + offset
     vector_limit, vector_offset = (candidates, 0) if wide else (limit, offset)
     try:
+        if mode == SearchMode.VECTOR and _two_stage(collection, limit + offset):
+            if vector is None:
+                vector = query_embed(query)
+            objects = two_stage_search(
+                collection,
+                vector,
+                filters=filters,
+                candidates=max(settings.WEAVIATE_RERANK_CANDIDATES, limit + offset),
+                return_properties=_RESULT_PROPERTIES,
+            )
+            hits = _hits(objects, owner_id=owner_id, by_distance=True)
+            return hits[offset : offset + limit]
         if mode == SearchMode.VECTOR and vector is not None:
             response = collection.query.near_vector(
                 near_vector=vector,
@@ -244,6 +271,66 @@ def pages_search(
         raise WeaviateUnavailable(f"Weaviate search failed: {exc}") from exc
     hits = _hits(response.objects, owner_id=owner_id, by_distance=mode == SearchMode.VECTOR)
     return hits[offset : offset + limit] if wide else hits
+
+
+def two_stage_search(
+    collection: Collection,
+    vector: Sequence[Sequence[float]],
+    *,
+    filters: _Filters | None,
+    candidates: int,
+    return_properties: Sequence[str],
+) -> list[Any]:
+    """Pages by exact MaxSim, among the `candidates` best by MaxSim over pooled vectors.
+
+    The pooled index scores a page against a few dozen vectors instead of ~900, so finding
+    candidates is cheap and close to exact; the second query re-ranks all of them exactly. Its
+    filter allows only the candidates, fewer than the flat search cutoff, so Weaviate scans
+    them, and a scan re-ranks twice the limit asked for with MaxSim over the full vectors:
+    every candidate (hnsw/search.go in Weaviate 1.39).
+    """
+    first = collection.query.near_vector(
+        near_vector=vector,
+        target_vector=POOLED_VECTOR_NAME,
+        limit=candidates,
+        filters=filters,
+        return_properties=[],
+    )
+    ids = [obj.uuid for obj in first.objects]
+    if not ids:
+        return []
+    only_candidates = Filter.by_id().contains_any(ids)
+    second = collection.query.near_vector(
+        near_vector=vector,
+        target_vector=VECTOR_NAME,
+        limit=len(ids),
+        filters=only_candidates if filters is None else filters & only_candidates,
+        return_metadata=MetadataQuery(distance=True),
+        return_properties=list(return_properties),
+    )
+    return list(second.objects)
+
+
+def _two_stage(collection: Collection, wanted: int) -> bool:
+    """Whether semantic search can run in two stages: on (pooled vectors set to more than 0),
+    the collection holds pooled vectors, and the results asked for lie among the candidates."""
+    return (
+        settings.WEAVIATE_POOLED_VECTORS > 0
+        and wanted <= _TWO_STAGE_MAX_CANDIDATES
+        and POOLED_VECTOR_NAME in _vector_names(collection)
+    )
+
+
+def _vector_names(collection: Collection, *, fresh: bool = False) -> frozenset[str]:
+    """The collection's named vectors, read at most every few seconds unless `fresh`."""
+    now = time.monotonic()
+    seen = _vector_names_seen.get(collection.name)
+    if seen is not None and not fresh and now - seen[0] < _VECTOR_NAMES_TTL_SECONDS:
+        return seen[1]
+    config = collection.config.get()
+    names = frozenset((config.vector_config or {}).keys())
+    _vector_names_seen[collection.name] = (now, names)
+    return names
 
 
 def _hits(objects: Sequence[Any], *, owner_id: int, by_distance: bool) -> list[PageHit]:

@@ -9,9 +9,12 @@ from weaviate.classes.config import (
     VectorDistances,
 )
 
+from docdb.pooling import pooled_model_name
 from docdb.weaviate_store.client import client_get
 
 VECTOR_NAME = "page"
+# The page multi-vector pooled into a few vectors: the first stage of semantic search.
+POOLED_VECTOR_NAME = "pooled"
 IMAGE_PROPERTY = "image"
 # Where multi2multivec-weaviate sends inputs when a collection names no base_url (Weaviate stores
 # an empty baseURL then): Weaviate Embeddings, the hosted model, reachable from Weaviate Cloud.
@@ -88,6 +91,48 @@ def self_provided_config(*, muvera: bool, ef: int) -> Any:
         encoding=multi_vector_encoding(muvera=muvera),
         vector_index_config=vector_index_config(ef=ef),
     )
+
+
+def pooled_index_config(*, ef: int) -> Any:
+    """Plain multi-vector HNSW over the pooled vectors: a few dozen per page, so every one
+    is indexed and candidates are scored with MaxSim over them, cheaply."""
+    return Configure.VectorIndex.hnsw(
+        distance_metric=VectorDistances.DOT,
+        ef=ef,
+        flat_search_cutoff=settings.WEAVIATE_FLAT_SEARCH_CUTOFF,
+    )
+
+
+def self_provided_pooled_config(*, ef: int) -> Any:
+    """Pooled vectors that DocDB computes and imports itself (client-side vectors)."""
+    return Configure.MultiVectors.self_provided(
+        name=POOLED_VECTOR_NAME, vector_index_config=pooled_index_config(ef=ef)
+    )
+
+
+def pooled_wanted() -> bool:
+    """Whether new collections get pooled vectors: self-hosted only, as only DocDB's embedder
+    (or DocDB itself, with client-side vectors) can pool; Weaviate Cloud's model cannot."""
+    return settings.WEAVIATE_POOLED_VECTORS > 0 and not settings.WEAVIATE_CLOUD
+
+
+def pooled_config() -> Any:
+    """The pooled vector's configuration: Weaviate asks the embedder for it, under the page
+    model's pooled name, or DocDB imports it with client-side vectors."""
+    if vectorize_client_side():
+        return self_provided_pooled_config(ef=settings.WEAVIATE_POOLED_EF)
+    return Configure.MultiVectors.multi2vec_weaviate(
+        name=POOLED_VECTOR_NAME,
+        image_field=IMAGE_PROPERTY,
+        base_url=settings.EMBEDDER_URL,  # type: ignore[arg-type]  # pydantic validates the str
+        model=pooled_model_name(settings.WEAVIATE_MODEL, settings.WEAVIATE_POOLED_VECTORS),
+        vector_index_config=pooled_index_config(ef=settings.WEAVIATE_POOLED_EF),
+    )
+
+
+def vector_configs() -> list[Any]:
+    """The named vectors of a new collection for the current settings."""
+    return [vector_config(), pooled_config()] if pooled_wanted() else [vector_config()]
 
 
 def vector_config() -> Any:
@@ -193,7 +238,7 @@ def collection_ensure() -> dict[str, Any]:
             settings.WEAVIATE_COLLECTION,
             description="One object per PDF page, vectorized with ColModernVBERT.",
             properties=_properties(),
-            vector_config=[vector_config()],
+            vector_config=vector_configs(),
         )
         return {**collection_describe(), "created": True}
     problems = _mismatches(description)
@@ -205,6 +250,13 @@ def collection_ensure() -> dict[str, Any]:
             f"run `{REBUILD_COMMAND}` (every document is imported again; until then search "
             "finds only the pages already re-imported). To go back instead, restore the "
             "previous settings."
+        )
+    if pooled_wanted() and POOLED_VECTOR_NAME not in description["vectors"]:
+        # Made before two-stage search: it still works, with MUVERA's one-stage search.
+        description["note"] = (
+            "This collection has no pooled vectors, so semantic search runs in one stage "
+            "(slower, or less exact, on large collections; docs/benchmarks.md). To add them, "
+            f"rebuild the index: run `{REBUILD_COMMAND}`."
         )
     return {**description, "created": False}
 

@@ -50,6 +50,8 @@ class Command(BaseCommand):
             finally:
                 client_close()
         self.stdout.write(json.dumps(description, indent=2, default=str))
+        if description.get("note"):
+            self.stderr.write(description["note"])
         if description.get("created"):
             self._reindex_hint()
 
