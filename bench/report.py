@@ -250,11 +250,13 @@ def _decisions(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
             chosen_1000 = _run_where(search_result, "MUVERA", 1000, path="flat", fetch=100)
             text = (
                 "**Index: MUVERA, for new collections (`DOCDB_WEAVIATE_MUVERA=true`).** On two "
-                f"cores it imported {muvera['import_pages_per_s']:.0f} pages/s against "
+                "cores it imported (with the pooled vectors of two-stage search beside it) "
+                f"{muvera['import_pages_per_s']:.0f} pages/s against "
                 f"{plain['import_pages_per_s']:.1f} for plain multi-vector HNSW, which indexes "
                 "every token vector: with a GPU embedder, the plain index would be the "
                 "bottleneck of ingestion. Weaviate's memory grew by "
-                f"{muvera['memory_bytes_per_page'] / 1024:.0f} KiB a page with MUVERA against "
+                f"{muvera['memory_bytes_per_page'] / 1024:.0f} KiB a page with MUVERA and "
+                "pooled vectors against "
                 f"{plain['memory_bytes_per_page'] / 1024:.0f} KiB plain (at 1 000 pages)"
             )
             if muvera_large and largest > 1000:
@@ -330,11 +332,28 @@ def _two_stage_decision(result: dict[str, Any], largest: int) -> list[str]:
             f", where MUVERA alone gave {one_stage['p95_ms']:.0f} ms and "
             f"{one_stage['recall_at_10']:.3f}"
         )
+    footprint = next(
+        (
+            run
+            for run in result["indexes"]
+            if run["index"] == "MUVERA" and run["pages"] == largest and not run["owner_filter"]
+        ),
+        None,
+    )
+    if footprint:
+        text += (
+            f". With the pooled vectors beside MUVERA, Weaviate imported "
+            f"{footprint['import_pages_per_s']:.0f} pages/s on two cores and held "
+            f"{footprint['memory_bytes_per_page'] / 1024:.0f} KiB of memory a page at "
+            f"{largest:,} pages"
+        )
     text += (
-        ". The pooled index costs import speed and memory (table below, MUVERA + pooled "
-        "against MUVERA alone in the earlier run). Pooling suits these synthetic pages, whose "
-        "tokens gather around a dozen concepts each; real page embeddings spread wider, so "
-        "the re-ranked candidates are the margin (`DOCDB_WEAVIATE_RERANK_CANDIDATES`)."
+        ". Pooling suits these synthetic pages, whose tokens gather around a dozen concepts "
+        "each; pages whose tokens spread wider pool less well (last table of section 3), and "
+        "there more pooled vectors or more re-ranked candidates buy recall back "
+        "(`DOCDB_WEAVIATE_POOLED_VECTORS`, `DOCDB_WEAVIATE_RERANK_CANDIDATES`, both at some "
+        "latency). Real page embeddings were out of reach here (no model weights), so how "
+        "they pool is untested."
     )
     return [text]
 
@@ -496,10 +515,15 @@ def _web_section(result: dict[str, Any]) -> str:
         "## 4. Web\n\n"
         "Django's test client against the documents ingested in section 2, server time only "
         "(no network, no browser), five queries three times each, with server-side vectors "
-        "(Weaviate embeds the query through the embedder) and client-side ones (DocDB does); "
-        "semantic and hybrid include embedding the query (tiny model). *response* is the HTML "
-        "or JSON; *thumbnails* what a results page's images add. Run with "
-        "`DOCDB_DEBUG=true`.\n\n"
+        "(Weaviate embeds the pages through the embedder) and client-side ones (DocDB does). "
+        "Either way DocDB embeds the query itself (self-hosted), and semantic and hybrid "
+        "include that (tiny model). *response* is the HTML or JSON; *thumbnails* what a "
+        "results page's images add. Run with `DOCDB_DEBUG=true`.\n\n"
+        "Search asks Weaviate for object ids alone and joins them to DocDB's Page rows "
+        "(`Page.search_id`): server-side objects carry the page image (the BLOB Weaviate's "
+        "module embeds, ~0.5 MB of base64), and asking for any property makes Weaviate read "
+        "the whole object for every result it returns or fuses, which made server-side "
+        "keyword and hybrid searches several times slower than client-side ones.\n\n"
         + web.report(result)
         + f"\n\nThumbnails ({first['pages_indexed']} pages): "
         f"{first['thumbnail_kib_mean']:.1f} KiB on average (largest "

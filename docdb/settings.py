@@ -243,8 +243,8 @@ WEAVIATE_FLAT_SEARCH_CUTOFF = envint("DOCDB_WEAVIATE_FLAT_SEARCH_CUTOFF", 2000)
 # pooled into this many vectors (0: not), in a plain multi-vector HNSW with this ef; a search
 # finds candidates with them and re-ranks this many with exact MaxSim over the full vectors.
 # docs/benchmarks.md ("Search at scale") chose these.
-WEAVIATE_POOLED_VECTORS = envint("DOCDB_WEAVIATE_POOLED_VECTORS", 64)
-WEAVIATE_POOLED_EF = envint("DOCDB_WEAVIATE_POOLED_EF", 64)
+WEAVIATE_POOLED_VECTORS = envint("DOCDB_WEAVIATE_POOLED_VECTORS", 32)
+WEAVIATE_POOLED_EF = envint("DOCDB_WEAVIATE_POOLED_EF", 96)
 WEAVIATE_RERANK_CANDIDATES = envint("DOCDB_WEAVIATE_RERANK_CANDIDATES", 40)
 if not 0 <= WEAVIATE_POOLED_VECTORS <= 256:
     raise ValueError("DOCDB_WEAVIATE_POOLED_VECTORS must be between 0 (off) and 256")

@@ -7,6 +7,7 @@ exactly `multivector_pool` of the stored full ones, and search returns pages in 
 order over the full vectors. Recall at scale is measured by `make bench` (docs/benchmarks.md).
 """
 
+import importlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from docdb.documents import services
-from docdb.documents.models import Document, Status
+from docdb.documents.models import Document, Page, Status
 from docdb.pooling import multivector_pool
 from docdb.weaviate_store import (
     SearchMode,
@@ -67,6 +68,12 @@ def _stored(document_id: uuid.UUID, pages: int) -> dict[int, dict[str, np.ndarra
     return stored
 
 
+def _numbers(hits: list[Any]) -> list[int]:
+    """The page numbers of search hits, through the ids the pages were stored under."""
+    number = {page.search_id: page.number for page in Page.objects.all()}
+    return [number[hit.object_id] for hit in hits]
+
+
 def _maxsim(query: np.ndarray, page: np.ndarray) -> float:
     return float((query @ page.T).max(axis=1).sum())
 
@@ -85,9 +92,9 @@ def _check_pooled_and_exact_order(owner_id: int, document_id: uuid.UUID) -> None
     }
 
     hits = pages_search(owner_id=owner_id, query=QUERY, mode=SearchMode.VECTOR, limit=5)
-    assert [hit.page_number for hit in hits] == sorted(exact, key=lambda n: -exact[n])
-    for hit in hits:
-        assert hit.score == pytest.approx(exact[hit.page_number], abs=1e-3)
+    assert _numbers(hits) == sorted(exact, key=lambda n: -exact[n])
+    for hit, number in zip(hits, _numbers(hits), strict=True):
+        assert hit.score == pytest.approx(exact[number], abs=1e-3)
 
     # Two candidates: the two best by pooled MaxSim, then ordered by exact MaxSim.
     collection = client_get().collections.use(settings.WEAVIATE_COLLECTION)
@@ -133,7 +140,7 @@ def test_server_side_pages_get_pooled_vectors_from_one_forward_pass(
         calls.clear()
         hits = pages_search(owner_id=owner.pk, query=QUERY, mode=SearchMode.VECTOR, limit=5)
         assert not calls
-        assert {hit.page_number for hit in hits} == {1, 2, 3, 4, 5}
+        assert set(_numbers(hits)) == {1, 2, 3, 4, 5}
 
 
 def test_client_side_vectors_are_pooled_by_docdb(live: Stack, tmp_path: Path) -> None:
@@ -167,6 +174,14 @@ def test_a_collection_without_pooled_vectors_still_searches_in_one_stage(
             document = _document_add(owner, report_pdf(tmp_path, salt="one-stage"))
             services.document_ingest(document_id=document.id)
             hits = pages_search(owner_id=owner.pk, query=QUERY, mode=SearchMode.VECTOR, limit=5)
-            assert {hit.page_number for hit in hits} == {1, 2, 3, 4, 5}
+            assert set(_numbers(hits)) == {1, 2, 3, 4, 5}
     finally:
         client_get().collections.delete("DocDBOldPage")
+
+
+def test_pages_are_stored_under_the_ids_search_returns() -> None:
+    """Page.search_id, filled by migration 0003 for pages made before it, is `page_uuid`."""
+    migration = importlib.import_module("docdb.documents.migrations.0003_page_search_id")
+    document_id = uuid.uuid4()
+    for number in (1, 2, 417):
+        assert str(migration.search_id(document_id, number)) == page_uuid(document_id, number)

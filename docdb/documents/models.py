@@ -97,6 +97,9 @@ class Page(models.Model):
     height = models.PositiveIntegerField()
     text = models.TextField(blank=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
+    # The id of the page's object in Weaviate (uuid5 of document and number): search results
+    # come back as these ids alone, and are joined to the owner's pages through it.
+    search_id = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["document", "number"]

@@ -20,7 +20,7 @@ from django.utils import timezone
 from docdb import pdf
 from docdb.documents.models import Document, Page, Status, page_image_path, page_thumbnail_path
 from docdb.documents.states import document_transition
-from docdb.weaviate_store import PageObject, pages_delete, pages_retitle, pages_upsert
+from docdb.weaviate_store import PageObject, page_uuid, pages_delete, pages_retitle, pages_upsert
 
 logger = logging.getLogger(__name__)
 
@@ -270,12 +270,13 @@ def _range_ingest(document: Document, first: int, last: int) -> None:
                 width=page.width,
                 height=page.height,
                 text=page.text,
+                search_id=page_uuid(document.id, page.number),
             )
             for page in rendered
         ],
         update_conflicts=True,
         unique_fields=["document", "number"],
-        update_fields=["width", "height", "text"],
+        update_fields=["width", "height", "text", "search_id"],
     )
     pages_upsert(
         [

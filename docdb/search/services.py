@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.contrib.auth.models import User
-from django.db.models import Q
 
 from docdb.documents.models import Document, Page, Status
 from docdb.search.snippets import Snippet, query_terms, snippet_make
@@ -171,18 +170,17 @@ def _results(
     # and drops pages of documents deleted or failed since they were indexed.
     if not hits:
         return []
-    wanted = Q()
-    for hit in hits:
-        wanted |= Q(document_id=hit.document_id, number=hit.page_number)
     pages = Page.objects.select_related("document").filter(
-        wanted, document__owner_id=owner_id, document__status=Status.READY
+        search_id__in=[hit.object_id for hit in hits],
+        document__owner_id=owner_id,
+        document__status=Status.READY,
     )
     if snippet_terms is None:
         pages = pages.defer("text")
-    by_key = {(page.document_id, page.number): page for page in pages}
+    by_id = {page.search_id: page for page in pages}
     results = []
     for hit in hits:
-        page = by_key.get((hit.document_id, hit.page_number))
+        page = by_id.get(hit.object_id)
         if page is None:
             continue
         snippet = snippet_make(page.text, snippet_terms) if snippet_terms is not None else []
