@@ -209,8 +209,8 @@ def pages_search(
     # Self-hosted, DocDB asks the embedder for the query's vectors itself: once for both stages
     # of semantic search, and without the hop through Weaviate's module (hybrid search took a
     # fifth less time, docs/benchmarks.md). On Weaviate Cloud, Weaviate embeds the query.
-    embed_here = vectorize_client_side() or not settings.WEAVIATE_CLOUD
-    vector = query_embed(query) if embed_here and mode != SearchMode.KEYWORD else None
+    embed_here = not settings.WEAVIATE_CLOUD and mode != SearchMode.KEYWORD
+    vector = query_embed(query) if embed_here else None
     # MUVERA re-ranks exactly only twice the limit asked for when Weaviate scans (an owner with
     # fewer pages than WEAVIATE_FLAT_SEARCH_CUTOFF), ef of them otherwise: ask for more
     # candidates and keep the best (docs/benchmarks.md).
@@ -218,9 +218,11 @@ def pages_search(
     wide = candidates > limit + offset
     vector_limit, vector_offset = (candidates, 0) if wide else (limit, offset)
     try:
-        if mode == SearchMode.VECTOR and _two_stage(collection, limit + offset):
-            if vector is None:
-                vector = query_embed(query)
+        if (
+            mode == SearchMode.VECTOR
+            and vector is not None
+            and _two_stage(collection, limit + offset)
+        ):
             objects = two_stage_search(
                 collection,
                 vector,
