@@ -31,7 +31,8 @@ from docdb.weaviate_store import pages as weaviate_pages
 from docdb.weaviate_store.embeddings import query_embed
 from docdb.weaviate_store.schema import POOLED_VECTOR_NAME, VECTOR_NAME
 from tests.conftest import Stack
-from tests.helpers import document_wait, report_pdf, user_make
+from tests.helpers import PAGE_TEXTS, document_wait, report_pdf, user_make
+from tests.pdf_factory import pdf_make
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -51,6 +52,13 @@ def _document_add(owner: Any, path: Path) -> Document:
     with path.open("rb") as handle:
         document.file.save("original.pdf", File(handle), save=True)
     return document
+
+
+def _unique_pdf(directory: Path) -> Path:
+    """The five-page report with every page its own: no page image the embedder saw before."""
+    marker = uuid.uuid4().hex
+    pages = [[*lines, f"copy {marker}"] for lines in PAGE_TEXTS]
+    return pdf_make(directory / "unique.pdf", pages=pages, title="Report")
 
 
 def _stored(document_id: uuid.UUID, pages: int) -> dict[int, dict[str, np.ndarray]]:
@@ -115,7 +123,8 @@ def test_server_side_pages_get_pooled_vectors_from_one_forward_pass(
 ) -> None:
     owner = user_make()
     before: Any = live.embedder.health()["counters"]
-    document = _document_add(owner, report_pdf(tmp_path, salt="two-stage"))
+    # Pages seen before (other tests' copies of the report) would come from recent pages.
+    document = _document_add(owner, _unique_pdf(tmp_path))
     services.document_queue(document_id=document.id)
     assert document_wait(document.id).status == Status.READY
 
