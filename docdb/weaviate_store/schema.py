@@ -8,9 +8,10 @@ from weaviate.classes.config import (
     Tokenization,
     VectorDistances,
 )
+from weaviate.exceptions import WeaviateBaseError
 
 from docdb.pooling import pooled_model_name
-from docdb.weaviate_store.client import client_get
+from docdb.weaviate_store.client import WeaviateUnavailable, client_get
 
 VECTOR_NAME = "page"
 # The page multi-vector pooled into a few vectors: the first stage of semantic search.
@@ -179,7 +180,18 @@ def _embedder_wanted() -> str:
 
 
 def collection_describe() -> dict[str, Any]:
-    """What Weaviate says about the collection, or {"exists": False}."""
+    """What Weaviate says about the collection, or {"exists": False}.
+
+    Just after Weaviate starts, it answers before it has loaded the collection's index ("tried
+    to browse non-existing index"): that is Weaviate not ready yet, which callers wait out.
+    """
+    try:
+        return _collection_describe()
+    except WeaviateBaseError as exc:
+        raise WeaviateUnavailable(f"Weaviate cannot describe the collection yet: {exc}") from exc
+
+
+def _collection_describe() -> dict[str, Any]:
     client = client_get()
     name = settings.WEAVIATE_COLLECTION
     if not client.collections.exists(name):
