@@ -1,5 +1,4 @@
 import base64
-import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,8 +18,6 @@ from docdb.pooling import POOL_SIZE_DEFAULT, multivector_pool
 from docdb.weaviate_store.client import WeaviateUnavailable, client_get
 from docdb.weaviate_store.embeddings import images_embed, query_embed
 from docdb.weaviate_store.schema import POOLED_VECTOR_NAME, VECTOR_NAME, vectorize_client_side
-
-logger = logging.getLogger(__name__)
 
 # Search results are object ids alone, which DocDB maps to its Page rows (Page.search_id).
 # Asking for any property makes Weaviate read the whole stored object, page image included

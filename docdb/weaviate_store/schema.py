@@ -94,20 +94,10 @@ def self_provided_config(*, muvera: bool, ef: int) -> Any:
     )
 
 
-def pooled_index_config(*, ef: int) -> Any:
-    """Plain multi-vector HNSW over the pooled vectors: a few dozen per page, so every one
-    is indexed and candidates are scored with MaxSim over them, cheaply."""
-    return Configure.VectorIndex.hnsw(
-        distance_metric=VectorDistances.DOT,
-        ef=ef,
-        flat_search_cutoff=settings.WEAVIATE_FLAT_SEARCH_CUTOFF,
-    )
-
-
 def self_provided_pooled_config(*, ef: int) -> Any:
     """Pooled vectors that DocDB computes and imports itself (client-side vectors)."""
     return Configure.MultiVectors.self_provided(
-        name=POOLED_VECTOR_NAME, vector_index_config=pooled_index_config(ef=ef)
+        name=POOLED_VECTOR_NAME, vector_index_config=vector_index_config(ef=ef)
     )
 
 
@@ -127,7 +117,8 @@ def pooled_config() -> Any:
         image_field=IMAGE_PROPERTY,
         base_url=settings.EMBEDDER_URL,  # type: ignore[arg-type]  # pydantic validates the str
         model=pooled_model_name(settings.WEAVIATE_MODEL, settings.WEAVIATE_POOLED_VECTORS),
-        vector_index_config=pooled_index_config(ef=settings.WEAVIATE_POOLED_EF),
+        # Plain multi-vector HNSW (no MUVERA): a few dozen vectors a page, every one indexed.
+        vector_index_config=vector_index_config(ef=settings.WEAVIATE_POOLED_EF),
     )
 
 
