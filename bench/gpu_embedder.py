@@ -55,10 +55,18 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--model", choices=["fullsize", "tiny"], default="fullsize")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--model-pages", type=int, default=128, help="pages through the model")
-    parser.add_argument("--service-pages", type=int, default=256, help="pages per service run")
+    parser.add_argument("--model-pages", type=int, default=256, help="pages through the model")
+    parser.add_argument("--service-pages", type=int, default=1024, help="pages per service run")
     parser.add_argument(
         "--shapes", default="32x4,2x16", help="service loads: IMAGES_PER_REQUESTxCLIENTS, ..."
+    )
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="embedder worker counts to measure besides the default (as shipped), e.g. 1,2",
+    )
+    parser.add_argument(
+        "--pil", action="store_true", help="also measure the PIL image processor (1 worker)"
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -77,12 +85,19 @@ def main(argv: Sequence[str]) -> int:
             (int(images), int(clients))
             for images, clients in (shape.split("x") for shape in args.shapes.split(","))
         ],
+        workers=[int(count) for count in args.workers.split(",") if count.strip()],
+        pil=args.pil,
+        # What is measured so far is kept even if the run is cut short (a device time limit).
+        checkpoint=(lambda partial: _write(args.out, partial)) if args.out else None,
     )
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(json.dumps(result, indent=2))
     if args.out:
-        args.out.write_text(text)
+        _write(args.out, result)
     return 0
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
+    path.write_text(json.dumps(result, indent=2))
 
 
 def run(
@@ -94,6 +109,9 @@ def run(
     model_pages: int,
     service_pages: int,
     shapes: list[tuple[int, int]],
+    workers: Sequence[int] = (),
+    pil: bool = False,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     import torch
     import transformers
@@ -147,30 +165,40 @@ def run(
     del embedder
     if torch_device.type == "cuda":
         torch.cuda.empty_cache()
-    # Before: the PIL image processor on CPU threads. As shipped on a CPU, it is that already.
-    variants: dict[str, str | None] = {"as shipped": None}
-    if result["preprocessing_as_shipped"]["backend"] != "pil":
-        variants["PIL processor"] = "pil"
+    # As shipped: the default worker count; then each asked-for count, and before the GPU
+    # preprocessing (the PIL image processor on CPU threads, one worker) if asked.
+    variants: dict[str, dict[str, str]] = {"as shipped": {}}
+    for count in workers:
+        variants[f"{count} worker{'s' if count > 1 else ''}"] = {
+            "DOCDB_EMBEDDER_WORKERS": str(count)
+        }
+    if pil and result["preprocessing_as_shipped"]["backend"] != "pil":
+        variants["PIL processor, 1 worker"] = {
+            "DOCDB_EMBEDDER_IMAGE_BACKEND": "pil",
+            "DOCDB_EMBEDDER_WORKERS": "1",
+        }
     service: dict[str, Any] = {}
-    for name, backend in variants.items():
+    result["service"] = service
+    ceiling = result["model_only"]["pages_per_s"]
+    for name, env in variants.items():
         try:
             service[name] = _service_runs(
                 model_dir,
                 jpegs,
                 device=str(torch_device),
-                backend=backend,
+                env=env,
                 pages=service_pages,
                 shapes=shapes,
             )
         except Exception as exc:  # one failed variant must not lose the others' numbers
             service[name] = [{"error": f"{type(exc).__name__}: {exc}"}]
         _say(f"service {name}: {service[name]}")
-    result["service"] = service
-    ceiling = result["model_only"]["pages_per_s"]
-    result["service_share_of_model_only"] = {
-        name: max((run.get("pages_per_s", 0.0) for run in runs), default=0.0) / ceiling
-        for name, runs in service.items()
-    }
+        result["service_share_of_model_only"] = {
+            name: max((run.get("pages_per_s", 0.0) for run in runs), default=0.0) / ceiling
+            for name, runs in service.items()
+        }
+        if checkpoint:
+            checkpoint(result)
     return result
 
 
@@ -342,56 +370,78 @@ def _service_runs(
     jpegs: Sequence[bytes],
     *,
     device: str,
-    backend: str | None,
+    env: dict[str, str],
     pages: int,
     shapes: list[tuple[int, int]],
 ) -> list[dict[str, Any]]:
     import requests
 
     port = _free_port()
-    env = {
+    variables = {
         **os.environ,
         "DOCDB_EMBEDDER_MODEL": str(model_dir),
         "DOCDB_EMBEDDER_DEVICE": device,
         "DOCDB_EMBEDDER_PORT": str(port),
         "DOCDB_EMBEDDER_API_KEYS": API_KEY,
-        "DOCDB_EMBEDDER_IMAGE_BACKEND": backend or "auto",
+        # The clients cycle through a few pages: remembered embeddings would answer repeats
+        # without the model, so every image must go through it here.
+        "DOCDB_EMBEDDER_RECENT_PAGES": "0",
+        **env,
     }
-    log_path = model_dir.parent / f"{model_dir.name}-{backend or 'shipped'}.log"
+    label = "-".join(env.values()) or "shipped"
+    log_path = model_dir.parent / f"{model_dir.name}-{label}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "docdb.embedder"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=variables,
             cwd=REPO_DIR,
         )
     url = f"http://127.0.0.1:{port}"
     try:
+        # Every worker up: each new connection goes to any of them.
         deadline = time.monotonic() + 180
+        processes: set[int] = set()
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the embedder exited:\n{log_path.read_text()[-3000:]}")
             try:
                 health = requests.get(f"{url}/health", timeout=2).json()
-                break
+                processes.add(health["process"])
+                if len(processes) >= health["workers"]:
+                    break
             except requests.RequestException:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.5)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(processes)} of {health['workers']} workers answered")
+            time.sleep(0.2)
         runs = []
         for per_request, clients in shapes:
-            _load(url, jpegs, per_request=per_request, clients=1, pages=per_request)  # warm-up
+            # Warm-up: kernels and allocator of (most likely) every worker.
+            _load(url, jpegs, per_request=per_request, clients=clients, pages=per_request * clients)
             sampler = _GpuSampler()
             sampler.start()
             measured = _load(url, jpegs, per_request=per_request, clients=clients, pages=pages)
             measured["gpu_busy"] = sampler.stop()
             runs.append(measured)
-        counters = requests.get(f"{url}/health", timeout=5).json()["counters"]
+        # One worker's: its counters and memory.
+        health = requests.get(f"{url}/health", timeout=5).json()
+        counters = health["counters"]
         for run in runs:
             run["largest_batch"] = counters["largest_batch"]
-        shown = ("device", "dtype", "batch_size", "image_backend", "image_device")
-        runs[0]["health"] = {key: health[key] for key in shown}
+        runs[0]["counters"] = counters
+        shown = (
+            "device",
+            "dtype",
+            "batch_size",
+            "image_backend",
+            "image_device",
+            "workers",
+            "gpu_memory_peak_gib",
+        )
+        runs[0]["health"] = {key: health.get(key) for key in shown}
         return runs
     finally:
         process.terminate()

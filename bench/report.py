@@ -32,7 +32,7 @@ def write(docs: Path, *, prefix: str = "") -> Path:
         _machine(results),
         _targets(results, gpu),
         _decisions(results, gpu),
-        _NOT_MET,
+        _not_met(gpu, _gpu_history()),
     ]
     if results["ingest"]:
         _plot_ingest(results["ingest"], docs / "bench-ingest.png")
@@ -67,28 +67,9 @@ make bench                          # = .venv/bin/python -m bench; ~30 min on 2 
 
 `python -m bench` starts its own Weaviate and embedder on free ports (data in a temporary
 folder), runs the sections below, saves their numbers in `data/bench/*.json`, prints the tables
-and writes this page with its plots. The GPU numbers come from one run of
-`bench/gpu_embedder.py` on a borrowed GPU machine (`bench/results/gpu-*.json`); the command is in
-that section.
-"""
-
-
-_NOT_MET = """
-## What is not met, and what would fix it
-
-**The GPU embedder: changed, not yet measured.** The GPU section below measured the embedder as
-it was: every page image preprocessed on CPU threads by the PIL image processor (transformers
-picks it for Idefics3 processors when torchvision is absent or older than 0.27), the GPU busy
-11-17 % of the time, 26 % of the model-only throughput. The embedder now takes the torchvision
-image processor on a GPU (`DOCDB_EMBEDDER_IMAGE_BACKEND=auto`; torchvision comes with the `gpu`
-extra and the GPU Docker image) and runs it on the GPU, each preparing thread on its own CUDA
-stream so that preprocessing overlaps the forward pass instead of queueing behind it (DESIGN.md:
-about 6 ms a page there, against 86-211 ms a page on one core of this CPU). No GPU was lent to
-the session that made this change, so whether it reaches 80 % is open until
-`bench/gpu_embedder.py` runs on one (command in the GPU section); the script now also checks
-that GPU preprocessing gives the PIL processor's tokens and near-identical vectors. The
-model-only figure measured there (about 43 pages/s at batch 32) is half DESIGN.md's 86: the
-percentages compare against the figure measured in the same run.
+and writes this page with its plots. The GPU numbers come from runs of `bench/gpu_embedder.py`
+on borrowed GPU machines (`bench/results/gpu-*.json`, the newest in the GPU section); the command
+is in that section.
 """
 
 
@@ -112,8 +93,78 @@ def _machine(results: dict[str, Any]) -> str:
 
 
 def _gpu_result() -> dict[str, Any] | None:
+    """The newest GPU run: files are named gpu-KIND-N-WHAT.json, N counting up."""
     files = sorted(GPU_RESULTS.glob("gpu-*.json"))
     return json.loads(files[-1].read_text()) if files else None
+
+
+def _gpu_history() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (path.stem, json.loads(path.read_text())) for path in sorted(GPU_RESULTS.glob("gpu-*.json"))
+    ]
+
+
+def _forward_s(run: dict[str, Any]) -> float | None:
+    """Seconds per forward pass inside one worker of the service, from its counters."""
+    counters = run.get("counters") or {}
+    if not counters.get("forward_passes") or "forward_seconds" not in counters:
+        return None
+    return float(counters["forward_seconds"]) / counters["forward_passes"]
+
+
+def _not_met(gpu: dict[str, Any] | None, history: list[tuple[str, dict[str, Any]]]) -> str:
+    if not gpu:
+        return (
+            "## What is not met\n\nThe GPU embedder has not been measured: run "
+            "`bench/gpu_embedder.py` on a GPU machine (command in its docstring)."
+        )
+    ceiling = gpu["model_only"]["pages_per_s"]
+    shares = gpu["service_share_of_model_only"]
+    if shares.get("as shipped", 0.0) >= GPU_TARGET:
+        return "## What is not met\n\nEvery target above is met."
+    rows = []
+    for name, result in history:
+        model_only = result["model_only"]["pages_per_s"]
+        for variant, runs in result["service"].items():
+            best = max((run.get("pages_per_s", 0.0) for run in runs), default=0.0)
+            workers = (runs[0].get("health") or {}).get("workers", 1)
+            forward = _forward_s(runs[0])
+            rows.append(
+                [name, variant, workers, f"{best:.1f}", f"{model_only:.1f}",
+                 f"{best / model_only:.0%}", "-" if forward is None else f"{forward:.2f}"]
+            )  # fmt: skip
+    one = next((runs for name, runs in gpu["service"].items() if name == "1 worker"), None)
+    alone = gpu["model_only"]["seconds"] / (gpu["model_only"]["pages"] / gpu["batch"])
+    inside = _forward_s(one[0]) if one else None
+    starved = (
+        f" With one worker a forward pass of {gpu['batch']} pages took {inside:.2f} s inside "
+        f"the service against {alone:.2f} s alone: the model thread waited for the GIL."
+        if inside
+        else ""
+    )
+    return (
+        "## What is not met, and what would fix it\n\n"
+        f"**The GPU embedder: {shares.get('as shipped', 0.0):.0%} of the model-only throughput "
+        f"as shipped, not 80 %** ({gpu['machine']['gpu']}, model only {ceiling:.1f} pages/s at "
+        f"batch {gpu['batch']}). Runs on borrowed GPU machines, newest last "
+        "(`bench/results/`; best of the two loads in the GPU section; the forward pass is the "
+        "mean inside one worker):\n\n"
+        + table(["run", "embedder", "workers", "pages/s", "model only", "share", "forward s"], rows)
+        + "\n\nPreprocessing page images on the GPU (torchvision) more than doubled what one "
+        "embedder process serves (the PIL rows against the torchvision ones), but in one Python "
+        "process the threads that read "
+        "requests, decode JPEGs, preprocess pages and write the vectors as JSON hold the GIL so "
+        "much that the model thread waits to launch its kernels, and the GPU idles between "
+        f"them.{starved} Worker processes split that work, each with its own model and batcher "
+        "(`DOCDB_EMBEDDER_WORKERS`; on a GPU one per 16 GiB of its memory, up to 4, since each "
+        "held 10-13 GiB at batch 32). Not done, and what would close the rest: one front "
+        "process that only speaks HTTP and hands page bytes to the model processes, so that "
+        "the recent-pages memory is shared again (with several workers, Weaviate's second "
+        "request for a page, its pooled vector, mostly reaches another worker and is computed "
+        "again: on a GPU use client-side vectors, `DOCDB_VECTORIZE=client`); decoding JPEGs on "
+        "the GPU (nvJPEG) instead of with PIL; CUDA graphs for the forward pass. The session "
+        "that measured the workers had no GPU time left to try them."
+    )
 
 
 def _docdb_settings() -> Any:
@@ -194,8 +245,10 @@ def _targets(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
         ceiling = gpu["model_only"]["pages_per_s"]
         value = (
             f"{shipped:.0%} as shipped ({shipped * ceiling:.1f} of {ceiling:.1f} pages/s, "
-            f"{gpu['machine']['gpu']}); {shares[best_name]:.0%} with the {best_name}"
+            f"{gpu['machine']['gpu']})"
         )
+        if best_name != "as shipped":
+            value += f"; {shares[best_name]:.0%} with the {best_name}"
         rows.append(["GPU embedder ≥ 80 % of model-only throughput", value,
                      _met(shipped >= GPU_TARGET)])  # fmt: skip
     return "## Targets\n\n" + table(["target", "measured", "met"], rows)
@@ -231,11 +284,11 @@ def _decisions(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
             )
         text += (
             " But with the real model on a CPU the forward pass is "
-            f"{forward} of the time and the mode changes nothing, and on the GPU the embedder "
-            "was bound by its image preprocessing whatever the request size (GPU section). "
+            f"{forward} of the time and the mode changes nothing. "
             "Server-side is the Weaviate Embeddings integration, the collection configuration "
             "Weaviate Cloud runs too, so it stays the default; with a fast embedder (a GPU) "
-            "set `DOCDB_VECTORIZE=client`."
+            "set `DOCDB_VECTORIZE=client`: the worker sends 32 pages a request, and no page is "
+            "embedded twice by different embedder workers (What is not met)."
         )
         lines.append(text)
     search_result = results["search"]
@@ -446,9 +499,8 @@ def _vectorize_section(result: dict[str, Any], gpu: dict[str, Any] | None) -> st
                 f"\n\nOn the GPU (section GPU embedder), requests of 2 images from 16 clients — "
                 f"what Weaviate's module sends — gave {shipped_two['pages_per_s']:.1f} pages/s, "
                 f"and requests of 32 from 4 clients — what client-side vectors send — "
-                f"{shipped_batch['pages_per_s']:.1f} pages/s: the embedder merges concurrent "
-                "requests into batches of 32 either way, so the request size does not decide "
-                "throughput there."
+                f"{shipped_batch['pages_per_s']:.1f} pages/s: each embedder worker merges "
+                "concurrent requests into batches of 32 either way."
             )
     return text
 
@@ -563,7 +615,8 @@ def _gpu_section(gpu: dict[str, Any]) -> str:
         f"with random weights, bfloat16, batch {gpu['batch']}, {gpu['pages']} freeculture pages "
         "at 2048 px (JPEG) cycled:\n\n"
         "```sh\n"
-        "python bench/gpu_embedder.py --pages PAGES_DIR --out gpu.json\n"
+        "python bench/gpu_embedder.py render ../shared/corpus/real/freeculture.pdf PAGES_DIR\n"
+        "python bench/gpu_embedder.py --pages PAGES_DIR --service-pages 512 --out gpu.json\n"
         "```\n\n"
         + table(
             ["what", "images per request", "clients", "pages/s", "GPU busy", "of model only"], rows
@@ -571,13 +624,50 @@ def _gpu_section(gpu: dict[str, Any]) -> str:
         + f"\n\nImage preprocessing per page on one CPU core: PIL backend "
         f"{prep.get('pil', float('nan')) * 1000:.0f} ms, torchvision backend "
         f"{prep.get('torchvision', float('nan')) * 1000:.0f} ms, JPEG decoding "
-        f"{prep['jpeg_decode'] * 1000:.0f} ms. The service as shipped loads the "
-        f"`{gpu['service_backend_as_shipped']}` image processor: with torchvision older than "
-        "0.27, transformers picks the PIL backend for Idefics3 processors (LANCZOS), even on a "
-        "GPU. Either way the preprocessing runs in the embedder's thread pool inside one Python "
-        "process, and the GPU waits for it."
-        "\n\n![GPU embedder throughput](bench-gpu.png)"
+        f"{prep['jpeg_decode'] * 1000:.0f} ms. "
+        + _gpu_shipped(gpu)
+        + "\n\n![GPU embedder throughput](bench-gpu.png)"
     )
+
+
+def _gpu_shipped(gpu: dict[str, Any]) -> str:
+    """What the service as shipped did with the page images, from the run's own checks."""
+    shipped = gpu.get("preprocessing_as_shipped")
+    if not shipped:
+        return (
+            f"The service then loaded the `{gpu['service_backend_as_shipped']}` image processor "
+            "on CPU threads, inside one Python process, and the GPU waited for it."
+        )
+    prep = gpu["preprocess_s_per_page"]
+    on_device = next((value for key, value in prep.items() if key.startswith("as_shipped")), None)
+    parity = gpu.get("parity_with_pil") or {}
+    threads = gpu.get("prepare_threads") or {}
+    workers = ((gpu["service"].get("as shipped") or [{}])[0].get("health") or {}).get("workers")
+    text = (
+        f"As shipped the embedder preprocesses with {shipped['backend']} on {shipped['device']}"
+        + (
+            f" ({on_device * 1000:.0f} ms a page in one thread, waiting for the device)"
+            if on_device
+            else ""
+        )
+        + (
+            f", and its {threads['threads']} preparing threads prepare "
+            f"{threads['pages_per_s']:.0f} pages/s on their own"
+            if threads
+            else ""
+        )
+        + (f"; {workers} worker processes" if workers else "")
+        + "."
+    )
+    if "same_tokens" in parity:
+        text += (
+            f" Against the PIL processor on the same pages: the same tokens "
+            f"({'yes' if parity['same_tokens'] else 'NO'}), vectors with cosine "
+            f"{parity['cosine_min']:.4f} at worst (bicubic on the GPU, LANCZOS in PIL), and pages "
+            "prepared by many threads at once identical to pages prepared one by one "
+            f"(largest difference {parity['concurrent_max_difference']:g})."
+        )
+    return text
 
 
 def _plot_ingest(result: dict[str, Any], path: Path) -> None:
@@ -646,9 +736,11 @@ def _plot_gpu(gpu: dict[str, Any], path: Path) -> None:
     labels = ["model only"]
     values = [gpu["model_only"]["pages_per_s"]]
     for name, runs in gpu["service"].items():
+        workers = (runs[0].get("health") or {}).get("workers")
+        shown = f"{name} ({workers})" if name == "as shipped" and workers else name
         for run in runs:
             if "pages_per_s" in run:
-                labels.append(f"{name}\n{run['inputs_per_request']} per request")
+                labels.append(f"{shown}\n{run['inputs_per_request']} per request")
                 values.append(run["pages_per_s"])
     figure, axis = plt.subplots(figsize=(8, 3.5))
     axis.bar(labels, values, color=["tab:green"] + ["tab:blue"] * (len(values) - 1))

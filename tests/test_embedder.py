@@ -4,6 +4,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +18,7 @@ from embedder_helpers import (
     EmbedderProcess,
     decompression_bomb_base64,
     embedder_start,
+    free_port,
     image_base64,
     maxsim,
     offline_env,
@@ -25,7 +27,7 @@ from embedder_helpers import (
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from docdb.embedder.__main__ import main
+from docdb.embedder.__main__ import gpu_workers, main, workers_resolve
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
 from docdb.embedder.model import (
     Embedder,
@@ -480,3 +482,68 @@ def test_the_service_takes_its_image_backend_from_the_environment(
         assert "preprocessed by the torchvision image processor on cpu" in service.log()
     finally:
         service.stop()
+
+
+def test_several_workers_serve_the_same_vectors(
+    service: EmbedderProcess, page_b64: str, tmp_path: Path
+) -> None:
+    workers = embedder_start(
+        cache_dir=tmp_path / "models",
+        log_path=tmp_path / "workers.log",
+        env={"DOCDB_EMBEDDER_WORKERS": "2"},
+    )
+    try:
+        # Each new connection goes to either process: both come up, each with the model (the
+        # first answers while the other may still be loading it).
+        answered: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(answered) < 2 and time.monotonic() < deadline:
+            answered.add(workers.health()["process"])
+        assert len(answered) == 2 and workers.health()["workers"] == 2
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: workers.embed([page_b64])[0], range(8)))
+        expected = service.embed([page_b64])[0]
+        for vectors in results:
+            np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    finally:
+        workers.stop()
+    # Stopping the parent stops its workers.
+    assert workers.process.returncode == 0
+    assert workers.log().count("Finished server process") == 2
+
+
+def test_a_worker_that_cannot_load_the_model_stops_the_service(tmp_path: Path) -> None:
+    # The directory exists, so the parent passes it on; the workers fail to load it.
+    env = offline_env(
+        DOCDB_EMBEDDER_MODEL=str(tmp_path),
+        DOCDB_EMBEDDER_DEVICE="cpu",
+        DOCDB_EMBEDDER_WORKERS="2",
+        DOCDB_EMBEDDER_PORT=str(free_port()),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "docdb.embedder"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"Could not load the model from {tmp_path}" in result.stdout
+    assert "a worker could not start" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("memory_gib", "workers"), [(8, 1), (24, 1), (40, 2), (48, 3), (80, 4), (141, 4)]
+)
+def test_a_gpu_gets_as_many_workers_as_its_memory_holds(memory_gib: float, workers: int) -> None:
+    assert gpu_workers(memory_gib) == workers
+
+
+def test_the_worker_count_is_configured_or_one_on_a_cpu() -> None:
+    assert config_from_env({}).workers is None
+    assert workers_resolve(config_from_env({"DOCDB_EMBEDDER_DEVICE": "cpu"})) == 1
+    configured = {"DOCDB_EMBEDDER_DEVICE": "cpu", "DOCDB_EMBEDDER_WORKERS": "3"}
+    assert workers_resolve(config_from_env(configured)) == 3
+    with pytest.raises(ConfigError, match="DOCDB_EMBEDDER_WORKERS"):
+        config_from_env({"DOCDB_EMBEDDER_WORKERS": "-2"})

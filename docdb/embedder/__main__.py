@@ -7,11 +7,24 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
-from docdb.embedder.config import ConfigError, config_from_env
-from docdb.embedder.model import ModelLoadError, tiny_model_build
-from docdb.embedder.server import create_app
+from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
+from docdb.embedder.model import ModelLoadError, device_resolve, model_source, tiny_model_build
+from docdb.embedder.server import create_app, logging_setup
+
+log = logging.getLogger("docdb.embedder")
+
+# Processes serving one GPU when DOCDB_EMBEDDER_WORKERS is not set. One process cannot keep a
+# GPU busy: its threads decoding and preprocessing pages, reading requests and writing vectors
+# hold Python's GIL so much that the model thread waits to launch its kernels. On an H200
+# (bench/gpu_embedder.py, docs/benchmarks.md) 1, 2 and 4 workers gave 38 %, 59 % and 71 % of the
+# model-only throughput, each worker holding 10-13 GiB of GPU memory at batch 32.
+MAX_GPU_WORKERS = 4
+GPU_GIB_PER_WORKER = 16
 
 
 def main(argv: list[str]) -> int:
@@ -27,18 +40,63 @@ def main(argv: list[str]) -> int:
 
 
 def serve() -> int:
-    logging.basicConfig(
-        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-    )
+    logging_setup()
     try:
         config = config_from_env(os.environ)
-        app = create_app(config)
+        workers = workers_resolve(config)
+        if workers == 1:
+            app = create_app(config)
+        else:
+            # Download or build it once, not in every worker at the same time.
+            model_source(config.model, cache_dir=config.cache_dir)
     except (ConfigError, ModelLoadError) as exc:
         print(f"docdb.embedder: {exc}", file=sys.stderr)
         return 1
     # Our middleware logs each request with its input count, so uvicorn's access log would
     # only repeat it.
-    uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_config=None)
+    if workers == 1:
+        uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_config=None)
+        return 0
+    return _serve_workers(config, workers)
+
+
+def workers_resolve(config: EmbedderConfig) -> int:
+    """How many processes serve the model: as configured, else 1 on a CPU (where the model's own
+    threads use every core) and as many as the GPU's memory holds, up to MAX_GPU_WORKERS."""
+    if config.workers:
+        return config.workers
+    device = device_resolve(config.device)
+    if device.type != "cuda":
+        return 1
+    return gpu_workers(torch.cuda.get_device_properties(device).total_memory / 2**30)
+
+
+def gpu_workers(memory_gib: float) -> int:
+    """Workers for a GPU with this much memory: one per GPU_GIB_PER_WORKER, 1 to MAX_GPU_WORKERS."""
+    return max(1, min(MAX_GPU_WORKERS, int(memory_gib // GPU_GIB_PER_WORKER)))
+
+
+def _serve_workers(config: EmbedderConfig, workers: int) -> int:
+    """Several processes, each with the model, share the listening socket; the kernel hands
+    each new connection to one of them. A worker that cannot start stops them all."""
+    log.info("serving the model from %d worker processes", workers)
+    # The workers read their settings from the environment; they say how many there are.
+    os.environ["DOCDB_EMBEDDER_WORKERS"] = str(workers)
+    server_config = uvicorn.Config(
+        "docdb.embedder.server:app_from_env",
+        factory=True,
+        host=config.host,
+        port=config.port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+    )
+    supervisor = Multiprocess(server_config, sockets=[server_config.bind_socket()])
+    supervisor.run()
+    failed = [process for process in supervisor.processes if process.exitcode == STARTUP_FAILURE]
+    if failed:
+        print("docdb.embedder: a worker could not start (its log above says why).", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -31,6 +31,9 @@ class EmbedderConfig:
     # (its pooled vector) needs no second forward pass. ~0.45 MB each at full size; 0: none.
     recent_pages: int = 256
     cache_dir: Path = Path("data/models")
+    # Processes serving the model, each with its own copy and batcher. None: 1 on a CPU, and on
+    # a GPU as many as keep it busy (docdb/embedder/workers.py).
+    workers: int | None = None
 
 
 def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
@@ -60,6 +63,8 @@ def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
             "DOCDB_EMBEDDER_RECENT_PAGES", get("RECENT_PAGES", "256"), allow_zero=True
         ),
         cache_dir=Path(get("CACHE_DIR", "data/models")),
+        workers=_positive_int("DOCDB_EMBEDDER_WORKERS", get("WORKERS", "0"), allow_zero=True)
+        or None,
     )
 
 

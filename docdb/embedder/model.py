@@ -265,18 +265,7 @@ def embedder_load(
     backend = image_backend_resolve(
         image_backend, torch_device, torchvision_error=torchvision_import_error()
     )
-    if model == TINY_MODEL:
-        source = tiny_model_ensure(cache_dir)
-    elif Path(model).expanduser().exists():
-        source = Path(model).expanduser()
-    elif model.startswith((".", "/", "~")):
-        raise ModelLoadError(
-            f"The local model directory {model} does not exist. Set DOCDB_EMBEDDER_MODEL to a "
-            f"directory holding the model, to a hub id such as {DEFAULT_MODEL}, or to `tiny` "
-            "for the random test model."
-        )
-    else:
-        source = _hub_download(model)
+    source = model_source(model, cache_dir=cache_dir)
     try:
         return _embedder_from_directory(
             source,
@@ -295,6 +284,22 @@ def embedder_load(
             "ColModernVBERT checkpoint saved with save_pretrained (config.json, safetensors "
             "weights, processor and tokenizer files)."
         ) from exc
+
+
+def model_source(model: str, *, cache_dir: Path = Path("data/models")) -> Path:
+    """The local directory of `model` (a hub id, a directory or `tiny`): downloaded from the hub
+    or built when needed."""
+    if model == TINY_MODEL:
+        return tiny_model_ensure(cache_dir)
+    if Path(model).expanduser().exists():
+        return Path(model).expanduser()
+    if model.startswith((".", "/", "~")):
+        raise ModelLoadError(
+            f"The local model directory {model} does not exist. Set DOCDB_EMBEDDER_MODEL to a "
+            f"directory holding the model, to a hub id such as {DEFAULT_MODEL}, or to `tiny` "
+            "for the random test model."
+        )
+    return _hub_download(model)
 
 
 def _hub_download(model_id: str) -> Path:
@@ -406,6 +411,12 @@ class Embedder:
             embeddings = output.embeddings.float().cpu()
         keep = batch["attention_mask"].bool()
         return [_unit_rows(embeddings[row][keep[row]].numpy()) for row in range(len(items))]
+
+    def memory_peak_gib(self) -> float | None:
+        """The most GPU memory this process has held for tensors since start; None on a CPU."""
+        if self.device.type != "cuda":
+            return None
+        return round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
 
     def info(self) -> dict[str, Any]:
         return {

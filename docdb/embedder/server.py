@@ -13,6 +13,7 @@ import io
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -29,9 +30,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, ValidationError
+from uvicorn.config import STARTUP_FAILURE
 
-from docdb.embedder.config import EmbedderConfig
-from docdb.embedder.model import TINY_MODEL, Embedder, Features, embedder_load
+from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
+from docdb.embedder.model import TINY_MODEL, Embedder, Features, ModelLoadError, embedder_load
 from docdb.embedder.recent import RecentEmbeddings, content_key
 from docdb.pooling import multivector_pool, pooled_model_parse
 
@@ -96,6 +98,8 @@ class Batcher:
         self.batch_size = batch_size
         self.forward_passes = 0
         self.largest_batch = 0
+        # Wall time in forward passes: against the uptime, how busy this process kept the model.
+        self.forward_seconds = 0.0
         self._embedder = embedder
         self._wait_s = wait_s
         self._pending: dict[Kind, deque[_Job]] = {"image": deque(), "query": deque()}
@@ -156,6 +160,7 @@ class Batcher:
                 job.future.set_exception(exc)
             return
         self.forward_passes += 1
+        self.forward_seconds += time.perf_counter() - started
         self.largest_batch = max(self.largest_batch, len(batch))
         for job, job_vectors in zip(batch, vectors, strict=True):
             job.future.set_result(job_vectors)
@@ -282,9 +287,14 @@ class EmbedService:
             "status": "ok",
             **self.embedder.info(),
             "batch_size": self.batcher.batch_size,
+            # With several workers each answers for itself: its process, counters and memory.
+            "workers": self.config.workers or 1,
+            "process": os.getpid(),
+            "gpu_memory_peak_gib": self.embedder.memory_peak_gib(),
             "counters": {
                 **vars(self.counters),
                 "forward_passes": self.batcher.forward_passes,
+                "forward_seconds": round(self.batcher.forward_seconds, 3),
                 "largest_batch": self.batcher.largest_batch,
                 "recent_hits": self.recent.hits,
             },
@@ -481,6 +491,26 @@ async def _log_request(
         time.perf_counter() - started,
     )
     return response
+
+
+def app_from_env() -> FastAPI:
+    """One worker's service, when `python -m docdb.embedder` runs several (uvicorn's factory).
+
+    A worker that cannot load the model exits with uvicorn's start-up failure code, which stops
+    the others instead of restarting it over and over.
+    """
+    logging_setup()
+    try:
+        return create_app(config_from_env(os.environ))
+    except (ConfigError, ModelLoadError) as exc:
+        log.error("docdb.embedder: %s", exc)
+        sys.exit(STARTUP_FAILURE)
+
+
+def logging_setup() -> None:
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
 
 
 def create_app(config: EmbedderConfig, embedder: Embedder | None = None) -> FastAPI:
