@@ -117,6 +117,37 @@ def _check_pooled_and_exact_order(owner_id: int, document_id: uuid.UUID) -> None
     assert set(found) == set(sorted(pooled, key=lambda n: -pooled[n])[:2])
     assert found == sorted(found, key=lambda n: -exact[n])
 
+    # Hybrid search fuses over the same candidates: all vector is the exact MaxSim order, all
+    # keyword is BM25's order (pages 2 and 4 name bamboo; the others score nothing).
+    def hybrid(alpha: float) -> list[int]:
+        found = pages_search(
+            owner_id=owner_id, query=QUERY, mode=SearchMode.HYBRID, limit=5, alpha=alpha
+        )
+        return _numbers(found)
+
+    assert hybrid(1.0) == sorted(exact, key=lambda n: -exact[n])
+    keyword = _numbers(
+        pages_search(owner_id=owner_id, query=QUERY, mode=SearchMode.KEYWORD, limit=5)
+    )
+    assert keyword == [2, 4]
+    assert hybrid(0.0)[:2] == keyword
+    assert sorted(hybrid(0.5)) == [1, 2, 3, 4, 5]
+
+    # Similar pages: the owner's other pages in exact MaxSim order against page 1's vectors.
+    page = stored[1][VECTOR_NAME]
+    similar = weaviate_pages.pages_similar(
+        owner_id=owner_id,
+        vector=page.tolist(),
+        exclude_document_id=document_id,
+        exclude_page_number=1,
+        limit=3,
+    )
+    others = {number: _maxsim(page, vectors[VECTOR_NAME]) for number, vectors in stored.items()}
+    del others[1]
+    assert _numbers(similar) == sorted(others, key=lambda n: -others[n])[:3]
+    for hit, number in zip(similar, _numbers(similar), strict=True):
+        assert hit.score == pytest.approx(others[number], abs=1e-2)
+
 
 def test_server_side_pages_get_pooled_vectors_from_one_forward_pass(
     live: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -134,15 +165,19 @@ def test_server_side_pages_get_pooled_vectors_from_one_forward_pass(
     assert after["images_computed"] - before["images_computed"] == 5
     assert after["recent_hits"] - before["recent_hits"] == 5
 
-    calls = []
-    original = weaviate_pages.two_stage_search
-    monkeypatch.setattr(
-        weaviate_pages,
-        "two_stage_search",
-        lambda *args, **kwargs: calls.append(kwargs) or original(*args, **kwargs),
-    )
+    calls: list[str] = []
+    for name in ("two_stage_search", "two_stage_hybrid"):
+        original = getattr(weaviate_pages, name)
+        monkeypatch.setattr(
+            weaviate_pages,
+            name,
+            lambda *args, name=name, original=original, **kwargs: (
+                calls.append(name) or original(*args, **kwargs)
+            ),
+        )
     _check_pooled_and_exact_order(owner.pk, document.id)
-    assert calls, "semantic search did not take the two-stage path"
+    # Semantic search, similar pages and the hybrid searches each took their two stages.
+    assert calls.count("two_stage_search") == 3 and calls.count("two_stage_hybrid") == 3
 
     # Turned off, search is one-stage again and finds the same pages.
     with override_settings(WEAVIATE_POOLED_VECTORS=0):

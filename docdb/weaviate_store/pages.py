@@ -25,6 +25,8 @@ from docdb.weaviate_store.schema import POOLED_VECTOR_NAME, VECTOR_NAME, vectori
 _RESULT_PROPERTIES: list[str] = []
 # Weaviate deletes at most QUERY_MAXIMUM_RESULTS objects per delete_many call.
 _DELETE_ROUNDS = 100
+# What keyword search (and hybrid search's keyword half) matches.
+_KEYWORD_PROPERTIES = ("text", "title")
 # Two-stage search re-ranks at most this many pages; "more results" past them is one-stage.
 _TWO_STAGE_MAX_CANDIDATES = 1000
 # How long a process trusts what it last read of the collection's named vectors.
@@ -229,6 +231,20 @@ def pages_search(
             )
             hits = _hits(objects, by_distance=True)
             return hits[offset : offset + limit]
+        if (
+            mode == SearchMode.HYBRID
+            and vector is not None
+            and _two_stage(collection, limit + offset)
+        ):
+            objects = two_stage_hybrid(
+                collection,
+                query,
+                vector,
+                alpha=alpha,
+                filters=filters,
+                candidates=max(settings.WEAVIATE_RERANK_CANDIDATES, limit + offset),
+            )
+            return _hits(objects, by_distance=False)[offset : offset + limit]
         if mode == SearchMode.VECTOR and vector is not None:
             response = collection.query.near_vector(
                 near_vector=vector,
@@ -255,7 +271,7 @@ def pages_search(
                 vector=vector,
                 alpha=alpha,
                 target_vector=VECTOR_NAME,
-                query_properties=["text", "title"],
+                query_properties=list(_KEYWORD_PROPERTIES),
                 limit=limit,
                 offset=offset,
                 filters=filters,
@@ -265,7 +281,7 @@ def pages_search(
         else:
             response = collection.query.bm25(
                 query=query,
-                query_properties=["text", "title"],
+                query_properties=list(_KEYWORD_PROPERTIES),
                 limit=limit,
                 offset=offset,
                 filters=filters,
@@ -314,6 +330,55 @@ def two_stage_search(
         return_properties=list(return_properties),
     )
     return list(second.objects)
+
+
+def two_stage_hybrid(
+    collection: Collection,
+    query: str,
+    vector: Sequence[Sequence[float]],
+    *,
+    alpha: float,
+    filters: _Filters | None,
+    candidates: int,
+) -> list[Any]:
+    """Hybrid search over the best `candidates` pages of each half: the nearest by MaxSim over
+    pooled vectors (as in `two_stage_search`) and the best by BM25.
+
+    Weaviate then fuses the two halves over those pages alone, as it always does (relative
+    scores, `alpha`), its vector half scoring every one of them by exact MaxSim over the full
+    vectors: an allow-list below the flat cutoff is scanned, and all of it is asked for. So
+    `alpha=1` ranks like semantic search, and `alpha=0` like keyword search.
+    """
+    nearest = collection.query.near_vector(
+        near_vector=vector,
+        target_vector=POOLED_VECTOR_NAME,
+        limit=candidates,
+        filters=filters,
+        return_properties=[],
+    )
+    keyword = collection.query.bm25(
+        query=query,
+        query_properties=list(_KEYWORD_PROPERTIES),
+        limit=candidates,
+        filters=filters,
+        return_properties=[],
+    )
+    ids = list(dict.fromkeys(obj.uuid for obj in [*nearest.objects, *keyword.objects]))
+    if not ids:
+        return []
+    only_candidates = Filter.by_id().contains_any(ids)
+    response = collection.query.hybrid(
+        query=query,
+        vector=vector,
+        alpha=alpha,
+        target_vector=VECTOR_NAME,
+        query_properties=list(_KEYWORD_PROPERTIES),
+        limit=len(ids),
+        filters=only_candidates if filters is None else filters & only_candidates,
+        return_metadata=MetadataQuery(score=True),
+        return_properties=[],
+    )
+    return list(response.objects)
 
 
 def _two_stage(collection: Collection, wanted: int) -> bool:
@@ -392,8 +457,18 @@ def pages_similar(
     filters = _owner_filter(owner_id) & Filter.by_id().not_equal(
         page_uuid(exclude_document_id, exclude_page_number)
     )
+    collection = _collection()
     try:
-        response = _collection().query.near_vector(
+        if _two_stage(collection, limit):
+            objects = two_stage_search(
+                collection,
+                vector,
+                filters=filters,
+                candidates=max(settings.WEAVIATE_RERANK_CANDIDATES, limit),
+                return_properties=_RESULT_PROPERTIES,
+            )
+            return _hits(objects, by_distance=True)[:limit]
+        response = collection.query.near_vector(
             near_vector=vector,
             target_vector=VECTOR_NAME,
             limit=limit,
