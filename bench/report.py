@@ -157,13 +157,15 @@ def _not_met(gpu: dict[str, Any] | None, history: list[tuple[str, dict[str, Any]
         "much that the model thread waits to launch its kernels, and the GPU idles between "
         f"them.{starved} Worker processes split that work, each with its own model and batcher "
         "(`DOCDB_EMBEDDER_WORKERS`; on a GPU one per 16 GiB of its memory, up to 4, since each "
-        "held 10-13 GiB at batch 32). Not done, and what would close the rest: one front "
-        "process that only speaks HTTP and hands page bytes to the model processes, so that "
-        "the recent-pages memory is shared again (with several workers, Weaviate's second "
-        "request for a page, its pooled vector, mostly reaches another worker and is computed "
-        "again: on a GPU use client-side vectors, `DOCDB_VECTORIZE=client`); decoding JPEGs on "
-        "the GPU (nvJPEG) instead of with PIL; CUDA graphs for the forward pass. The session "
-        "that measured the workers had no GPU time left to try them."
+        "held 10-13 GiB at batch 32). Weaviate's two requests for a page (full and pooled "
+        "vectors) mostly reach different workers: the workers share the pages they computed "
+        "through files in shared memory, and one waits for a page another is computing "
+        "(`docdb/embedder/shared.py`), so a page still costs one forward pass. Not done, and "
+        "what would close the rest: one front process that only speaks HTTP and JSON and "
+        "hands page bytes to the model processes; decoding JPEGs on the GPU (nvJPEG) instead "
+        "of with PIL; CUDA graphs for the forward pass. The session that measured the workers "
+        "had no GPU time left to try these, nor the shared pages (the bench turns the recent "
+        "pages off, so that every image it sends is computed)."
     )
 
 
@@ -287,8 +289,8 @@ def _decisions(results: dict[str, Any], gpu: dict[str, Any] | None) -> str:
             f"{forward} of the time and the mode changes nothing. "
             "Server-side is the Weaviate Embeddings integration, the collection configuration "
             "Weaviate Cloud runs too, so it stays the default; with a fast embedder (a GPU) "
-            "set `DOCDB_VECTORIZE=client`: the worker sends 32 pages a request, and no page is "
-            "embedded twice by different embedder workers (What is not met)."
+            "set `DOCDB_VECTORIZE=client`: the worker sends 32 pages a request, one page once "
+            "instead of twice."
         )
         lines.append(text)
     search_result = results["search"]

@@ -1,7 +1,10 @@
 """The embedder service: the real `python -m docdb.embedder` process with the tiny random model."""
 
+import asyncio
+import errno
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -41,6 +44,7 @@ from docdb.embedder.model import (
     torchvision_import_error,
 )
 from docdb.embedder.server import create_app
+from docdb.embedder.shared import SharedPages
 
 API_KEY = "test-embedder-key"
 OTHER_KEY = "second-key"
@@ -505,6 +509,11 @@ def test_several_workers_serve_the_same_vectors(
         expected = service.embed([page_b64])[0]
         for vectors in results:
             np.testing.assert_allclose(vectors, expected, atol=1e-6)
+        # The model ran once for the page: the other requests found it in their worker's
+        # recent pages or in what the other worker shared.
+        counters = _each_worker(workers, 2)
+        assert sum(c["images_computed"] for c in counters) == 1
+        assert sum(c["recent_hits"] + c["shared_hits"] for c in counters) == 7
     finally:
         workers.stop()
     # Stopping the parent stops its workers.
@@ -547,3 +556,79 @@ def test_the_worker_count_is_configured_or_one_on_a_cpu() -> None:
     assert workers_resolve(config_from_env(configured)) == 3
     with pytest.raises(ConfigError, match="DOCDB_EMBEDDER_WORKERS"):
         config_from_env({"DOCDB_EMBEDDER_WORKERS": "-2"})
+
+
+def _each_worker(process: EmbedderProcess, workers: int) -> list[dict]:
+    """Every worker's counters (each new connection reaches any of them)."""
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + 30
+    while len(seen) < workers and time.monotonic() < deadline:
+        health = process.health()
+        seen[health["process"]] = health["counters"]
+    assert len(seen) == workers
+    return list(seen.values())
+
+
+def test_shared_pages_hand_a_page_to_the_next_worker(tmp_path: Path) -> None:
+    shared = SharedPages(tmp_path, capacity=2, dim=4)
+    vectors = np.arange(8, dtype=np.float32).reshape(2, 4)
+    assert shared.get(b"a") is None
+    assert shared.reserve(b"a")
+    # Another worker asking now waits: the page is being computed.
+    assert not shared.reserve(b"a")
+    shared.put(b"a", vectors)
+    np.testing.assert_array_equal(shared.get(b"a"), vectors)
+    assert shared.reserve(b"a"), "the lock goes with the result"
+    assert asyncio.run(shared.wait(b"a", timeout=1)) is not None
+
+
+def test_a_lock_left_by_a_dead_worker_is_taken_over(tmp_path: Path) -> None:
+    shared = SharedPages(tmp_path, capacity=2, dim=4)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (tmp_path / f"{b'a'.hex()}.lock").write_text(dead.stdout.strip())
+    # Its waiters stop waiting at once, and the page is free to compute.
+    assert asyncio.run(shared.wait(b"a", timeout=30)) is None
+    assert shared.reserve(b"a")
+
+
+def test_a_failed_page_releases_its_waiters(tmp_path: Path) -> None:
+    shared = SharedPages(tmp_path, capacity=2, dim=4)
+    assert shared.reserve(b"a")
+
+    async def fail_soon() -> None:
+        await asyncio.sleep(0.1)
+        shared.release(b"a")
+
+    async def wait() -> np.ndarray | None:
+        return (await asyncio.gather(shared.wait(b"a", timeout=30), fail_soon()))[0]
+
+    started = time.monotonic()
+    assert asyncio.run(wait()) is None
+    assert time.monotonic() - started < 5
+
+
+def test_shared_pages_keep_the_newest(tmp_path: Path) -> None:
+    shared = SharedPages(tmp_path, capacity=2, dim=4)
+    for index, key in enumerate([b"a", b"b", b"c"]):
+        shared.put(key, np.full((1, 4), index, dtype=np.float32))
+        os.utime(tmp_path / f"{key.hex()}.f32", (index, index))
+    shared.prune()
+    assert shared.get(b"a") is None
+    assert shared.get(b"b") is not None and shared.get(b"c") is not None
+
+
+def test_a_page_that_cannot_be_shared_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = SharedPages(tmp_path, capacity=2, dim=4)
+    assert shared.reserve(b"a")
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # As when Docker's 64 MB /dev/shm is full.
+    monkeypatch.setattr("docdb.embedder.shared.os.replace", full)
+    shared.put(b"a", np.zeros((1, 4), dtype=np.float32))
+    assert shared.get(b"a") is None
+    assert list(tmp_path.iterdir()) == [], "no temporary file, no lock left"

@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -25,6 +26,8 @@ log = logging.getLogger("docdb.embedder")
 # model-only throughput, each worker holding 10-13 GiB of GPU memory at batch 32.
 MAX_GPU_WORKERS = 4
 GPU_GIB_PER_WORKER = 16
+# The workers' shared page embeddings go to a private folder (mode 0700) made in here.
+SHARED_MEMORY = "/dev/shm"  # noqa: S108
 
 
 def main(argv: list[str]) -> int:
@@ -80,8 +83,20 @@ def _serve_workers(config: EmbedderConfig, workers: int) -> int:
     """Several processes, each with the model, share the listening socket; the kernel hands
     each new connection to one of them. A worker that cannot start stops them all."""
     log.info("serving the model from %d worker processes", workers)
-    # The workers read their settings from the environment; they say how many there are.
-    os.environ["DOCDB_EMBEDDER_WORKERS"] = str(workers)
+    with tempfile.TemporaryDirectory(prefix="docdb-embedder-", dir=_shared_memory()) as shared:
+        # The workers read their settings from the environment: how many they are, and where
+        # they share page embeddings (docdb/embedder/shared.py).
+        os.environ["DOCDB_EMBEDDER_WORKERS"] = str(workers)
+        os.environ["DOCDB_EMBEDDER_SHARED_DIR"] = shared
+        return _supervise(config, workers)
+
+
+def _shared_memory() -> str | None:
+    """A RAM-backed folder for the shared page embeddings where there is one."""
+    return SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK) else None
+
+
+def _supervise(config: EmbedderConfig, workers: int) -> int:
     server_config = uvicorn.Config(
         "docdb.embedder.server:app_from_env",
         factory=True,

@@ -34,6 +34,8 @@ class EmbedderConfig:
     # Processes serving the model, each with its own copy and batcher. None: 1 on a CPU, and on
     # a GPU as many as keep it busy (docdb/embedder/workers.py).
     workers: int | None = None
+    # Set by the parent process for its workers: where they share page embeddings (shared.py).
+    shared_dir: Path | None = None
 
 
 def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
@@ -65,6 +67,7 @@ def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
         cache_dir=Path(get("CACHE_DIR", "data/models")),
         workers=_positive_int("DOCDB_EMBEDDER_WORKERS", get("WORKERS", "0"), allow_zero=True)
         or None,
+        shared_dir=Path(shared) if (shared := get("SHARED_DIR", "")) else None,
     )
 
 

@@ -35,6 +35,7 @@ from uvicorn.config import STARTUP_FAILURE
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
 from docdb.embedder.model import TINY_MODEL, Embedder, Features, ModelLoadError, embedder_load
 from docdb.embedder.recent import RecentEmbeddings, content_key
+from docdb.embedder.shared import SharedPages
 from docdb.pooling import multivector_pool, pooled_model_parse
 
 log = logging.getLogger("docdb.embedder")
@@ -50,6 +51,8 @@ Kind = Literal["image", "query"]
 # A layout is computed on a blank page of the asked size: bound what that may allocate.
 MAX_LAYOUT_SIDE = 10_000
 MAX_LAYOUT_PIXELS = 25_000_000
+# How long a worker waits for a page another worker is computing before computing it itself.
+SHARED_WAIT_S = 120.0
 
 
 class EmbedRequest(BaseModel):
@@ -81,6 +84,8 @@ class Counters:
     # Images run through the model: fewer than embedded when recent pages are asked again.
     images_computed: int = 0
     queries_embedded: int = 0
+    # Images another worker computed (with several workers).
+    shared_hits: int = 0
 
 
 @dataclass
@@ -183,6 +188,12 @@ class EmbedService:
         )
         self.pool = ThreadPoolExecutor(PREPARE_WORKERS, thread_name_prefix="embedder-prepare")
         self.recent = RecentEmbeddings(config.recent_pages)
+        # With several workers: what the others computed (shared.py).
+        self.shared = (
+            SharedPages(config.shared_dir, capacity=config.recent_pages, dim=embedder.dim)
+            if config.shared_dir and config.recent_pages
+            else None
+        )
         extra = (config.model, TINY_MODEL) if embedder.random_test_model else (config.model,)
         self.model_names = tuple(dict.fromkeys((*KNOWN_MODEL_NAMES, *extra)))
 
@@ -235,6 +246,10 @@ class EmbedService:
         keys = await loop.run_in_executor(self.pool, _content_keys, images)
         claims = [self.recent.claim(key) for key in keys]
         mine = [index for index, (_, computes) in enumerate(claims) if computes]
+        if self.shared is not None and mine:
+            mine = await self._shared_take(
+                self.shared, keys, [claims[index][0] for index in mine], mine
+            )
         try:
             # Decoding and resizing are CPU work; the pool keeps them off the event loop and
             # the model thread, so they overlap the forward pass of the previous batch.
@@ -253,13 +268,50 @@ class EmbedService:
             for index in mine:
                 self.recent.forget(keys[index], claims[index][0])
                 claims[index][0].set_exception(error)
+                if self.shared is not None:
+                    self.shared.release(keys[index])
             raise
         for index, future in zip(mine, computed, strict=True):
             future.add_done_callback(
                 functools.partial(_settle, claims[index][0], self.recent, keys[index])
             )
+            if self.shared is not None:
+                future.add_done_callback(
+                    functools.partial(_share, self.shared, self.pool, keys[index])
+                )
         self.counters.images_computed += len(mine)
         return list(await asyncio.gather(*(asyncio.wrap_future(claim) for claim, _ in claims)))
+
+    async def _shared_take(
+        self,
+        shared: SharedPages,
+        keys: Sequence[bytes],
+        claims: Sequence["Future[np.ndarray]"],
+        mine: list[int],
+    ) -> list[int]:
+        """Settle the pages another worker has computed or is computing; the indexes of those
+        left for this worker to compute (each reserved for it)."""
+        left, waiting = [], []
+        for index, claim in zip(mine, claims, strict=True):
+            found = shared.get(keys[index])
+            if found is not None:
+                claim.set_result(found)
+                self.counters.shared_hits += 1
+            elif shared.reserve(keys[index]):
+                left.append(index)
+            else:
+                waiting.append((index, claim))
+        results = await asyncio.gather(
+            *(shared.wait(keys[index], timeout=SHARED_WAIT_S) for index, _ in waiting)
+        )
+        for (index, claim), found in zip(waiting, results, strict=True):
+            if found is None:
+                # The other worker failed or is stuck: compute it here after all.
+                left.append(index)
+            else:
+                claim.set_result(found)
+                self.counters.shared_hits += 1
+        return sorted(left)
 
     async def query_tokens(self, body: QueryTokensRequest) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -373,6 +425,17 @@ def _settle(
         return
     recent.forget(key, claim)
     claim.set_exception(error)
+
+
+def _share(
+    shared: SharedPages, pool: ThreadPoolExecutor, key: bytes, computed: "Future[np.ndarray]"
+) -> None:
+    """Write a page computed here for the other workers, off the model thread; a failed one
+    only lets go of its lock."""
+    if computed.exception() is None:
+        pool.submit(shared.put, key, computed.result())
+    else:
+        shared.release(key)
 
 
 def _pool_all(vectors: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
