@@ -33,11 +33,11 @@ from bench.common import (  # noqa: E402
     CORPUS_PDF,
     DOCS_DIR,
     RESULTS_DIR,
-    free_port,
     machine_describe,
     results_save,
     weaviate_running,
 )
+from docdb.localstack import free_port  # noqa: E402
 
 SECTIONS = ["ingest", "vectorize", "web", "search", "report"]
 

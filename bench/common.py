@@ -4,7 +4,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,21 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from docdb.localstack import WeaviatePorts, weaviate_binary, weaviate_command, weaviate_env
+from docdb.localstack import weaviate_start
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 CORPUS_PDF = REPO_DIR.parent / "shared" / "corpus" / "real" / "freeculture.pdf"
 RESULTS_DIR = REPO_DIR / "data" / "bench"
 DOCS_DIR = REPO_DIR / "docs"
 API_KEY = "bench-weaviate-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -53,27 +44,25 @@ class Weaviate:
 
 @contextmanager
 def weaviate_running(*, memory_limit: str = "8GiB") -> Iterator[Weaviate]:
-    ports = WeaviatePorts(*(free_port() for _ in range(6)))
     folder = Path(tempfile.mkdtemp(prefix="docdb-bench-weaviate-"))
     data_dir = folder / "data"
-    env = {
-        **os.environ,
-        **weaviate_env(data_dir=data_dir, ports=ports, api_key=API_KEY),
-        "GOMEMLIMIT": memory_limit,
-        # Imports of the largest collections take minutes: no query or import may time out.
-        "LOG_LEVEL": "error",
-    }
-    with (folder / "weaviate.log").open("wb") as log:
-        process = subprocess.Popen(
-            weaviate_command(weaviate_binary(), ports.http),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{ports.http}"
     try:
-        _wait_ready(f"{url}/v1/.well-known/ready", process, folder / "weaviate.log")
-        yield Weaviate(url, ports.http, ports.grpc, data_dir, process)
+        server = weaviate_start(
+            data_dir=data_dir,
+            api_key=API_KEY,
+            log_path=folder / "weaviate.log",
+            env={
+                "GOMEMLIMIT": memory_limit,
+                # Imports of the largest collections take minutes: no query or import may time out.
+                "LOG_LEVEL": "error",
+            },
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    process = server.process
+    try:
+        yield Weaviate(server.url, server.ports.http, server.ports.grpc, data_dir, process)
     finally:
         process.terminate()
         try:
@@ -82,20 +71,6 @@ def weaviate_running(*, memory_limit: str = "8GiB") -> Iterator[Weaviate]:
             process.kill()
             process.wait()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Weaviate exited:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("Weaviate did not become ready in 120 s")
 
 
 @dataclass

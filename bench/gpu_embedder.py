@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -359,12 +358,6 @@ def _sync(torch: Any) -> None:
         torch.cuda.synchronize()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _service_runs(
     model_dir: Path,
     jpegs: Sequence[bytes],
@@ -376,7 +369,9 @@ def _service_runs(
 ) -> list[dict[str, Any]]:
     import requests
 
-    port = _free_port()
+    from docdb.localstack import free_port
+
+    port = free_port()
     variables = {
         **os.environ,
         "DOCDB_EMBEDDER_MODEL": str(model_dir),

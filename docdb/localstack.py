@@ -1,18 +1,29 @@
-"""How DocDB starts its own Redis and Weaviate on one machine (`make run` and the tests).
+"""How DocDB starts its own Redis and Weaviate on one machine (`make run`, tests, benchmarks).
 
 `python -m docdb.localstack redis|weaviate` replaces itself with the server process, configured
-from the DOCDB_* environment (see .env.example); the test fixtures call the same functions with
-free ports and a temporary data directory. No Django here.
+from the DOCDB_* environment (see .env.example); the test fixtures and the benchmarks start
+theirs with `weaviate_start` and `free_ports`, on free ports with a temporary data directory.
+No Django here.
 """
 
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 REPO_DIR = Path(__file__).resolve().parent.parent
+# Below this lie the usual ports of servers a developer runs (8080, 6379, 5432, 6060, ...).
+_PORT_FLOOR = 10000
+# How Weaviate (Go) says that a port it wanted was taken, before it exits.
+_ADDRESS_IN_USE = "address already in use"
 
 
 class ServiceUnavailable(Exception):
@@ -55,6 +66,9 @@ def weaviate_env(*, data_dir: Path, ports: WeaviatePorts, api_key: str) -> dict[
         "ENABLE_MODULES": "multi2multivec-weaviate",
         "DISABLE_TELEMETRY": "true",
         "PROMETHEUS_MONITORING_ENABLED": "false",
+        # Its debug listener would bind port 6060, the same for every Weaviate on the machine:
+        # a second one (tests beside `make run`, a benchmark beside the tests) would lose it.
+        "GO_PROFILING_DISABLE": "true",
         "QUERY_DEFAULTS_LIMIT": "25",
         # A CPU embeds a full-size page in ~15 s and Weaviate sends two per request.
         "MODULES_CLIENT_TIMEOUT": os.environ.get("DOCDB_WEAVIATE_MODULES_TIMEOUT", "600s"),
@@ -71,6 +85,165 @@ def weaviate_env(*, data_dir: Path, ports: WeaviatePorts, api_key: str) -> dict[
 
 def weaviate_command(binary: str, http_port: int) -> list[str]:
     return [binary, "--host", "127.0.0.1", "--port", str(http_port), "--scheme", "http"]
+
+
+def _ephemeral_ports() -> range:
+    """The ports the kernel gives outgoing connections: any client may take one at any time."""
+    try:
+        low, high = (
+            int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        )
+    except (OSError, ValueError):
+        low, high = 49152, 65535  # IANA's range, what macOS uses
+    return range(low, high + 1)
+
+
+def _port_hold(port: int) -> list[socket.socket] | None:
+    """Sockets bound to `port` on every address, TCP and UDP, IPv4 and IPv6 (Weaviate's gossip
+    uses UDP too, its Raft listens on the machine's IPv6 address), or None when anything uses
+    it. No SO_REUSEADDR: a connection still closing counts as a use."""
+    held: list[socket.socket] = []
+    try:
+        for family, address in ((socket.AF_INET, ""), (socket.AF_INET6, "::")):
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                try:
+                    sock = socket.socket(family, kind)
+                except OSError:
+                    continue  # no IPv6 on this machine
+                held.append(sock)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((address, port))
+    except OSError:
+        for sock in held:
+            sock.close()
+        return None
+    return held
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different ports that nothing uses now, chosen at random outside the kernel's
+    ephemeral range, so that no outgoing connection takes one before the server binds it.
+
+    A program that picks its own ports can still take one in between: `weaviate_start` tries
+    again on others when that happens."""
+    ephemeral = _ephemeral_ports()
+    candidates = [port for port in range(_PORT_FLOOR, 65536) if port not in ephemeral]
+    chosen: dict[int, list[socket.socket]] = {}
+    try:
+        for _ in range(100 * count):
+            port = secrets.choice(candidates)
+            held = None if port in chosen else _port_hold(port)
+            if held is not None:
+                chosen[port] = held
+            if len(chosen) == count:
+                return list(chosen)
+    finally:
+        for held in chosen.values():
+            for sock in held:
+                sock.close()
+    raise ServiceUnavailable(f"Found no {count} free ports between {_PORT_FLOOR} and 65535.")
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+@dataclass
+class WeaviateServer:
+    """A Weaviate that `weaviate_start` started, with what it takes to start it again."""
+
+    ports: WeaviatePorts
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
+
+def server_spawn(
+    command: list[str], env: Mapping[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start a server with its output appended to `log_path`, in a process group of its own
+    (a test kills the group; Ctrl-C in the terminal reaches only its parent)."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=REPO_DIR,
+            start_new_session=True,
+        )
+
+
+def weaviate_start(
+    *,
+    data_dir: Path,
+    api_key: str,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    attempts: int = 3,
+) -> WeaviateServer:
+    """A new Weaviate on free ports, ready to serve; `env` adds to or overrides its settings.
+
+    When Weaviate exits because one of its ports was taken after `free_ports` chose it, it is
+    started again on other ports, up to `attempts` times; any other exit raises with its log.
+    `data_dir` must be new: what a failed start left in it is removed before the next one.
+    """
+    binary = weaviate_binary()
+    output = ""
+    for _ in range(attempts):
+        ports = WeaviatePorts(*free_ports(6))
+        server_env = {
+            **os.environ,
+            **weaviate_env(data_dir=data_dir, ports=ports, api_key=api_key),
+            **(env or {}),
+        }
+        command = weaviate_command(binary, ports.http)
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        server = WeaviateServer(
+            ports, command, server_env, log_path, server_spawn(command, server_env, log_path)
+        )
+        if _weaviate_ready_wait(server, timeout=timeout, log_start=log_start):
+            return server
+        output = _log_read(log_path, log_start)
+        if _ADDRESS_IN_USE not in output.lower():
+            raise ServiceUnavailable(f"Weaviate exited while starting:\n{output[-3000:]}")
+        shutil.rmtree(data_dir, ignore_errors=True)
+    raise ServiceUnavailable(
+        f"Weaviate found one of its ports taken {attempts} times in a row:\n{output[-3000:]}"
+    )
+
+
+def _weaviate_ready_wait(server: WeaviateServer, *, timeout: float, log_start: int) -> bool:
+    """True once it answers ready, False if it exited first; stops it and raises with its log
+    when it takes longer than `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return False
+        try:
+            if requests.get(f"{server.url}/v1/.well-known/ready", timeout=2).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass  # still starting
+        time.sleep(0.3)
+    server.process.kill()
+    server.process.wait()
+    output = _log_read(server.log_path, log_start)
+    raise ServiceUnavailable(f"Weaviate did not become ready in {timeout:.0f} s:\n{output[-3000:]}")
+
+
+def _log_read(path: Path, start: int) -> str:
+    """What a server wrote to its log from byte `start` on (earlier runs appended the rest)."""
+    with path.open("rb") as log:
+        log.seek(start)
+        return log.read().decode(errors="replace")
 
 
 def redis_command(*, data_dir: Path, port: int) -> list[str]:

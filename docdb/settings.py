@@ -288,7 +288,10 @@ CELERY_TASK_ALWAYS_EAGER = envbool("DOCDB_TASK_ALWAYS_EAGER", False)
 # A task a dead worker never acknowledged goes back to the queue after this long. One page
 # range must finish well within it (a duplicate would be harmless, but wasted work).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": envint("DOCDB_BROKER_VISIBILITY_TIMEOUT_SECONDS", 1800)
+    "visibility_timeout": envint("DOCDB_BROKER_VISIBILITY_TIMEOUT_SECONDS", 1800),
+    # Workers look for such tasks every 10 s, but by default scan only on every 10th look:
+    # a lost task would wait up to 100 s more than the timeout. The scan is one small query.
+    "unacked_restore_throttle": 1,
 }
 
 CORPUS_DIR = envstr("DOCDB_CORPUS_DIR", "")

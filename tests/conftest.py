@@ -23,13 +23,7 @@ from django.test import override_settings
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-from docdb.localstack import (
-    WeaviatePorts,
-    redis_command,
-    weaviate_binary,
-    weaviate_command,
-    weaviate_env,
-)
+from docdb.localstack import free_port, redis_command, server_spawn, weaviate_start
 from tests.postgres import PostgresServer, database_url, postgres_start, settings_use
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -39,12 +33,6 @@ RENDER_LONGEST_EDGE = 1024
 # Below the corpus's 3000-page file, so the test suite sees the page limit at work instead of
 # spending minutes on it (its memory use is measured by the ingestion benchmark instead).
 TEST_PDF_MAX_PAGES = 2000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -81,21 +69,9 @@ class Service:
     def start(self, *, timeout: float = 120) -> None:
         """Start it again with the same command, ports and data, and wait until it is ready."""
         assert self.process.poll() is not None, f"{self.name} is still running"
-        self.process = _spawn(self.command, self.env, self.log_path)
+        self.process = server_spawn(self.command, self.env, self.log_path)
         if self.ready is not None:
             wait_until(self, self.ready, timeout=timeout)
-
-
-def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO_DIR,
-            start_new_session=True,  # its own process group, so kill() reaches the children
-        )
 
 
 def service_start(
@@ -108,7 +84,7 @@ def service_start(
         command=command,
         env=env,
         log_path=log_path,
-        process=_spawn(command, env, log_path),
+        process=server_spawn(command, env, log_path),
     )
 
 
@@ -220,32 +196,29 @@ class WeaviateInfo:
     env: dict[str, str]
 
 
-def weaviate_start(stack_dir: Path, binary: str, ports: WeaviatePorts) -> Service:
-    env = {
-        **os.environ,
-        **weaviate_env(data_dir=stack_dir / "weaviate", ports=ports, api_key=API_KEY),
-    }
-    service = service_start(
-        "weaviate", weaviate_command(binary, ports.http), log_dir=stack_dir, env=env
-    )
-    url = f"http://127.0.0.1:{ports.http}"
-    service.ready = lambda: http_ok(f"{url}/v1/.well-known/ready")
-    wait_until(service, service.ready, timeout=90)
-    return service
-
-
 @pytest.fixture(scope="session")
 def weaviate_server(stack_dir: Path) -> Iterator[WeaviateInfo]:
-    binary = weaviate_binary()
-    ports = WeaviatePorts(*(free_port() for _ in range(6)))
-    service = weaviate_start(stack_dir, binary, ports)
+    server = weaviate_start(
+        data_dir=stack_dir / "weaviate",
+        api_key=API_KEY,
+        log_path=stack_dir / "weaviate.log",
+        timeout=90,
+    )
+    service = Service(
+        name="weaviate",
+        command=server.command,
+        env=server.env,
+        log_path=server.log_path,
+        process=server.process,
+        ready=lambda: http_ok(f"{server.url}/v1/.well-known/ready"),
+    )
     info = WeaviateInfo(
-        url=f"http://127.0.0.1:{ports.http}",
-        http_port=ports.http,
-        grpc_port=ports.grpc,
+        url=server.url,
+        http_port=server.ports.http,
+        grpc_port=server.ports.grpc,
         api_key=API_KEY,
         service=service,
-        binary=binary,
+        binary=server.command[0],
         env={},
     )
     yield info

@@ -6,7 +6,6 @@ Shared by every test that needs an embedder (Weaviate calls it at import and at 
 import base64
 import io
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import requests
 from PIL import Image, ImageDraw
+
+from docdb.localstack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMBED_PATH = "/v1/embeddings/embed"
@@ -76,13 +77,6 @@ def offline_env(**variables: str) -> dict[str, str]:
     Hugging Face hub off (these machines cannot reach it), plus `variables`."""
     pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": "1", **variables}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def embedder_start(

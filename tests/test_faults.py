@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.conf import settings
+from django.core.files import File
 from django.test import override_settings
 from django.utils import timezone
 
+from docdb.celery import app as celery_app
+from docdb.documents import services
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.services import document_upload
-from docdb.documents.tasks import documents_sweep_task
+from docdb.documents.tasks import document_range_task, documents_sweep_task
 from docdb.weaviate_store import client_close, pages_count
 from tests.conftest import Stack
 from tests.helpers import document_wait, user_make
@@ -24,10 +28,10 @@ pytestmark = pytest.mark.timeout(600)
 PAGES = 48
 
 
-def _long_pdf(directory: Path, name: str = "long.pdf") -> Path:
+def _long_pdf(directory: Path, name: str = "long.pdf", *, pages: int = PAGES) -> Path:
     return pdf_make(
         directory / name,
-        pages=[[f"Page {n} of the long report", f"token-{uuid.uuid4().hex}"] for n in range(PAGES)],
+        pages=[[f"Page {n} of the long report", f"token-{uuid.uuid4().hex}"] for n in range(pages)],
     )
 
 
@@ -72,6 +76,52 @@ def test_worker_killed_mid_document_and_restarted(live: Stack, tmp_path: Path) -
     # The unacknowledged range comes back to the restarted worker (late acknowledgement).
     live.worker.start()
     _assert_consistent(document.id)
+
+
+def _document_without_task(owner: object, path: Path) -> Document:
+    """A stored document that nothing was queued for: the test drives its pipeline."""
+    document = Document(
+        owner=owner,
+        title=path.stem,
+        original_name=path.name,
+        sha256=uuid.uuid4().hex,
+        status=Status.QUEUED,
+    )
+    with path.open("rb") as handle:
+        document.file.save("original.pdf", File(handle), save=True)
+    return document
+
+
+def _task_taken_and_lost() -> None:
+    """What the broker sees of a worker that took the queued task and died before acknowledging
+    it: the task goes back to the queue marked redelivered (at once when only the pool process
+    died, after the visibility timeout when the whole worker did)."""
+    with celery_app.connection_for_read() as connection:
+        message = connection.default_channel.basic_get(settings.CELERY_TASK_DEFAULT_QUEUE)
+        assert message is not None
+        message.reject(requeue=True)
+
+
+def test_worker_killed_after_its_range_and_before_queueing_the_next(
+    live: Stack, tmp_path: Path
+) -> None:
+    """What test_worker_killed_mid_document_and_restarted meets by chance: the worker moved the
+    page cursor past its range, then died before it queued the next range. Only its own
+    unacknowledged task is left, and when it comes back it must queue the next range, or
+    nothing ever will."""
+    live.worker.stop()
+    chunk = settings.RENDER_PAGES_PER_CHUNK
+    pages = chunk + 3
+    document = _document_without_task(user_make(), _long_pdf(tmp_path, pages=pages))
+    assert services.document_start(document_id=document.id) == 1
+    # The first range is done and the cursor moved; what it returned is never queued.
+    assert services.document_range_ingest(document_id=document.id, first=1) == chunk + 1
+    # A second run that is no redelivery (the sweeper's, say) queues nothing: no chain forks.
+    assert services.document_range_ingest(document_id=document.id, first=1) is None
+    document_range_task.delay(str(document.id), 1)
+    _task_taken_and_lost()
+    live.worker.start()
+    _assert_consistent(document.id, pages=pages)
 
 
 def test_weaviate_stopped_during_import_then_back(live: Stack, tmp_path: Path) -> None:

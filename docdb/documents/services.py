@@ -324,12 +324,20 @@ def document_start(*, document_id: uuid.UUID) -> int | None:
     return min(document.pages_done + 1, info.pages)
 
 
-def document_range_ingest(*, document_id: uuid.UUID, first: int) -> int | None:
+def document_range_ingest(
+    *, document_id: uuid.UUID, first: int, redelivered: bool = False
+) -> int | None:
     """Index one range of pages starting at `first`; returns the next range's first page.
 
     The page cursor (`pages_done`) moves with a conditional update, so when a range runs twice
     (a re-delivered task, the sweeper resuming a stalled document) only one run advances it and
     queues the next range; the other's work is identical and simply overwritten.
+
+    `redelivered`: the broker hands this range out again because the worker that had it died
+    before acknowledging it, perhaps after moving the cursor past it and before queueing the
+    next range. No other task will queue that range, so this run does, when the cursor still
+    stands at the end of this range (a duplicate of a range that was queued after all is
+    harmless, and being no redelivery itself it queues nothing more).
     """
     document = Document.objects.filter(id=document_id, status=Status.PROCESSING).first()
     if document is None:
@@ -347,6 +355,14 @@ def document_range_ingest(*, document_id: uuid.UUID, first: int) -> int | None:
         elif current.pages_done >= current.pages_total:
             # An earlier run advanced past the last page and stopped before saying so.
             _document_finish(current)
+        elif redelivered and current.status == Status.PROCESSING and current.pages_done == last:
+            logger.warning(
+                "document %s: range from page %d was redelivered after it was done; "
+                "queueing the next range",
+                document_id,
+                first,
+            )
+            return last + 1
         return None
     if last < document.pages_total:
         return last + 1
@@ -375,7 +391,7 @@ def document_ingest(*, document_id: uuid.UUID) -> None:
 
 def documents_stalled(*, older_than_seconds: int) -> list[Document]:
     """Documents waiting or processing with no progress for that long: their task was lost
-    (Redis lost the queue, a worker died between two ranges) and nothing will move them."""
+    (Redis lost the queue, the next range could not be queued) and nothing will move them."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     return list(
         Document.objects.filter(

@@ -74,8 +74,12 @@ def document_range_task(self: Task, document_id: str, first: int) -> None:
     """Render, read and index one range of pages, then queue the next range."""
     started = time.monotonic()
     doc_id = uuid.UUID(document_id)
+    # Set by the broker on a task handed out again because its worker died unacknowledged.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     try:
-        next_first = services.document_range_ingest(document_id=doc_id, first=first)
+        next_first = services.document_range_ingest(
+            document_id=doc_id, first=first, redelivered=redelivered
+        )
     except TRANSIENT_ERRORS as exc:
         _retry_or_fail(self, doc_id, exc)
         return
