@@ -492,3 +492,9 @@ def test_corpus_tracemonkey_pages_and_text(corpus_dir: Path) -> None:
     assert info.pages == 14
     assert "Trace-based Just-in-Time Type Specialization" in texts[1]
     assert "References" in texts[14]
+
+
+def test_control_characters_in_a_text_layer_become_spaces() -> None:
+    # What pdftotext gives for a font without a Unicode map (TAMReview.pdf in the corpus).
+    raw = "\x12\x98\x87\x94\x03\x91\x88\nOverview\x02of\x02the\x02Model:\x02\x02\nA\tB\x00C\n"
+    assert poppler.text_clean(raw) == "Overview of the Model: \nA\tBC"

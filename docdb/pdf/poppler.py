@@ -137,9 +137,20 @@ def pages_text(path: Path, *, first: int, last: int, timeout: float) -> dict[int
             for number in range(first, last + 1)
         ]
     return {
-        number: text.replace("\x00", "").strip()
+        number: text_clean(text)
         for number, text in zip(range(first, last + 1), texts, strict=False)
     }
+
+
+# C0 and C1 control characters but tab and newline.
+_CONTROL_RUN = re.compile(r"[\x01-\x08\x0b-\x1f\x7f-\x9f]+")
+
+
+def text_clean(text: str) -> str:
+    """A page's text without control characters: a PDF whose fonts lack a Unicode map gives
+    glyph numbers (\\x02 for a space, runs of \\x80-\\x9f), which would show as boxes in
+    snippets and never match a search. Each run becomes one space; lines stay."""
+    return _CONTROL_RUN.sub(" ", text.replace("\x00", "")).strip()
 
 
 def _pdftotext(path: Path, first: int, last: int, *, timeout: float) -> str:
