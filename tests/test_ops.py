@@ -1,16 +1,24 @@
 """Pipeline runs, the operations page and its repair button, against the real services."""
 
+import uuid
 from pathlib import Path
 
 import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from docdb.documents.models import Status
+from docdb.documents.models import Document, Page, Status
 from docdb.ops.health import redis_health, weaviate_health
 from docdb.ops.models import PipelineRun, RunKind, RunState
-from docdb.ops.reconcile import consistency_check
-from docdb.weaviate_store import client_close, pages_count, pages_delete_numbers
+from docdb.ops.reconcile import consistency_check, consistency_repair
+from docdb.weaviate_store import (
+    PageObject,
+    client_close,
+    inventory,
+    pages_count,
+    pages_delete_numbers,
+    pages_upsert,
+)
 from tests.conftest import Stack
 from tests.helpers import document_wait, user_make
 from tests.ops_helpers import (
@@ -85,6 +93,7 @@ def test_operations_page_shows_health_and_repairs_mismatches(live: Stack, tmp_pa
     assert page.count('class="ops-state ok"') == 4, page
     assert "1.39.0" in page  # Weaviate's version
     assert "random test model" in page and "celery@" in page
+    assert "pil on cpu" in page  # the embedder's image preprocessing
     assert "pages missing from Weaviate: 2" in page
     assert "thumbnails missing: 3" in page
 
@@ -98,6 +107,82 @@ def test_operations_page_shows_health_and_repairs_mismatches(live: Stack, tmp_pa
     assert document.pages.get(number=3).thumbnail_path.is_file()
     page = staff.get(reverse("ops:operations")).content.decode()
     assert "Everything agrees." in page
+
+
+def _objects_add(document_id: uuid.UUID, owner_id: int, numbers: list[int], image: bytes) -> None:
+    pages_upsert(
+        [
+            PageObject(
+                document_id=document_id,
+                owner_id=owner_id,
+                title="stray",
+                file_name="stray.pdf",
+                page_number=number,
+                text="",
+                image_jpeg=image,
+            )
+            for number in numbers
+        ]
+    )
+
+
+def test_consistency_check_finds_every_mismatch_without_walking_the_collection(
+    live: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = user_make()
+    damaged, unlisted, failed, pending = (
+        document_ready(owner, tmp_path, f"{name}.pdf")
+        for name in ("damaged", "unlisted", "failed", "pending")
+    )
+    image = damaged.pages.get(number=1).image_path.read_bytes()
+    # An object missing, and one of a page the 3-page document does not have.
+    pages_delete_numbers(document_id=damaged.id, numbers=[2])
+    _objects_add(damaged.id, owner.pk, [5], image)
+    # A page row lost: its object is one the database does not know.
+    Page.objects.filter(document=unlisted, number=3).delete()
+    # A failed document that kept its objects; one in the pipeline, whose objects are not orphans.
+    Document.objects.filter(id=failed.id).update(status=Status.FAILED)
+    Document.objects.filter(id=pending.id).update(status=Status.PROCESSING)
+    # Objects of a document the database never heard of.
+    ghost = uuid.uuid4()
+    _objects_add(ghost, owner.pk, [1, 2], image)
+
+    def walk(*args: object) -> None:
+        raise AssertionError("the inventory walked the whole collection")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(inventory, "_inventory_walked", walk)
+        report = consistency_check()
+    checks = {check.document_id: check for check in report.documents}
+    assert (report.checked, report.in_progress, set(checks)) == (
+        4,
+        1,
+        {damaged.id, unlisted.id, failed.id},
+    )
+    assert (checks[damaged.id].missing_objects, checks[damaged.id].extra_objects) == ([2], [5])
+    assert checks[damaged.id].objects_in_weaviate == 3
+    assert (checks[unlisted.id].missing_rows, checks[unlisted.id].extra_objects) == ([3], [3])
+    assert checks[failed.id].extra_objects == [1, 2, 3]
+    assert report.orphans == {ghost: 2}
+    assert [check.document_id for check in report.problems] == [damaged.id, unlisted.id, failed.id]
+
+    # A document too large for one query is read by walking the collection: the same report.
+    with monkeypatch.context() as patched:
+        patched.setattr(inventory, "_QUERY_MAXIMUM_RESULTS", 2)
+        walked = consistency_check()
+    assert (walked.checked, walked.in_progress) == (report.checked, report.in_progress)
+    assert (walked.documents, walked.orphans) == (report.documents, report.orphans)
+
+    done, failures = consistency_repair(report)
+    assert not failures, failures
+    assert f"“damaged” ({damaged.id}): re-imported 1 pages into Weaviate" in done
+    assert f"“damaged” ({damaged.id}): deleted 1 objects of pages that do not exist" in done
+    assert f"“failed” ({failed.id}): removed 3 objects of a failed document" in done
+    assert f"deleted 2 of 2 orphaned objects of document {ghost}" in done
+    assert document_wait(unlisted.id).status == Status.READY
+    after = consistency_check()
+    assert after.consistent, [check.problems for check in after.problems]
+    assert (after.checked, after.in_progress) == (4, 1)
 
 
 def test_health_checks_say_what_is_down(live: Stack) -> None:

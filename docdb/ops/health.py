@@ -111,6 +111,10 @@ def embedder_status() -> ServiceHealth:
             "model": health.get("model", ""),
             "device": health.get("device", ""),
             "dtype": health.get("dtype", ""),
+            "image preprocessing": f"{health.get('image_backend', '')} on "
+            f"{health.get('image_device', '')}",
+            # Each worker process holds the model; the one that answered speaks for itself.
+            "workers": health.get("workers", 1),
             "random test model": bool(health.get("random_test_model")),
             "url": settings.EMBEDDER_URL,
         },

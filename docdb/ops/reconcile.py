@@ -86,8 +86,7 @@ def _numbers_text(numbers: list[int], limit: int = 12) -> str:
     return shown + (f" … ({len(numbers)} in all)" if len(numbers) > limit else "")
 
 
-def _document_check(document: Document, objects: set[int]) -> DocumentCheck:
-    numbers = set(Page.objects.filter(document=document).values_list("number", flat=True))
+def _document_check(document: Document, numbers: set[int], objects: set[int]) -> DocumentCheck:
     check = DocumentCheck(
         document_id=document.id,
         title=document.title,
@@ -118,20 +117,44 @@ def _document_check(document: Document, objects: set[int]) -> DocumentCheck:
 def consistency_check() -> ConsistencyReport:
     """Compare every finished document's pages in the database, Weaviate and on disk.
 
-    Weaviate is listed first: a document created in between then only looks in progress, and
-    one deleted in between looks orphaned, whose objects are being deleted anyway.
+    The database is read first: its pages' object ids (Page.search_id) say which page each
+    object listed in Weaviate is, so Weaviate need not read the objects themselves (page images
+    included; see `pages_inventory`). The documents are listed again afterwards, as one
+    created in between has objects of a document the check did not know.
     """
-    inventory = pages_inventory()
+    documents = list(Document.objects.select_related("owner").order_by("created_at"))
+    numbers: dict[uuid.UUID, set[int]] = {}
+    known: dict[uuid.UUID, tuple[uuid.UUID, int]] = {}
+    rows = Page.objects.order_by().values_list("document_id", "number", "search_id")
+    for document_id, number, search_id in rows.iterator(chunk_size=10_000):
+        numbers.setdefault(document_id, set()).add(number)
+        if search_id is not None:
+            known[search_id] = (document_id, number)
+    inventory = pages_inventory(documents=[document.id for document in documents], known=known)
+    # Documents deleted since, whose objects went too, are not checked; documents created since
+    # are not orphans.
+    existing = set(Document.objects.order_by().values_list("id", flat=True))
     report = ConsistencyReport()
-    for document in Document.objects.select_related("owner").order_by("created_at"):
-        objects = inventory.pop(document.id, set())
+    for document in documents:
+        if document.id not in existing:
+            continue
         report.checked += 1
         if document.status not in (Status.READY, Status.FAILED):
             # Still in the pipeline: its three views legitimately differ for now.
             report.in_progress += 1
             continue
-        report.documents.append(_document_check(document, objects))
-    report.orphans = {document_id: len(pages) for document_id, pages in inventory.items()}
+        report.documents.append(
+            _document_check(
+                document,
+                numbers.get(document.id, set()),
+                inventory.pages.get(document.id, set()),
+            )
+        )
+    report.orphans = {
+        document_id: count
+        for document_id, count in inventory.others.items()
+        if document_id not in existing
+    }
     return report
 
 
