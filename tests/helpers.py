@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.core.files import File
 
 from docdb.documents.models import Document, Status
 from tests.pdf_factory import pdf_make
@@ -50,3 +51,17 @@ def document_wait(document_id: uuid.UUID, *, timeout: float = 240) -> Document:
                 f"({document.pages_done}/{document.pages_total}) after {timeout}s"
             )
         time.sleep(0.5)
+
+
+def document_stored(owner: AbstractUser, path: Path) -> Document:
+    """A stored document that nothing was queued for: the test drives its pipeline."""
+    document = Document(
+        owner=owner,
+        title=path.stem,
+        original_name=path.name,
+        sha256=uuid.uuid4().hex,
+        status=Status.QUEUED,
+    )
+    with path.open("rb") as handle:
+        document.file.save("original.pdf", File(handle), save=True)
+    return document

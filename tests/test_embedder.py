@@ -8,9 +8,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -46,6 +47,7 @@ from docdb.embedder.model import (
 from docdb.embedder.server import create_app
 from docdb.embedder.shared import SharedPages
 
+T = TypeVar("T")
 API_KEY = "test-embedder-key"
 OTHER_KEY = "second-key"
 TORCHVISION_ERROR = torchvision_import_error()
@@ -353,14 +355,9 @@ def test_a_directory_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
         embedder_load(str(tmp_path), device="cpu")
 
 
-def test_an_unreachable_hub_stops_the_service_with_a_clear_error(tmp_path: Path) -> None:
-    # A subprocess: huggingface_hub reads HF_HUB_OFFLINE once, when first imported.
-    env = offline_env(
-        HF_HOME=str(tmp_path / "hf"),
-        DOCDB_EMBEDDER_MODEL="ModernVBERT/colmodernvbert-merged",
-        DOCDB_EMBEDDER_DEVICE="cpu",
-    )
-    result = subprocess.run(
+def _embedder_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m docdb.embedder` until it exits (these tests expect it to stop at start-up)."""
+    return subprocess.run(
         [sys.executable, "-m", "docdb.embedder"],
         cwd=REPO_ROOT,
         env=env,
@@ -368,6 +365,16 @@ def test_an_unreachable_hub_stops_the_service_with_a_clear_error(tmp_path: Path)
         text=True,
         timeout=120,
     )
+
+
+def test_an_unreachable_hub_stops_the_service_with_a_clear_error(tmp_path: Path) -> None:
+    # A subprocess: huggingface_hub reads HF_HUB_OFFLINE once, when first imported.
+    env = offline_env(
+        HF_HOME=str(tmp_path / "hf"),
+        DOCDB_EMBEDDER_MODEL="ModernVBERT/colmodernvbert-merged",
+        DOCDB_EMBEDDER_DEVICE="cpu",
+    )
+    result = _embedder_run(env)
     assert result.returncode == 1
     assert "Could not download ModernVBERT/colmodernvbert-merged from the Hugging Face hub" in (
         result.stderr
@@ -529,14 +536,7 @@ def test_a_worker_that_cannot_load_the_model_stops_the_service(tmp_path: Path) -
         DOCDB_EMBEDDER_WORKERS="2",
         DOCDB_EMBEDDER_PORT=str(free_port()),
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "docdb.embedder"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _embedder_run(env)
     assert result.returncode == 1
     assert f"Could not load the model from {tmp_path}" in result.stdout
     assert "a worker could not start" in result.stderr
@@ -569,6 +569,13 @@ def _each_worker(process: EmbedderProcess, workers: int) -> list[dict]:
     return list(seen.values())
 
 
+def _run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end, also when this thread already runs an event loop (the
+    browser tests' Playwright leaves one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def test_shared_pages_hand_a_page_to_the_next_worker(tmp_path: Path) -> None:
     shared = SharedPages(tmp_path, capacity=2, dim=4)
     vectors = np.arange(8, dtype=np.float32).reshape(2, 4)
@@ -579,7 +586,7 @@ def test_shared_pages_hand_a_page_to_the_next_worker(tmp_path: Path) -> None:
     shared.put(b"a", vectors)
     np.testing.assert_array_equal(shared.get(b"a"), vectors)
     assert shared.reserve(b"a"), "the lock goes with the result"
-    assert asyncio.run(shared.wait(b"a", timeout=1)) is not None
+    assert _run_coroutine(shared.wait(b"a", timeout=1)) is not None
 
 
 def test_a_lock_left_by_a_dead_worker_is_taken_over(tmp_path: Path) -> None:
@@ -588,7 +595,7 @@ def test_a_lock_left_by_a_dead_worker_is_taken_over(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=True)  # fmt: skip
     (tmp_path / f"{b'a'.hex()}.lock").write_text(dead.stdout.strip())
     # Its waiters stop waiting at once, and the page is free to compute.
-    assert asyncio.run(shared.wait(b"a", timeout=30)) is None
+    assert _run_coroutine(shared.wait(b"a", timeout=30)) is None
     assert shared.reserve(b"a")
 
 
@@ -604,7 +611,7 @@ def test_a_failed_page_releases_its_waiters(tmp_path: Path) -> None:
         return (await asyncio.gather(shared.wait(b"a", timeout=30), fail_soon()))[0]
 
     started = time.monotonic()
-    assert asyncio.run(wait()) is None
+    assert _run_coroutine(wait()) is None
     assert time.monotonic() - started < 5
 
 

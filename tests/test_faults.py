@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
-from django.core.files import File
 from django.test import override_settings
 from django.utils import timezone
 
@@ -20,7 +19,7 @@ from docdb.documents.services import document_upload
 from docdb.documents.tasks import document_range_task, documents_sweep_task
 from docdb.weaviate_store import client_close, pages_count
 from tests.conftest import Stack
-from tests.helpers import document_wait, user_make
+from tests.helpers import document_stored, document_wait, user_make
 from tests.pdf_factory import pdf_make
 
 pytestmark = pytest.mark.timeout(600)
@@ -78,20 +77,6 @@ def test_worker_killed_mid_document_and_restarted(live: Stack, tmp_path: Path) -
     _assert_consistent(document.id)
 
 
-def _document_without_task(owner: object, path: Path) -> Document:
-    """A stored document that nothing was queued for: the test drives its pipeline."""
-    document = Document(
-        owner=owner,
-        title=path.stem,
-        original_name=path.name,
-        sha256=uuid.uuid4().hex,
-        status=Status.QUEUED,
-    )
-    with path.open("rb") as handle:
-        document.file.save("original.pdf", File(handle), save=True)
-    return document
-
-
 def _task_taken_and_lost() -> None:
     """What the broker sees of a worker that took the queued task and died before acknowledging
     it: the task goes back to the queue marked redelivered (at once when only the pool process
@@ -112,7 +97,7 @@ def test_worker_killed_after_its_range_and_before_queueing_the_next(
     live.worker.stop()
     chunk = settings.RENDER_PAGES_PER_CHUNK
     pages = chunk + 3
-    document = _document_without_task(user_make(), _long_pdf(tmp_path, pages=pages))
+    document = document_stored(user_make(), _long_pdf(tmp_path, pages=pages))
     assert services.document_start(document_id=document.id) == 1
     # The first range is done and the cursor moved; what it returned is never queued.
     assert services.document_range_ingest(document_id=document.id, first=1) == chunk + 1

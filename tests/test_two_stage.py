@@ -31,27 +31,12 @@ from docdb.weaviate_store import pages as weaviate_pages
 from docdb.weaviate_store.embeddings import query_embed
 from docdb.weaviate_store.schema import POOLED_VECTOR_NAME, VECTOR_NAME
 from tests.conftest import Stack
-from tests.helpers import PAGE_TEXTS, document_wait, report_pdf, user_make
+from tests.helpers import PAGE_TEXTS, document_stored, document_wait, report_pdf, user_make
 from tests.pdf_factory import pdf_make
 
 pytestmark = pytest.mark.timeout(600)
 
 QUERY = "tensile strength of bamboo"
-
-
-def _document_add(owner: Any, path: Path) -> Document:
-    from django.core.files import File
-
-    document = Document(
-        owner=owner,
-        title="Two stages",
-        original_name=path.name,
-        sha256=uuid.uuid4().hex,
-        status=Status.QUEUED,
-    )
-    with path.open("rb") as handle:
-        document.file.save("original.pdf", File(handle), save=True)
-    return document
 
 
 def _unique_pdf(directory: Path) -> Path:
@@ -155,7 +140,7 @@ def test_server_side_pages_get_pooled_vectors_from_one_forward_pass(
     owner = user_make()
     before: Any = live.embedder.health()["counters"]
     # Pages seen before (other tests' copies of the report) would come from recent pages.
-    document = _document_add(owner, _unique_pdf(tmp_path))
+    document = document_stored(owner, _unique_pdf(tmp_path))
     services.document_queue(document_id=document.id)
     assert document_wait(document.id).status == Status.READY
 
@@ -195,7 +180,7 @@ def test_client_side_vectors_are_pooled_by_docdb(live: Stack, tmp_path: Path) ->
             config = client_get().collections.use("DocDBClientPage").config.get()
             pooled = config.vector_config[POOLED_VECTOR_NAME]  # type: ignore[index]
             assert pooled.vectorizer.vectorizer == "none"
-            document = _document_add(owner, report_pdf(tmp_path, salt="client-two-stage"))
+            document = document_stored(owner, report_pdf(tmp_path, salt="client-two-stage"))
             services.document_ingest(document_id=document.id)
             assert Document.objects.get(id=document.id).status == Status.READY
             _check_pooled_and_exact_order(owner.pk, document.id)
@@ -215,7 +200,7 @@ def test_a_collection_without_pooled_vectors_still_searches_in_one_stage(
             description = collection_ensure()
             assert POOLED_VECTOR_NAME not in description["vectors"]
             assert "weaviate_schema --recreate" in description["note"]
-            document = _document_add(owner, report_pdf(tmp_path, salt="one-stage"))
+            document = document_stored(owner, report_pdf(tmp_path, salt="one-stage"))
             services.document_ingest(document_id=document.id)
             hits = pages_search(owner_id=owner.pk, query=QUERY, mode=SearchMode.VECTOR, limit=5)
             assert set(_numbers(hits)) == {1, 2, 3, 4, 5}

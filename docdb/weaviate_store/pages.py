@@ -217,34 +217,22 @@ def pages_search(
     wide = candidates > limit + offset
     vector_limit, vector_offset = (candidates, 0) if wide else (limit, offset)
     try:
-        if (
-            mode == SearchMode.VECTOR
-            and vector is not None
-            and _two_stage(collection, limit + offset)
-        ):
-            objects = two_stage_search(
-                collection,
-                vector,
-                filters=filters,
-                candidates=max(settings.WEAVIATE_RERANK_CANDIDATES, limit + offset),
-                return_properties=_RESULT_PROPERTIES,
-            )
-            hits = _hits(objects, by_distance=True)
+        if vector is not None and _two_stage(collection, limit + offset):
+            shortlist = max(settings.WEAVIATE_RERANK_CANDIDATES, limit + offset)
+            if mode == SearchMode.VECTOR:
+                objects = two_stage_search(
+                    collection,
+                    vector,
+                    filters=filters,
+                    candidates=shortlist,
+                    return_properties=_RESULT_PROPERTIES,
+                )
+            else:
+                objects = two_stage_hybrid(
+                    collection, query, vector, alpha=alpha, filters=filters, candidates=shortlist
+                )
+            hits = _hits(objects, by_distance=mode == SearchMode.VECTOR)
             return hits[offset : offset + limit]
-        if (
-            mode == SearchMode.HYBRID
-            and vector is not None
-            and _two_stage(collection, limit + offset)
-        ):
-            objects = two_stage_hybrid(
-                collection,
-                query,
-                vector,
-                alpha=alpha,
-                filters=filters,
-                candidates=max(settings.WEAVIATE_RERANK_CANDIDATES, limit + offset),
-            )
-            return _hits(objects, by_distance=False)[offset : offset + limit]
         if mode == SearchMode.VECTOR and vector is not None:
             response = collection.query.near_vector(
                 near_vector=vector,
