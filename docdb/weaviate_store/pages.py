@@ -298,22 +298,14 @@ def two_stage_search(
     them, and a scan re-ranks twice the limit asked for with MaxSim over the full vectors:
     every candidate (hnsw/search.go in Weaviate 1.39).
     """
-    first = collection.query.near_vector(
-        near_vector=vector,
-        target_vector=POOLED_VECTOR_NAME,
-        limit=candidates,
-        filters=filters,
-        return_properties=[],
-    )
-    ids = [obj.uuid for obj in first.objects]
+    ids = _pooled_nearest(collection, vector, filters=filters, limit=candidates)
     if not ids:
         return []
-    only_candidates = Filter.by_id().contains_any(ids)
     second = collection.query.near_vector(
         near_vector=vector,
         target_vector=VECTOR_NAME,
         limit=len(ids),
-        filters=only_candidates if filters is None else filters & only_candidates,
+        filters=_only(ids, filters),
         return_metadata=MetadataQuery(distance=True),
         return_properties=list(return_properties),
     )
@@ -337,13 +329,7 @@ def two_stage_hybrid(
     vectors: an allow-list below the flat cutoff is scanned, and all of it is asked for. So
     `alpha=1` ranks like semantic search, and `alpha=0` like keyword search.
     """
-    nearest = collection.query.near_vector(
-        near_vector=vector,
-        target_vector=POOLED_VECTOR_NAME,
-        limit=candidates,
-        filters=filters,
-        return_properties=[],
-    )
+    nearest = _pooled_nearest(collection, vector, filters=filters, limit=candidates)
     keyword = collection.query.bm25(
         query=query,
         query_properties=list(_KEYWORD_PROPERTIES),
@@ -351,10 +337,9 @@ def two_stage_hybrid(
         filters=filters,
         return_properties=[],
     )
-    ids = list(dict.fromkeys(obj.uuid for obj in [*nearest.objects, *keyword.objects]))
+    ids = list(dict.fromkeys([*nearest, *(obj.uuid for obj in keyword.objects)]))
     if not ids:
         return []
-    only_candidates = Filter.by_id().contains_any(ids)
     response = collection.query.hybrid(
         query=query,
         vector=vector,
@@ -362,11 +347,35 @@ def two_stage_hybrid(
         target_vector=VECTOR_NAME,
         query_properties=list(_KEYWORD_PROPERTIES),
         limit=len(ids),
-        filters=only_candidates if filters is None else filters & only_candidates,
+        filters=_only(ids, filters),
         return_metadata=MetadataQuery(score=True),
         return_properties=[],
     )
     return list(response.objects)
+
+
+def _pooled_nearest(
+    collection: Collection,
+    vector: Sequence[Sequence[float]],
+    *,
+    filters: _Filters | None,
+    limit: int,
+) -> list[Any]:
+    """The ids of the `limit` pages nearest by MaxSim over their pooled vectors."""
+    response = collection.query.near_vector(
+        near_vector=vector,
+        target_vector=POOLED_VECTOR_NAME,
+        limit=limit,
+        filters=filters,
+        return_properties=[],
+    )
+    return [obj.uuid for obj in response.objects]
+
+
+def _only(ids: Sequence[Any], filters: _Filters | None) -> _Filters:
+    """`filters`, narrowed to these object ids."""
+    only_ids = Filter.by_id().contains_any(list(ids))
+    return only_ids if filters is None else filters & only_ids
 
 
 def _two_stage(collection: Collection, wanted: int) -> bool:
