@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -272,18 +273,36 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = envint("DOCDB_TASK_TIME_LIMIT_SECONDS", 6 * 3600)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "celery"
+# Every worker reads every queue, in the order of docdb/celery.py's QUEUES (a worker started
+# with no -Q option included).
+CELERY_TASK_QUEUES = [Queue(name) for name in ("control", "celery", "ingest")]
+CELERY_TASK_ROUTES = {
+    "docdb.documents.tasks.document_turn_task": {"queue": "ingest"},
+    "docdb.documents.tasks.pipeline_sweep_task": {"queue": "control"},
+}
+# Beat runs once per deployment, apart from the workers (Procfile, docker-compose.yml).
 CELERY_BEAT_SCHEDULE = {
-    "documents-sweep": {
-        "task": "docdb.documents.tasks.documents_sweep_task",
-        "schedule": envint("DOCDB_SWEEP_INTERVAL_SECONDS", 60),
+    "pipeline-sweep": {
+        "task": "docdb.documents.tasks.pipeline_sweep_task",
+        "schedule": envint("DOCDB_SWEEP_INTERVAL_SECONDS", 30),
     }
 }
 # Bounded retries with exponential backoff when Weaviate or the embedder is away.
 PIPELINE_RETRY_LIMIT = envint("DOCDB_PIPELINE_RETRY_LIMIT", 6)
 PIPELINE_RETRY_BASE_SECONDS = envint("DOCDB_PIPELINE_RETRY_BASE_SECONDS", 10)
-# A queued or processing document with no progress for this long has lost its task.
-PIPELINE_STALL_SECONDS = envint("DOCDB_PIPELINE_STALL_SECONDS", 900)
+# A turn's worker refreshes its hold on the document this often; a hold not refreshed for
+# DOCDB_PIPELINE_HOLD_SECONDS belongs to a dead worker, and the document is taken over.
+PIPELINE_HEARTBEAT_SECONDS = envint("DOCDB_PIPELINE_HEARTBEAT_SECONDS", 15)
+PIPELINE_HOLD_SECONDS = envint("DOCDB_PIPELINE_HOLD_SECONDS", 90)
+if PIPELINE_HOLD_SECONDS < 3 * PIPELINE_HEARTBEAT_SECONDS:
+    raise ValueError(
+        "DOCDB_PIPELINE_HOLD_SECONDS must be at least 3 x DOCDB_PIPELINE_HEARTBEAT_SECONDS, "
+        "or a live worker's document could be taken over between two heartbeats"
+    )
+# A document whose worker died this many times fails (the file may kill every worker).
 PIPELINE_MAX_RESUMES = envint("DOCDB_PIPELINE_MAX_RESUMES", 3)
+# At most this many tokens the sweeper adds at once when the ingest queue was found empty.
+PIPELINE_SWEEP_TOKENS = envint("DOCDB_PIPELINE_SWEEP_TOKENS", 8)
 CELERY_TASK_ALWAYS_EAGER = envbool("DOCDB_TASK_ALWAYS_EAGER", False)
 # A task a dead worker never acknowledged goes back to the queue after this long. One page
 # range must finish well within it (a duplicate would be harmless, but wasted work).
@@ -292,6 +311,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Workers look for such tasks every 10 s, but by default scan only on every 10th look:
     # a lost task would wait up to 100 s more than the timeout. The scan is one small query.
     "unacked_restore_throttle": 1,
+    # Read the queues in the order they are listed, not round robin (docdb/celery.py).
+    "queue_order_strategy": "priority",
 }
 
 CORPUS_DIR = envstr("DOCDB_CORPUS_DIR", "")

@@ -33,6 +33,9 @@ RENDER_LONGEST_EDGE = 1024
 # Below the corpus's 3000-page file, so the test suite sees the page limit at work instead of
 # spending minutes on it (its memory use is measured by the ingestion benchmark instead).
 TEST_PDF_MAX_PAGES = 2000
+# Holds on documents: a heartbeat each second, a dead worker noticed after 5 s.
+HEARTBEAT_SECONDS = 1
+HOLD_SECONDS = 5
 
 
 @dataclass
@@ -274,15 +277,17 @@ class Stack:
     worker: Service
     worker_env: dict[str, str]
     media_dir: Path
+    beat: Service
+    stack_dir: Path
 
     def worker_restart(self) -> None:
         self.worker.stop()
         self.worker.start()
 
 
-def worker_start(env: dict[str, str], log_dir: Path) -> Service:
+def worker_start(env: dict[str, str], log_dir: Path, *, name: str = "worker") -> Service:
     service = service_start(
-        "worker",
+        name,
         [
             sys.executable,
             "-m",
@@ -299,14 +304,37 @@ def worker_start(env: dict[str, str], log_dir: Path) -> Service:
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            "--hostname",
+            f"{name}@%h",
         ],
         log_dir=log_dir,
         env=env,
     )
     time.sleep(0.5)
     if service.process.poll() is not None:
-        raise RuntimeError(f"worker exited early:\n{service.log_tail()}")
+        raise RuntimeError(f"{name} exited early:\n{service.log_tail()}")
     return service
+
+
+def beat_start(env: dict[str, str], log_dir: Path) -> Service:
+    """Celery beat, apart from the workers as in production: it queues the sweeper."""
+    return service_start(
+        "beat",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "docdb.celery",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(log_dir / "celerybeat-schedule"),
+        ],
+        log_dir=log_dir,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -333,6 +361,8 @@ def stack(
         "EMBEDDER_URL": embedder.url,
         "RENDER_LONGEST_EDGE": RENDER_LONGEST_EDGE,
         "CELERY_BROKER_URL": redis_server.url,
+        "PIPELINE_HEARTBEAT_SECONDS": HEARTBEAT_SECONDS,
+        "PIPELINE_HOLD_SECONDS": HOLD_SECONDS,
     }
     override = override_settings(**overrides)
     override.enable()
@@ -357,10 +387,15 @@ def stack(
         "DOCDB_PIPELINE_RETRY_BASE_SECONDS": "1",
         "DOCDB_PIPELINE_RETRY_LIMIT": "4",
         "DOCDB_BROKER_VISIBILITY_TIMEOUT_SECONDS": "30",
+        # A dead worker's document is taken over after seconds, and the sweeper looks often.
+        "DOCDB_PIPELINE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+        "DOCDB_PIPELINE_HOLD_SECONDS": str(HOLD_SECONDS),
+        "DOCDB_SWEEP_INTERVAL_SECONDS": "2",
     }
     worker = worker_start(worker_env, stack_dir)
     worker.ready = lambda: bool(celery_app.control.ping(timeout=1))
     wait_until(worker, worker.ready, timeout=60)
+    beat = beat_start(worker_env, stack_dir)
     yield Stack(
         redis=redis_server,
         weaviate=weaviate_server,
@@ -368,7 +403,10 @@ def stack(
         worker=worker,
         worker_env=worker_env,
         media_dir=media_dir,
+        beat=beat,
+        stack_dir=stack_dir,
     )
+    beat.stop()
     worker.stop()
     client_close()
     override.disable()
@@ -381,7 +419,7 @@ def live(stack: Stack, transactional_db: None) -> Iterator[Stack]:
 
     collection_recreate()
     yield stack
-    for service in (stack.worker, stack.weaviate.service, stack.embedder.service):
+    for service in (stack.worker, stack.beat, stack.weaviate.service, stack.embedder.service):
         if service.process.poll() is not None:
             pytest.fail(f"{service.name} died during the test:\n{service.log_tail()}")
 

@@ -146,18 +146,24 @@ def test_every_command_it_runs_exists() -> None:
         "manage.py weaviate_schema",
         "python -m docdb.embedder",
         "celery worker",
+        "celery beat",
         "celery inspect",
         "gunicorn",
     }
 
 
-def test_the_worker_command_matches_the_procfile_worker() -> None:
-    # Both start Celery with its beat (the stalled-document sweeper): keep them alike.
+def test_the_worker_and_beat_commands_match_the_procfile() -> None:
+    # Workers can be replicated because beat (the pipeline sweeper) runs apart, exactly once.
     procfile = dict(
         line.split(": ", 1) for line in (REPO_DIR / "Procfile").read_text().splitlines() if line
     )
-    compose = yaml.safe_load((REPO_DIR / "docker-compose.yml").read_text())
-    worker = compose["services"]["worker"]["command"]
-    for option in ("worker", "--beat", "--schedule", "--concurrency"):
+    compose = yaml.safe_load((REPO_DIR / "docker-compose.yml").read_text())["services"]
+    for option in ("worker", "--concurrency"):
         assert option in procfile["worker"].split()
-        assert option in worker.split()
+        assert option in compose["worker"]["command"].split()
+    for command in (procfile["worker"], compose["worker"]["command"]):
+        assert "--beat" not in command.split() and "-B" not in command.split()
+    for option in ("beat", "--schedule"):
+        assert option in procfile["beat"].split()
+        assert option in compose["beat"]["command"].split()
+    assert "deploy" not in compose["beat"] or compose["beat"]["deploy"].get("replicas", 1) == 1

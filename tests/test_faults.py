@@ -3,23 +3,23 @@ the disk and Weaviate in agreement (no page missing, none duplicated)."""
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
-from django.test import override_settings
 from django.utils import timezone
 
 from docdb.celery import app as celery_app
-from docdb.documents import services
+from docdb.documents import scheduler
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.services import document_upload
-from docdb.documents.tasks import document_range_task, documents_sweep_task
+from docdb.documents.tasks import pipeline_sweep_task
 from docdb.weaviate_store import client_close, pages_count
-from tests.conftest import Stack
-from tests.helpers import document_stored, document_wait, user_make
+from tests.conftest import Stack, wait_until
+from tests.helpers import document_wait, user_make
 from tests.pdf_factory import pdf_make
 
 pytestmark = pytest.mark.timeout(600)
@@ -41,15 +41,32 @@ def _upload(owner: object, path: Path) -> Document:
     return document_upload(owner=owner, upload=upload)  # type: ignore[arg-type]
 
 
-def _wait_mid_document(document_id: uuid.UUID, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_for(document_id: uuid.UUID, what: str, ok: Callable[[Document], bool]) -> None:
+    """Poll the document until `ok` says it reached the state the test waits for."""
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         document = Document.objects.get(id=document_id)
-        if 0 < document.pages_done < document.pages_total:
+        if ok(document):
             return
         assert document.status in (Status.QUEUED, Status.PROCESSING), document.error
         time.sleep(0.05)
-    raise AssertionError("the document never got to the middle")
+    raise AssertionError(f"the document never got to {what}")
+
+
+def _wait_mid_document(document_id: uuid.UUID) -> None:
+    """Until a worker holds the document in the middle of its pages."""
+    _wait_for(
+        document_id,
+        "the middle",
+        lambda d: (
+            0 < d.pages_done < d.pages_total - settings.RENDER_PAGES_PER_CHUNK and bool(d.holder)
+        ),
+    )
+
+
+def _wait_backing_off(document_id: uuid.UUID) -> None:
+    """Until a turn met the outage and the document waits to try again."""
+    _wait_for(document_id, "a retry", lambda d: d.retries > 0)
 
 
 def _assert_consistent(document_id: uuid.UUID, pages: int = PAGES) -> None:
@@ -66,54 +83,33 @@ def _assert_consistent(document_id: uuid.UUID, pages: int = PAGES) -> None:
     assert pages_count(owner_id=document.owner_id, document_id=document.id) == pages
 
 
-def test_worker_killed_mid_document_and_restarted(live: Stack, tmp_path: Path) -> None:
+def test_worker_killed_during_a_turn_is_taken_over_without_waiting_for_the_broker(
+    live: Stack, tmp_path: Path
+) -> None:
+    """The broker hands a dead worker's message out again only after its visibility timeout
+    (30 minutes in production); the document does not wait that long. Its hold stops being
+    refreshed, and once it is older than DOCDB_PIPELINE_HOLD_SECONDS the sweeper's token
+    takes the document over, at the page cursor."""
     document = _upload(user_make(), _long_pdf(tmp_path))
     _wait_mid_document(document.id)
     live.worker.kill()
-    killed_at = Document.objects.get(id=document.id).pages_done
-    assert killed_at < PAGES
-    # The unacknowledged range comes back to the restarted worker (late acknowledgement).
+    # The dead worker's message stays unacknowledged in Redis; only the hold can free it.
     live.worker.start()
+    wait_until(live.worker, lambda: bool(celery_app.control.ping(timeout=1)), timeout=60)
+    taken_over = time.monotonic()
+    _wait_for(document.id, "a new holder", lambda d: d.resume_count == 1)
+    # Hold (5 s) + sweeper (every 2 s) + a turn starting, well below the visibility timeout.
+    assert time.monotonic() - taken_over < 20, "the document waited for the broker"
     _assert_consistent(document.id)
-
-
-def _task_taken_and_lost() -> None:
-    """What the broker sees of a worker that took the queued task and died before acknowledging
-    it: the task goes back to the queue marked redelivered (at once when only the pool process
-    died, after the visibility timeout when the whole worker did)."""
-    with celery_app.connection_for_read() as connection:
-        message = connection.default_channel.basic_get(settings.CELERY_TASK_DEFAULT_QUEUE)
-        assert message is not None
-        message.reject(requeue=True)
-
-
-def test_worker_killed_after_its_range_and_before_queueing_the_next(
-    live: Stack, tmp_path: Path
-) -> None:
-    """What test_worker_killed_mid_document_and_restarted meets by chance: the worker moved the
-    page cursor past its range, then died before it queued the next range. Only its own
-    unacknowledged task is left, and when it comes back it must queue the next range, or
-    nothing ever will."""
-    live.worker.stop()
-    chunk = settings.RENDER_PAGES_PER_CHUNK
-    pages = chunk + 3
-    document = document_stored(user_make(), _long_pdf(tmp_path, pages=pages))
-    assert services.document_start(document_id=document.id) == 1
-    # The first range is done and the cursor moved; what it returned is never queued.
-    assert services.document_range_ingest(document_id=document.id, first=1) == chunk + 1
-    # A second run that is no redelivery (the sweeper's, say) queues nothing: no chain forks.
-    assert services.document_range_ingest(document_id=document.id, first=1) is None
-    document_range_task.delay(str(document.id), 1)
-    _task_taken_and_lost()
-    live.worker.start()
-    _assert_consistent(document.id, pages=pages)
+    document = Document.objects.get(id=document.id)
+    assert document.resume_count == 1
 
 
 def test_weaviate_stopped_during_import_then_back(live: Stack, tmp_path: Path) -> None:
     document = _upload(user_make(), _long_pdf(tmp_path))
     _wait_mid_document(document.id)
     live.weaviate.service.stop()
-    time.sleep(3)  # the worker meets the outage and backs off
+    _wait_backing_off(document.id)
     live.weaviate.service.start()
     client_close()
     _assert_consistent(document.id)
@@ -123,8 +119,7 @@ def test_embedder_away_for_a_while(live: Stack, tmp_path: Path) -> None:
     live.embedder.service.stop()
     try:
         document = _upload(user_make(), _long_pdf(tmp_path))
-        time.sleep(4)  # imports fail while it is away; the task retries with backoff
-        assert Document.objects.get(id=document.id).status in (Status.QUEUED, Status.PROCESSING)
+        _wait_backing_off(document.id)
     finally:
         live.embedder.service.start()
     _assert_consistent(document.id)
@@ -141,34 +136,37 @@ def test_redis_restart_keeps_queued_tasks(live: Stack, tmp_path: Path) -> None:
         _assert_consistent(document.id)
 
 
-def test_sweeper_resumes_documents_whose_task_was_lost(live: Stack, tmp_path: Path) -> None:
+def test_a_flushed_queue_is_recovered_by_the_sweeper(live: Stack, tmp_path: Path) -> None:
     live.worker.stop()
     owner = user_make()
-    queued = _upload(owner, _long_pdf(tmp_path, "lost.pdf"))
-    # The queue is lost (say Redis ran without persistence and restarted): nothing will come.
+    queued = [_upload(owner, _long_pdf(tmp_path, f"lost-{n}.pdf", pages=3)) for n in range(2)]
+    # The queue is lost (say Redis ran without persistence and restarted): no token is left.
     redis.Redis.from_url(live.redis.url).flushdb()
-    an_hour_ago = timezone.now() - timedelta(hours=1)
-    Document.objects.filter(id=queued.id).update(updated_at=an_hour_ago)
+    assert pipeline_sweep_task() == 2
     live.worker.start()
-    with override_settings(PIPELINE_STALL_SECONDS=600):
-        assert documents_sweep_task() == 1
-    _assert_consistent(queued.id)
+    for document in queued:
+        _assert_consistent(document.id, pages=3)
+        assert Document.objects.get(id=document.id).resume_count == 0
 
 
-def test_sweeper_fails_a_document_that_keeps_stalling(live: Stack, tmp_path: Path) -> None:
+def test_a_document_whose_worker_keeps_dying_fails_with_the_reason(
+    live: Stack, tmp_path: Path
+) -> None:
     live.worker.stop()
     try:
-        document = _upload(user_make(), _long_pdf(tmp_path, "stalls.pdf"))
+        document = _upload(user_make(), _long_pdf(tmp_path, "kills-workers.pdf"))
+        stale = timezone.now() - timedelta(hours=1)
         Document.objects.filter(id=document.id).update(
             status=Status.PROCESSING,
-            resume_count=3,
-            updated_at=timezone.now() - timedelta(hours=1),
+            started_at=stale,
+            resume_count=settings.PIPELINE_MAX_RESUMES,
+            holder="worker@gone/task",
+            heartbeat_at=stale,
         )
-        with override_settings(PIPELINE_STALL_SECONDS=600, PIPELINE_MAX_RESUMES=3):
-            assert documents_sweep_task() == 0
+        assert scheduler.turn_claim(holder="test/claim") is None
         document.refresh_from_db()
         assert document.status == Status.FAILED
-        assert "stopped 3 times without finishing" in document.error
+        assert f"stopped {settings.PIPELINE_MAX_RESUMES + 1} times" in document.error
+        assert not document.holder
     finally:
-        redis.Redis.from_url(live.redis.url).flushdb()
         live.worker.start()

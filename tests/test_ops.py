@@ -53,7 +53,7 @@ def test_a_run_is_recorded_from_queued_to_succeeded(live: Stack, tmp_path: Path)
     assert run.attempts == 1
     assert run.started_at and run.finished_at and run.started_at <= run.finished_at
     assert run.duration is not None
-    assert run.worker.startswith("celery@")
+    assert run.worker.startswith("worker@")
     assert run.summary == "3 pages indexed."
     # One log line per step, saying which document, which task and how long.
     log = live.worker.log_path.read_text()
@@ -92,7 +92,7 @@ def test_operations_page_shows_health_and_repairs_mismatches(live: Stack, tmp_pa
         assert f'data-service="{service}"' in page
     assert page.count('class="ops-state ok"') == 4, page
     assert "1.39.0" in page  # Weaviate's version
-    assert "random test model" in page and "celery@" in page
+    assert "random test model" in page and "worker@" in page
     assert "pil on cpu" in page  # the embedder's image preprocessing
     assert "pages missing from Weaviate: 2" in page
     assert "thumbnails missing: 3" in page

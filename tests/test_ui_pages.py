@@ -6,7 +6,6 @@ ownership, the Weaviate Cloud switch) or needs only the database and files on di
 
 import hashlib
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,9 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 from django.urls import reverse
-from django.utils import timezone
 from PIL import Image
 
 from docdb.documents.models import Document, Page, Status
-from docdb.documents.progress import eta_seconds, queue_positions
 from tests.helpers import PASSWORD, user_make
 
 
@@ -136,27 +133,20 @@ def test_upload_endpoint_needs_the_csrf_token(db: None) -> None:
     assert response.status_code == 403
 
 
-def test_statuses_give_queue_place_and_estimate(db: None) -> None:
-    owner = user_make()
-    now = timezone.now()
-    first = _document(owner, "first")
-    second = _document(owner, "second")
-    Document.objects.filter(id=first.id).update(updated_at=now - timedelta(seconds=20))
-    Document.objects.filter(id=second.id).update(updated_at=now - timedelta(seconds=10))
-    positions = queue_positions(Document.objects.filter(owner=owner))
-    assert positions == {first.id: 1, second.id: 2}
-
-    running = _document(
-        owner,
-        "running",
-        status=Status.PROCESSING,
-        pages_total=40,
-        pages_done=10,
-        started_at=now - timedelta(seconds=30),
+def test_statuses_answer_for_the_owners_documents_only(db: None) -> None:
+    owner, stranger = user_make(), user_make()
+    theirs = _document(stranger, "theirs")
+    queued = _document(owner, "queued")
+    body = (
+        _client(owner)
+        .get(reverse("documents:statuses"), {"id": [str(queued.id), str(theirs.id)]})
+        .json()
     )
-    assert eta_seconds(running, now=now) == 90
-    running.pages_done = 0
-    assert eta_seconds(running, now=now) is None
+    (doc,) = body["documents"]
+    assert (doc["id"], doc["phase"], doc["queue_position"]) == (str(queued.id), "queued", 1)
+    # The same rendering as the pages': the script shows it as it is.
+    assert f'data-document-status="{queued.id}"' in doc["status_html"]
+    assert "Cancel" in doc["status_html"]
 
     ready = _document(owner, "ready", status=Status.READY, pages_total=2, pages_done=2)
     body = _client(owner).get(reverse("documents:statuses"), {"id": [str(ready.id)]}).json()

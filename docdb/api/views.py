@@ -18,8 +18,10 @@ from ninja.security import HttpBearer
 
 from docdb.api.models import ApiToken, token_hash
 from docdb.documents.models import Document, Status
+from docdb.documents.progress import document_progress, documents_progress
 from docdb.documents.services import (
     UploadRejected,
+    document_cancel,
     document_delete,
     document_retry,
     document_upload,
@@ -81,6 +83,14 @@ class DocumentOut(Schema):
     title: str
     file_name: str
     status: Status
+    # What it does right now: queued, waiting (for its next turn), retrying, processing (a
+    # worker works on it), or its final status.
+    phase: str
+    # Among the owner's own unfinished documents, in the order they are worked on.
+    queue_position: int | None
+    waiting_behind: int
+    eta_seconds: int | None
+    detail: str
     pages_total: int
     pages_done: int
     error: str
@@ -90,12 +100,18 @@ class DocumentOut(Schema):
     url: str
 
     @staticmethod
-    def from_document(document: Document) -> "DocumentOut":
+    def from_document(document: Document, progress: dict[str, Any] | None = None) -> "DocumentOut":
+        progress = progress or document_progress(document)
         return DocumentOut(
             id=document.id,
             title=document.title,
             file_name=document.original_name,
             status=Status(document.status),
+            phase=progress["phase"],
+            queue_position=progress["queue_position"],
+            waiting_behind=progress["waiting_behind"],
+            eta_seconds=progress["eta_seconds"],
+            detail=progress["detail"],
             pages_total=document.pages_total,
             pages_done=document.pages_done,
             error=document.error,
@@ -186,9 +202,11 @@ def documents_upload(
 @api.get("/documents", response={200: DocumentList, **COMMON}, tags=["documents"])
 def documents_list(request: ApiRequest, params: Query[ListParams]) -> DocumentList:
     documents = Document.objects.filter(owner=request.auth).order_by("-created_at")
-    window = documents[params.offset : params.offset + params.limit]
+    window = list(documents[params.offset : params.offset + params.limit])
+    progress = documents_progress(window)
     return DocumentList(
-        documents=[DocumentOut.from_document(doc) for doc in window], count=documents.count()
+        documents=[DocumentOut.from_document(doc, progress[doc.id]) for doc in window],
+        count=documents.count(),
     )
 
 
@@ -212,6 +230,20 @@ def documents_retry(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, A
         return 409, Error(detail="The document is already queued or processing.")
     document.refresh_from_db()
     return 202, DocumentOut.from_document(document)
+
+
+@api.post(
+    "/documents/{document_id}/cancel",
+    response={200: DocumentOut, 404: Error, 409: Error, **COMMON},
+    tags=["documents"],
+)
+def documents_cancel(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
+    """Stop a queued or processing document; its pages leave search. Retry takes it up again."""
+    document = _document_get(request, document_id)
+    if not document_cancel(document=document):
+        return 409, Error(detail="The document has already finished.")
+    document.refresh_from_db()
+    return 200, DocumentOut.from_document(document)
 
 
 @api.delete(

@@ -20,7 +20,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from docdb.documents.models import Document, Page, Status, page_thumbnail_path
-from docdb.documents.services import document_delete, document_reindex, document_retry
+from docdb.documents.progress import phase_label
+from docdb.documents.services import (
+    document_cancel,
+    document_delete,
+    document_reindex,
+    document_retry,
+)
 from docdb.ops.models import PipelineRun
 from docdb.ops.services import document_reimport_queue, index_rebuild
 from docdb.weaviate_store import WeaviateUnavailable, pages_count, server_describe
@@ -33,6 +39,7 @@ _STATUS_COLOURS = {
     Status.PROCESSING: "#0b5cad",
     Status.READY: "#1b7f3b",
     Status.FAILED: "#b3261e",
+    Status.CANCELLED: "#5f6b7a",
 }
 
 
@@ -107,7 +114,13 @@ class DocumentAdmin(admin.ModelAdmin):
     search_fields = ("title", "original_name", "^sha256", "=id")
     list_select_related = ("owner",)
     list_per_page = 50
-    actions = ("rerun_pipeline", "reimport_weaviate", "retry_failed", "delete_selected")
+    actions = (
+        "rerun_pipeline",
+        "reimport_weaviate",
+        "retry_failed",
+        "cancel_unfinished",
+        "delete_selected",
+    )
     fieldsets = (
         (None, {"fields": ("preview", "title", "owner", "original_name", "original_link")}),
         (
@@ -117,6 +130,8 @@ class DocumentAdmin(admin.ModelAdmin):
                     "status_badge",
                     ("pages_done", "pages_total"),
                     ("started_at", "finished_at", "duration"),
+                    ("holder", "heartbeat_at", "resume_count"),
+                    ("retries", "retry_at", "work_seconds"),
                     "failure_reason",
                 )
             },
@@ -135,6 +150,12 @@ class DocumentAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "duration",
+        "holder",
+        "heartbeat_at",
+        "resume_count",
+        "retries",
+        "retry_at",
+        "work_seconds",
         "failure_reason",
         "id",
         "sha256",
@@ -163,7 +184,8 @@ class DocumentAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, document: Document) -> SafeString:
-        return badge(document.get_status_display(), _STATUS_COLOURS[Status(document.status)])
+        # The phase, as the documents pages say it ("Waiting" between two turns, say).
+        return badge(phase_label(document), _STATUS_COLOURS[Status(document.status)])
 
     @admin.display(description="pages", ordering="pages_total")
     def pages(self, document: Document) -> str:
@@ -313,6 +335,11 @@ class DocumentAdmin(admin.ModelAdmin):
         failed = [document for document in queryset if document.status == Status.FAILED]
         queued = sum(document_retry(document=document) for document in failed)
         self._report(request, queued, len(queryset), "queued again", "not failed")
+
+    @admin.action(description="Cancel queued or processing documents")
+    def cancel_unfinished(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        cancelled = sum(document_cancel(document=document) for document in queryset)
+        self._report(request, cancelled, len(queryset), "cancelled", "already finished")
 
     def _report(self, request: HttpRequest, done: int, selected: int, what: str, why: str) -> None:
         level = messages.SUCCESS if done else messages.WARNING

@@ -10,16 +10,20 @@ class Status(models.TextChoices):
     PROCESSING = "processing", "Processing"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 # Every state change goes through `document_transition`, which only moves along these edges.
-# processing → processing lets a re-delivered task (worker killed mid-document) claim it again.
+# Which worker works on a processing document is not a state: it is the document's hold
+# (`holder`, `heartbeat_at`), claimed and released by the scheduler.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    Status.QUEUED: frozenset({Status.PROCESSING, Status.FAILED}),
-    Status.PROCESSING: frozenset({Status.PROCESSING, Status.READY, Status.FAILED}),
+    Status.QUEUED: frozenset({Status.PROCESSING, Status.FAILED, Status.CANCELLED}),
+    Status.PROCESSING: frozenset({Status.READY, Status.FAILED, Status.CANCELLED}),
     Status.READY: frozenset({Status.QUEUED}),
     Status.FAILED: frozenset({Status.QUEUED}),
+    Status.CANCELLED: frozenset({Status.QUEUED}),
 }
+UNFINISHED = (Status.QUEUED, Status.PROCESSING)
 
 
 def _document_dir(document_id: uuid.UUID) -> Path:
@@ -53,9 +57,21 @@ class Document(models.Model):
     pages_total = models.PositiveIntegerField(default=0)
     pages_done = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
-    # How often the sweeper had to restart a stalled run; bounded so a file that kills the
-    # worker every time fails instead of looping forever.
+    # How often a worker died (its hold expired) while it worked on this document; bounded so a
+    # file that kills the worker every time fails instead of looping forever.
     resume_count = models.PositiveIntegerField(default=0)
+    # The hold: which task works on the document now, and when it last said it is alive. A
+    # hold whose heartbeat is older than DOCDB_PIPELINE_HOLD_SECONDS belongs to a dead worker.
+    holder = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the document's last turn (one page range) was claimed: the scheduler serves the
+    # person whose documents had a turn least recently first.
+    turn_at = models.DateTimeField(null=True, blank=True)
+    # After a transient error (Weaviate or the embedder away), no turn before this time.
+    retry_at = models.DateTimeField(null=True, blank=True)
+    retries = models.PositiveIntegerField(default=0)
+    # Seconds that workers spent on the document's pages: the measured page rate for estimates.
+    work_seconds = models.FloatField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -70,6 +86,8 @@ class Document(models.Model):
             models.Index(fields=["owner", "sha256"], name="document_owner_sha256_idx"),
             # The sweeper and the operations page look documents up by state.
             models.Index(fields=["status"], name="document_status_idx"),
+            # The scheduler: unfinished documents of each person, in upload order.
+            models.Index(fields=["status", "owner", "created_at"], name="document_turn_idx"),
         ]
 
     def __str__(self) -> str:
@@ -81,7 +99,7 @@ class Document(models.Model):
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in (Status.READY, Status.FAILED)
+        return self.status not in UNFINISHED
 
     @property
     def progress_percent(self) -> int:

@@ -1,17 +1,25 @@
-"""What a person watching their uploads wants to know: place in the queue, time left, and
-whether any worker is there to do the work at all (so nothing waits in silence).
+"""What a person watching their documents wants to know: what each one is doing right now,
+why it waits, when it will be done, and whether any worker is there to do the work at all.
+
+One function, `documents_progress`, answers for every page that shows a document (the list,
+the document page, the upload page, the API), so they all say the same thing.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Count, Sum
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from docdb.documents.models import Document, Status
+from docdb.documents.models import UNFINISHED, Document, Status
+from docdb.documents.scheduler import documents_held
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +27,26 @@ _WORKERS_CACHE_KEY = "docdb:workers-alive"
 # A ping with no worker to answer waits a full second: ask at most this often.
 WORKERS_CACHE_SECONDS = 5
 _PING_TIMEOUT_SECONDS = 1.0
+# The page rate comes from the documents worked on most recently.
+_RATE_DOCUMENTS = 50
+
+
+class Phase:
+    """What a document does right now. `Status` is its lifecycle; a processing document is
+    only *working* while a worker holds it, and *waiting* for its next turn in between."""
+
+    QUEUED = "queued"
+    WAITING = "waiting"
+    RETRYING = "retrying"
+    WORKING = "processing"
+
+
+_PHASE_LABELS = {
+    Phase.QUEUED: "Queued",
+    Phase.WAITING: "Waiting",
+    Phase.RETRYING: "Retrying soon",
+    Phase.WORKING: "Processing",
+}
 
 
 def workers_alive() -> bool:
@@ -50,49 +78,193 @@ def workers_forget() -> None:
     cache.delete(_WORKERS_CACHE_KEY)
 
 
-def queue_positions(documents: Iterable[Document]) -> dict[Any, int]:
-    """1-based place in the queue of each queued document, among everyone's queued documents.
-
-    Tasks are taken in the order they were queued; a queued row's updated_at is when it was
-    queued (upload or retry), as nothing else touches it while it waits.
-    """
-    positions = {}
-    for document in documents:
-        if document.status == Status.QUEUED:
-            ahead = Document.objects.filter(
-                status=Status.QUEUED, updated_at__lt=document.updated_at
-            ).count()
-            positions[document.id] = ahead + 1
-    return positions
-
-
-def eta_seconds(document: Document, *, now: datetime | None = None) -> int | None:
-    """Seconds left for a processing document at its pace so far; None before the first pages."""
-    if document.status != Status.PROCESSING or not document.started_at:
+def seconds_per_page() -> float | None:
+    """Measured seconds of work per page over the recently worked documents (None before any
+    page was done): the rate of this deployment's workers, whatever the model and hardware."""
+    recent = (
+        Document.objects.filter(work_seconds__gt=0, pages_done__gt=0)
+        .order_by("-turn_at")
+        .values_list("id", flat=True)[:_RATE_DOCUMENTS]
+    )
+    totals = Document.objects.filter(id__in=list(recent)).aggregate(
+        seconds=Sum("work_seconds"), pages=Sum("pages_done")
+    )
+    if not totals["pages"]:
         return None
-    if not document.pages_done or not document.pages_total:
+    return float(totals["seconds"] or 0) / totals["pages"] or None
+
+
+@dataclass(frozen=True)
+class _Pipeline:
+    """The state of the whole pipeline that every estimate needs, read once per request."""
+
+    now: datetime
+    seconds_per_page: float | None
+    # People with unfinished documents: the workers' time is shared between them.
+    people: int
+    # Documents a worker holds right now: at least one worker's worth of speed.
+    working: int
+    # Pages a document of unknown length is expected to have.
+    typical_pages: float
+
+    @property
+    def share(self) -> float:
+        """How much longer one person's work takes than the workers' raw speed."""
+        return max(1, self.people) / max(1, self.working)
+
+
+def _pipeline_read() -> _Pipeline:
+    unfinished = Document.objects.filter(status__in=UNFINISHED)
+    known = Document.objects.filter(pages_total__gt=0).aggregate(
+        pages=Sum("pages_total"), documents=Count("id")
+    )
+    return _Pipeline(
+        now=timezone.now(),
+        seconds_per_page=seconds_per_page(),
+        people=unfinished.values("owner_id").distinct().count(),
+        working=documents_held().count(),
+        typical_pages=(known["pages"] / known["documents"]) if known["documents"] else 10.0,
+    )
+
+
+def _held(document: Document, now: datetime) -> bool:
+    """A live worker works on it (a dead worker's hold does not count)."""
+    if not document.holder or document.heartbeat_at is None:
+        return False
+    return (now - document.heartbeat_at).total_seconds() <= settings.PIPELINE_HOLD_SECONDS
+
+
+def _phase(document: Document, now: datetime) -> str:
+    if document.status not in UNFINISHED:
+        return str(document.status)
+    if _held(document, now):
+        return Phase.WORKING
+    if document.retry_at is not None and document.retry_at > now:
+        return Phase.RETRYING
+    return Phase.WAITING if document.status == Status.PROCESSING else Phase.QUEUED
+
+
+def phase_label(document: Document) -> str:
+    """What the document does right now, in a word (the admin's list shows it)."""
+    phase = _phase(document, timezone.now())
+    return _PHASE_LABELS.get(phase, document.get_status_display())
+
+
+def _pages_left(document: Document, pipeline: _Pipeline) -> float:
+    total = document.pages_total or pipeline.typical_pages
+    return max(0.0, total - document.pages_done)
+
+
+def _eta(document: Document, pages: float, pipeline: _Pipeline) -> int | None:
+    """Seconds until `pages` pages are done at the measured rate, shared as the workers are.
+    Time into the current turn counts down, so the estimate never grows while nothing moves."""
+    rate = pipeline.seconds_per_page
+    if document.pages_done and document.work_seconds:
+        rate = document.work_seconds / document.pages_done
+    if rate is None:
         return None
-    elapsed = ((now or timezone.now()) - document.started_at).total_seconds()
-    remaining = max(0, document.pages_total - document.pages_done)
-    return round(elapsed / document.pages_done * remaining)
+    seconds = pages * rate * pipeline.share
+    if _held(document, pipeline.now) and document.turn_at:
+        seconds -= (pipeline.now - document.turn_at).total_seconds()
+    return max(0, round(seconds))
 
 
-def document_progress(document: Document, *, queue_position: int | None = None) -> dict[str, Any]:
-    """One document's state as the upload and documents pages show it (JSON-ready)."""
-    return {
+def _owner_order(owner_id: int) -> list[Document]:
+    """The person's unfinished documents in the order the scheduler takes them."""
+    return sorted(
+        Document.objects.filter(owner_id=owner_id, status__in=UNFINISHED),
+        key=lambda d: (d.started_at is None, d.started_at or d.created_at, d.created_at, d.id),
+    )
+
+
+def _waiting_reason(ahead: int, phase: str, pipeline: _Pipeline) -> str:
+    if phase == Phase.RETRYING:
+        return "the search index or the embedder was away; trying again shortly"
+    if ahead:
+        return f"waiting behind {ahead} of your documents"
+    others = pipeline.people - 1
+    if phase == Phase.WAITING and others > 0:
+        return f"waiting for its next turn: workers take turns between {pipeline.people} people"
+    if others > 0:
+        return f"next for you; workers take turns between {pipeline.people} people"
+    return "next in line"
+
+
+def _progress(document: Document, order: Sequence[Document], pipeline: _Pipeline) -> dict[str, Any]:
+    phase = _phase(document, pipeline.now)
+    body: dict[str, Any] = {
         "id": str(document.id),
         "title": document.title,
         "status": document.status,
-        "status_label": document.get_status_display(),
+        "phase": phase,
+        "status_label": _PHASE_LABELS.get(phase, document.get_status_display()),
         "pages_total": document.pages_total,
         "pages_done": document.pages_done,
         "progress": document.progress_percent,
-        "queue_position": queue_position,
-        "eta_seconds": eta_seconds(document),
+        "queue_position": None,
+        "waiting_behind": 0,
+        "eta_seconds": None,
+        "detail": "",
         "error": document.error,
         "url": reverse("documents:detail", args=[document.id]),
         "retry_url": reverse("documents:retry", args=[document.id]),
+        "cancel_url": reverse("documents:cancel", args=[document.id]),
         "thumbnail_url": reverse("documents:page_thumbnail", args=[document.id, 1])
         if document.pages_done
         else "",
     }
+    if document.status not in UNFINISHED:
+        return body
+    ids = [d.id for d in order]
+    position = ids.index(document.id) if document.id in ids else 0
+    pages = sum(_pages_left(d, pipeline) for d in order[: position + 1])
+    body["queue_position"] = position + 1
+    body["waiting_behind"] = position
+    body["eta_seconds"] = _eta(document, pages, pipeline)
+    if phase != Phase.WORKING:
+        body["detail"] = _waiting_reason(position, phase, pipeline)
+    return body
+
+
+def documents_progress(documents: Sequence[Document]) -> dict[Any, dict[str, Any]]:
+    """Each document's state as every page shows it (JSON-ready), by id. Queue places and
+    waits count only the document owner's own documents: nobody learns of others' work but
+    that the workers are shared."""
+    pipeline = _pipeline_read()
+    orders: dict[int, list[Document]] = {}
+    result = {}
+    for document in documents:
+        if document.status in UNFINISHED and document.owner_id not in orders:
+            orders[document.owner_id] = _owner_order(document.owner_id)
+        order = orders.get(document.owner_id, [])
+        # The owner's list was read just now: its copy of the document is the freshest.
+        current = next((d for d in order if d.id == document.id), document)
+        body = _progress(current, order, pipeline)
+        body["status_html"] = render_to_string("documents/_status.html", {"p": body})
+        result[document.id] = body
+    return result
+
+
+def document_progress(document: Document) -> dict[str, Any]:
+    return documents_progress([document])[document.id]
+
+
+def documents_by_phase() -> dict[str, int]:
+    """How many documents are in each phase, by label, as the documents pages show them."""
+    now = timezone.now()
+    counts = {label: 0 for label in _PHASE_LABELS.values()}
+    unfinished = Document.objects.filter(status__in=UNFINISHED).only(
+        "status", "holder", "heartbeat_at", "retry_at"
+    )
+    for document in unfinished:
+        counts[_PHASE_LABELS[_phase(document, now)]] += 1
+    finished = dict(
+        Document.objects.exclude(status__in=UNFINISHED)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for value, label in Status.choices:
+        if value not in UNFINISHED:
+            counts[label] = finished.get(value, 0)
+    return counts

@@ -11,10 +11,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from docdb.documents.forms import SORT_LABELS, DocumentListForm, RenameForm
 from docdb.documents.models import Document, Page, Status
-from docdb.documents.progress import document_progress, queue_positions, workers_alive
+from docdb.documents.progress import document_progress, documents_progress, workers_alive
 from docdb.documents.requests import AuthenticatedRequest
 from docdb.documents.services import (
     UploadRejected,
+    document_cancel,
     document_delete,
     document_rename,
     document_retry,
@@ -74,6 +75,7 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
     if status := form.status_filter():
         documents = documents.filter(status=status)
     page = Paginator(documents, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    progress = documents_progress(list(page.object_list))
     # Sort links and the pager keep the other parameters of the current view.
     keep = request.GET.copy()
     keep.pop("page", None)
@@ -82,6 +84,7 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
         "documents/list.html",
         {
             "page_obj": page,
+            "rows": [(document, progress[document.id]) for document in page.object_list],
             "sort": form.sort_key(),
             "status": status,
             "statuses": Status.choices,
@@ -102,13 +105,7 @@ def document_statuses(request: AuthenticatedRequest) -> JsonResponse:
         except ValueError:
             continue
     documents = list(Document.objects.filter(owner=request.user, id__in=ids))
-    positions = queue_positions(documents)
-    body: dict[str, object] = {
-        "documents": [
-            document_progress(document, queue_position=positions.get(document.id))
-            for document in documents
-        ]
-    }
+    body: dict[str, object] = {"documents": list(documents_progress(documents).values())}
     # Only asked while something waits: a ping takes a second when no worker answers.
     if any(not document.is_terminal for document in documents):
         alive = workers_alive()
@@ -165,7 +162,11 @@ def document_upload_file(request: AuthenticatedRequest) -> JsonResponse:
 def document_detail(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
     document = _document_get(request, document_id)
     pages = document.pages.defer("text").order_by("number")
-    return render(request, "documents/detail.html", {"document": document, "pages": pages})
+    return render(
+        request,
+        "documents/detail.html",
+        {"document": document, "pages": pages, "p": document_progress(document)},
+    )
 
 
 @require_POST
@@ -179,6 +180,20 @@ def document_retry_view(request: AuthenticatedRequest, document_id: uuid.UUID) -
         messages.success(request, f"“{document.title}” is queued again.")
     else:
         messages.info(request, f"“{document.title}” is already being processed.")
+    return redirect("documents:detail", document_id=document.id)
+
+
+@require_POST
+def document_cancel_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
+    document = _document_get(request, document_id)
+    cancelled = document_cancel(document=document)
+    if _wants_json(request):
+        document.refresh_from_db()
+        return JsonResponse({"cancelled": cancelled, "document": document_progress(document)})
+    if cancelled:
+        messages.success(request, f"“{document.title}” was cancelled.")
+    else:
+        messages.info(request, f"“{document.title}” had already finished.")
     return redirect("documents:detail", document_id=document.id)
 
 

@@ -13,9 +13,11 @@ import redis
 from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
+from docdb.celery import QUEUES, queue_length
 from docdb.celery import app as celery_app
-from docdb.documents.models import Document, Status
+from docdb.documents.progress import documents_by_phase, seconds_per_page
 from docdb.embedder_status import embedder_health
 from docdb.ops.models import PipelineRun, RunState
 from docdb.weaviate_store import WeaviateUnavailable, pages_count, server_describe
@@ -24,9 +26,6 @@ logger = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_SECONDS = 2
 INSPECT_TIMEOUT_SECONDS = 1.0
-# Kombu's Redis transport keeps a queue's messages in one list per priority step.
-_PRIORITY_SEPARATOR = "\x06\x16"
-_PRIORITY_STEPS = (0, 3, 6, 9)
 
 
 @dataclass
@@ -38,12 +37,6 @@ class ServiceHealth:
     warning: str = ""
 
 
-def _queue_keys(queue: str) -> list[str]:
-    return [
-        queue if step == 0 else f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS
-    ]
-
-
 def redis_health() -> ServiceHealth:
     client = redis.Redis.from_url(
         settings.CELERY_BROKER_URL,
@@ -52,11 +45,11 @@ def redis_health() -> ServiceHealth:
     )
     try:
         info = cast(dict[str, Any], client.info("server"))
-        queue = celery_app.conf.task_default_queue
-        waiting = sum(cast(int, client.llen(key)) for key in _queue_keys(queue))
-        # Delivered to a worker but not yet acknowledged (late acknowledgement).
+        waiting = {queue: queue_length(queue) for queue in QUEUES}
+        # Delivered to a worker but not yet acknowledged (late acknowledgement): Kombu keeps
+        # them in this hash and has no call that counts them.
         unacked = cast(int, client.hlen("unacked"))
-    except redis.RedisError as exc:
+    except (redis.RedisError, OperationalError) as exc:
         return ServiceHealth("Redis", ok=False, error=f"{settings.CELERY_BROKER_URL}: {exc}")
     finally:
         client.close()
@@ -66,7 +59,7 @@ def redis_health() -> ServiceHealth:
         details={
             "version": info.get("redis_version", ""),
             "url": settings.CELERY_BROKER_URL,
-            f"queue “{queue}”": f"{waiting} waiting",
+            **{f"queue “{queue}”": f"{count} waiting" for queue, count in waiting.items()},
             # Taken by a worker, not yet acknowledged (running, or lost with a dead worker).
             "taken": f"{unacked} unacknowledged",
         },
@@ -162,6 +155,8 @@ def services_health() -> list[ServiceHealth]:
 @dataclass
 class PipelineSummary:
     documents_by_status: dict[str, int]
+    # Measured over the documents worked on most recently (None before the first page).
+    seconds_per_page: float | None
     runs_by_state: dict[str, int]
     oldest_queued: PipelineRun | None
     recent_failures: list[PipelineRun]
@@ -172,7 +167,6 @@ class PipelineSummary:
 
 
 def pipeline_summary() -> PipelineSummary:
-    counts = dict(Document.objects.values_list("status").annotate(n=Count("id")).order_by())
     runs = dict(
         PipelineRun.objects.filter(state__in=[RunState.QUEUED, RunState.RUNNING, RunState.RETRYING])
         .values_list("state")
@@ -180,7 +174,8 @@ def pipeline_summary() -> PipelineSummary:
         .order_by()
     )
     return PipelineSummary(
-        documents_by_status={label: counts.get(value, 0) for value, label in Status.choices},
+        documents_by_status=documents_by_phase(),
+        seconds_per_page=seconds_per_page(),
         runs_by_state={label: runs.get(value, 0) for value, label in RunState.choices[:3]},
         oldest_queued=PipelineRun.objects.filter(state=RunState.QUEUED)
         .order_by("queued_at")

@@ -105,6 +105,8 @@ def _outcome_from_document(document_id: uuid.UUID | None) -> RunOutcome | None:
         return RunOutcome(RunState.SUCCEEDED, summary=f"{document.pages_total} pages indexed.")
     if document.status == Status.FAILED:
         return RunOutcome(RunState.FAILED, error=document.error)
+    if document.status == Status.CANCELLED:
+        return RunOutcome(RunState.SKIPPED, summary="Cancelled.")
     return None
 
 
@@ -159,14 +161,31 @@ def pipeline_run_tracked(kind: RunKind) -> Callable[[TaskFunction], TaskFunction
     return decorate
 
 
-def pipeline_runs_settle() -> int:
-    """Close runs whose document finished or vanished without a task of theirs saying so
-    (e.g. the sweeper failed a document that kept stalling). Returns how many were closed."""
+def pipeline_run_started(*, document_id: uuid.UUID, worker: str, taken_over: bool) -> None:
+    """A document's processing run runs from its first turn on; taking it over from a dead
+    worker is another attempt. Its turns are carried by tokens (docdb/documents/scheduler.py),
+    none of which is the run's own task."""
+    runs = PipelineRun.objects.filter(document_id=document_id, kind=RunKind.PROCESS)
+    runs.filter(state=RunState.QUEUED).update(
+        state=RunState.RUNNING, started_at=timezone.now(), attempts=1, worker=worker
+    )
+    if taken_over:
+        runs.filter(state=RunState.RUNNING).update(attempts=F("attempts") + 1, worker=worker)
+
+
+def pipeline_runs_settle(*, document_id: uuid.UUID | None = None) -> int:
+    """Close runs whose document finished, was cancelled or vanished (of one document, or
+    all). Returns how many were closed."""
     closed = 0
     stale = PipelineRun.objects.filter(state__in=UNFINISHED).filter(
         Q(document__isnull=True, kind__in=[RunKind.PROCESS, RunKind.REIMPORT])
-        | Q(document__status__in=[Status.READY, Status.FAILED], kind=RunKind.PROCESS)
+        | Q(
+            document__status__in=[Status.READY, Status.FAILED, Status.CANCELLED],
+            kind=RunKind.PROCESS,
+        )
     )
+    if document_id is not None:
+        stale = stale.filter(document_id=document_id)
     for run in stale.select_related("document"):
         outcome = _outcome_from_document(run.document_id)
         if outcome is not None:

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from docdb.ops.health import pipeline_summary, services_health
 from docdb.ops.models import PipelineRun, RunKind
 from docdb.ops.reconcile import consistency_check
-from docdb.ops.runs import pipeline_run_enqueue, pipeline_runs_settle
+from docdb.ops.runs import pipeline_run_enqueue
 from docdb.ops.tasks import consistency_repair_task
 from docdb.weaviate_store import WeaviateUnavailable
 
@@ -18,7 +18,6 @@ from docdb.weaviate_store import WeaviateUnavailable
 @require_GET
 @staff_member_required
 def operations(request: HttpRequest) -> HttpResponse:
-    pipeline_runs_settle()
     services = services_health()
     report, report_error = None, "The consistency check needs Weaviate, which is down."
     if next(service for service in services if service.name == "Weaviate").ok:

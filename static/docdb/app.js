@@ -1,7 +1,7 @@
 // Shared by every page: the "/" shortcut, live document status, Retry buttons, image fade-ins.
 (function () {
   "use strict";
-  const FINISHED = new Set(["ready", "failed"]);
+  const FINISHED = new Set(["ready", "failed", "cancelled"]);
   const POLL_MS = 1500;
   let polling = false;
 
@@ -19,54 +19,57 @@
     return el;
   }
 
-  function duration(seconds) {
-    if (seconds < 60) return "less than a minute left";
-    const minutes = Math.round(seconds / 60);
-    if (minutes < 90) return "about " + minutes + " min left";
-    return "about " + Math.round(minutes / 60) + " h left";
-  }
-
-  function retryForm(doc) {
-    const form = element("form", "inline");
-    form.method = "post";
-    form.action = doc.retry_url;
-    form.dataset.retry = "";
-    const token = element("input");
-    token.type = "hidden";
-    token.name = "csrfmiddlewaretoken";
-    token.value = csrfToken();
-    const button = element("button", "button small", "Retry");
-    button.type = "submit";
-    form.append(token, button);
-    return form;
-  }
-
-  // Draw one document's state; the server sends plain values, all shown as text (never HTML).
+  // Draw one document's state from the server's own rendering of it (templates/documents/
+  // _status.html, Django-escaped), so a polled status looks exactly like a rendered page.
   function renderStatus(el, doc, worker) {
+    const holder = document.createElement("template");
+    holder.innerHTML = doc.status_html.trim();
+    const fresh = holder.content.firstElementChild;
+    el.className = fresh.className;
     el.dataset.status = doc.status;
-    el.className = "status status-" + doc.status;
-    el.replaceChildren(element("span", "badge", doc.status_label));
-    const noWorker = worker && !worker.alive;
-    if (doc.status === "queued") {
-      let text = doc.queue_position ? "#" + doc.queue_position + " in the queue" : "waiting for its turn";
-      if (noWorker) text += " · no worker is running";
-      el.append(element("span", "progress-text" + (noWorker ? " warn-text" : ""), text));
-    } else if (doc.status === "processing") {
-      const bar = element("progress");
-      bar.max = doc.pages_total || 1;
-      bar.value = doc.pages_done;
-      let text = doc.pages_total ? doc.pages_done + " / " + doc.pages_total + " pages" : "reading the PDF…";
-      if (doc.eta_seconds !== null && doc.eta_seconds !== undefined) text += " · " + duration(doc.eta_seconds);
-      else if (doc.pages_total) text += " · estimating time left";
-      el.append(bar, element("span", "progress-text", text));
-    } else if (doc.status === "failed") {
-      el.append(element("span", "error-text", doc.error), retryForm(doc));
-    } else if (doc.status === "ready" && el.hasAttribute("data-links")) {
+    el.dataset.phase = doc.phase;
+    el.replaceChildren(...fresh.childNodes);
+    el.querySelectorAll("form").forEach((form) => {
+      if (form.querySelector("input[name=csrfmiddlewaretoken]")) return;
+      const token = element("input");
+      token.type = "hidden";
+      token.name = "csrfmiddlewaretoken";
+      token.value = csrfToken();
+      form.prepend(token);
+    });
+    const noWorker = el.querySelector("[data-no-worker]");
+    if (noWorker) noWorker.hidden = !worker || worker.alive;
+    if (doc.status === "ready" && el.hasAttribute("data-links")) {
       const link = element("a", "small", "Open →");
       link.href = doc.url;
-      el.append(element("span", "progress-text", doc.pages_total + " page" + (doc.pages_total === 1 ? "" : "s")), link);
+      el.append(link);
     }
   }
+
+  // Finished documents say so while the person looks elsewhere: a toast, and a count in the
+  // tab's title until the page is looked at again.
+  let unseen = 0;
+  const baseTitle = document.title;
+  function announce(doc) {
+    const region = document.querySelector("[data-toasts]");
+    if (region) {
+      const text = doc.status === "ready" ? "“" + doc.title + "” is ready" : "“" + doc.title + "” " + doc.status_label.toLowerCase();
+      const toast = element("a", "toast toast-" + doc.status, text);
+      toast.href = doc.url;
+      region.append(toast);
+      window.setTimeout(() => toast.remove(), 8000);
+    }
+    if (document.hidden) {
+      unseen += 1;
+      document.title = "(" + unseen + " finished) " + baseTitle;
+    }
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) {
+      unseen = 0;
+      document.title = baseTitle;
+    }
+  });
 
   function updateRow(el, doc) {
     const row = el.closest("[data-document-row]");
@@ -115,6 +118,7 @@
             const finishing = !FINISHED.has(el.dataset.status) && FINISHED.has(doc.status);
             renderStatus(el, doc, body.worker);
             updateRow(el, doc);
+            if (finishing) announce(doc);
             el.dispatchEvent(new CustomEvent("docdb:status", { bubbles: true, detail: doc }));
             // A finished document's own page gains its page grid: show it.
             if (finishing && el.closest("[data-reload-on-finish]")) window.location.reload();
@@ -134,10 +138,11 @@
     poll();
   }
 
-  // Retry without leaving the page; the form still works without scripts.
+  // Retry and cancel without leaving the page; the forms still work without scripts.
   document.addEventListener("submit", async (event) => {
     const form = event.target;
-    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-retry")) return;
+    if (!(form instanceof HTMLFormElement)) return;
+    if (!form.hasAttribute("data-retry") && !form.hasAttribute("data-cancel")) return;
     event.preventDefault();
     const status = form.closest("[data-document-status]");
     form.querySelector("button").disabled = true;
