@@ -116,7 +116,8 @@ def run(
     import transformers
 
     from bench.models import fullsize_model_build
-    from docdb.embedder.model import device_resolve, embedder_load, tiny_model_build
+    from docdb.embedder.model import device_resolve, embedder_load
+    from docdb.embedder.testmodel import tiny_model_build
 
     torch_device = device_resolve(device)
     result: dict[str, Any] = {

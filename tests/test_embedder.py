@@ -40,12 +40,11 @@ from docdb.embedder.model import (
     embedder_load,
     features_collate,
     image_backend_resolve,
-    tiny_model_build,
-    tiny_model_ensure,
     torchvision_import_error,
 )
 from docdb.embedder.server import create_app
 from docdb.embedder.shared import SharedPages
+from docdb.embedder.testmodel import tiny_model_build, tiny_model_ensure
 
 T = TypeVar("T")
 API_KEY = "test-embedder-key"

@@ -14,8 +14,9 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
-from docdb.embedder.model import ModelLoadError, device_resolve, model_source, tiny_model_build
+from docdb.embedder.model import ModelLoadError, device_resolve, model_source
 from docdb.embedder.server import create_app, logging_setup
+from docdb.embedder.testmodel import tiny_model_build
 
 log = logging.getLogger("docdb.embedder")
 

@@ -33,9 +33,10 @@ from pydantic import BaseModel, Field, ValidationError
 from uvicorn.config import STARTUP_FAILURE
 
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
-from docdb.embedder.model import TINY_MODEL, Embedder, Features, ModelLoadError, embedder_load
+from docdb.embedder.model import Embedder, Features, ModelLoadError, embedder_load
 from docdb.embedder.recent import RecentEmbeddings, content_key
 from docdb.embedder.shared import SharedPages
+from docdb.embedder.testmodel import TINY_MODEL
 from docdb.pooling import multivector_pool, pooled_model_parse
 
 log = logging.getLogger("docdb.embedder")
