@@ -32,6 +32,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from docdb.embedder.__main__ import gpu_workers, main, workers_resolve
+from docdb.embedder.app import create_app
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
 from docdb.embedder.model import (
     Embedder,
@@ -42,7 +43,6 @@ from docdb.embedder.model import (
     image_backend_resolve,
     torchvision_import_error,
 )
-from docdb.embedder.server import create_app
 from docdb.embedder.shared import SharedPages
 from docdb.embedder.testmodel import tiny_model_build, tiny_model_ensure
 
