@@ -34,7 +34,9 @@ class _Job:
 class Batcher:
     """The one thread that runs the model, on queued inputs of one kind from any requests."""
 
-    def __init__(self, embedder: Embedder, *, batch_size: int, wait_s: float) -> None:
+    def __init__(
+        self, embedder: Embedder, *, batch_size: int, wait_s: float, image_delay_s: float = 0.0
+    ) -> None:
         self.batch_size = batch_size
         self.forward_passes = 0
         self.largest_batch = 0
@@ -42,6 +44,7 @@ class Batcher:
         self.forward_seconds = 0.0
         self._embedder = embedder
         self._wait_s = wait_s
+        self._image_delay_s = image_delay_s
         self._pending: dict[Kind, deque[_Job]] = {"image": deque(), "query": deque()}
         self._sequence = itertools.count()
         self._changed = threading.Condition()
@@ -99,6 +102,11 @@ class Batcher:
             for job in batch:
                 job.future.set_exception(exc)
             return
+        if batch[0].kind == "image" and self._image_delay_s:
+            # The test model's stand-in for a real model's pace (DOCDB_EMBEDDER_TEST_DELAY_MS),
+            # slept in this thread and timed as forward work, so that pages queue behind it as
+            # they do behind a real forward pass.
+            time.sleep(self._image_delay_s * len(batch))
         self.forward_passes += 1
         self.forward_seconds += time.perf_counter() - started
         self.largest_batch = max(self.largest_batch, len(batch))

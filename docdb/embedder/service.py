@@ -16,7 +16,7 @@ import numpy as np
 from fastapi import HTTPException
 
 from docdb.embedder.batcher import Batcher, Kind
-from docdb.embedder.config import EmbedderConfig
+from docdb.embedder.config import ConfigError, EmbedderConfig
 from docdb.embedder.model import Embedder, Features
 from docdb.embedder.protocol import (
     KNOWN_MODEL_NAMES,
@@ -54,6 +54,12 @@ class EmbedService:
     """Checks, prepares and embeds requests; holds everything the routes share."""
 
     def __init__(self, config: EmbedderConfig, embedder: Embedder) -> None:
+        if config.test_delay_ms and not embedder.random_test_model:
+            # Nobody slows a real deployment down by a setting left over from a test.
+            raise ConfigError(
+                f"DOCDB_EMBEDDER_TEST_DELAY_MS={config.test_delay_ms} is for the random test "
+                f"model only, and {embedder.name} is a real model: unset it or set it to 0."
+            )
         self.config = config
         self.embedder = embedder
         self.counters = Counters()
@@ -61,6 +67,7 @@ class EmbedService:
             embedder,
             batch_size=config.batch_size or (32 if embedder.device.type == "cuda" else 8),
             wait_s=config.batch_wait_ms / 1000,
+            image_delay_s=config.test_delay_ms / 1000,
         )
         self.pool = ThreadPoolExecutor(PREPARE_WORKERS, thread_name_prefix="embedder-prepare")
         self.recent = RecentEmbeddings(config.recent_pages)
@@ -215,6 +222,7 @@ class EmbedService:
             "status": "ok",
             **self.embedder.info(),
             "batch_size": self.batcher.batch_size,
+            "test_delay_ms": self.config.test_delay_ms,
             # With several workers each answers for itself: its process, counters and memory.
             "workers": self.config.workers or 1,
             "process": os.getpid(),
