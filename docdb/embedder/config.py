@@ -32,7 +32,7 @@ class EmbedderConfig:
     recent_pages: int = 256
     cache_dir: Path = Path("data/models")
     # Processes serving the model, each with its own copy and batcher. None: 1 on a CPU, and on
-    # a GPU as many as keep it busy (docdb/embedder/workers.py).
+    # a GPU as many as keep it busy (docdb/embedder/__main__.py).
     workers: int | None = None
     # Set by the parent process for its workers: where they share page embeddings (shared.py).
     shared_dir: Path | None = None
