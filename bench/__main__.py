@@ -100,7 +100,7 @@ def _stack() -> Iterator[Path]:
     models_dir = RESULTS_DIR / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="docdb-bench-") as folder, weaviate_running() as server:
-        from docdb.embedder.model import tiny_model_ensure
+        from docdb.embedder.testmodel import tiny_model_ensure
 
         port = free_port()
         embedder_env = {

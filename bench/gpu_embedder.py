@@ -116,7 +116,8 @@ def run(
     import transformers
 
     from bench.models import fullsize_model_build
-    from docdb.embedder.model import device_resolve, embedder_load, tiny_model_build
+    from docdb.embedder.model import device_resolve, embedder_load
+    from docdb.embedder.testmodel import tiny_model_build
 
     torch_device = device_resolve(device)
     result: dict[str, Any] = {
@@ -265,7 +266,7 @@ def _parity_with_pil(embedder: Any, model_dir: Path, jpegs: Sequence[bytes]) -> 
     from transformers import ColModernVBertProcessor
 
     from docdb.embedder.model import Embedder
-    from docdb.embedder.server import PREPARE_WORKERS
+    from docdb.embedder.service import PREPARE_WORKERS
 
     pil = Embedder(
         model=embedder.model,
@@ -302,7 +303,7 @@ def _prepare_rate(embedder: Any, jpegs: Sequence[bytes], *, pages: int) -> dict[
     what the service can feed the model at most."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from docdb.embedder.server import PREPARE_WORKERS
+    from docdb.embedder.service import PREPARE_WORKERS
 
     def prepare(data: bytes) -> Any:
         return embedder.image_prepare(_images([data])[0])

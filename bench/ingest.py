@@ -32,8 +32,9 @@ from django.test import override_settings
 from bench.common import Stopwatch, table
 from bench.models import fullsize_model_build
 from docdb import pdf
-from docdb.embedder.model import Embedder, embedder_load, tiny_model_ensure
-from docdb.embedder.server import image_decode
+from docdb.embedder.model import Embedder, embedder_load
+from docdb.embedder.protocol import image_decode
+from docdb.embedder.testmodel import tiny_model_ensure
 from docdb.weaviate_store import PageObject, client_close, collection_recreate, pages_upsert
 
 PIPELINE_STAGES = ["rasterize", "page text", "page image", "thumbnail", "embedder decode"]

@@ -1,9 +1,9 @@
 """The full-size ColModernVBERT architecture with random weights, built offline.
 
 Weights do not change speed, so a randomly initialised model of the real shape measures what the
-real checkpoint costs. It is built like the tiny test model (docdb.embedder.model), with the dims
-of the real one (DESIGN.md): ModernBERT-base text model, SigLIP base vision tower on 512-px tiles,
-patch 16, pixel shuffle 4, pages up to 2048 px.
+real checkpoint costs. It is built like the tiny test model (docdb.embedder.testmodel), with the
+dims of the real one (DESIGN.md): ModernBERT-base text model, SigLIP base vision tower on 512-px
+tiles, patch 16, pixel shuffle 4, pages up to 2048 px.
 """
 
 from pathlib import Path
@@ -19,7 +19,7 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from docdb.embedder.model import EMBEDDING_DIM, TINY_MARKER, _tiny_tokenizer
+from docdb.embedder.testmodel import EMBEDDING_DIM, TINY_MARKER, tiny_tokenizer
 
 LONGEST_EDGE = 2048
 TILE_SIZE = 512
@@ -35,7 +35,7 @@ def fullsize_model_build(path: Path, *, device: str = "cpu") -> Path:
 
     On a GPU (`device="cuda"`) the random initialisation takes a second instead of a minute.
     """
-    tokenizer = _tiny_tokenizer()
+    tokenizer = tiny_tokenizer()
     processor = ColModernVBertProcessor(
         image_processor=Idefics3ImageProcessorPil(
             size={"longest_edge": LONGEST_EDGE},

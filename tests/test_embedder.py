@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +32,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from docdb.embedder.__main__ import gpu_workers, main, workers_resolve
+from docdb.embedder.app import create_app
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
 from docdb.embedder.model import (
     Embedder,
@@ -40,12 +41,10 @@ from docdb.embedder.model import (
     embedder_load,
     features_collate,
     image_backend_resolve,
-    tiny_model_build,
-    tiny_model_ensure,
     torchvision_import_error,
 )
-from docdb.embedder.server import create_app
 from docdb.embedder.shared import SharedPages
+from docdb.embedder.testmodel import tiny_model_build, tiny_model_ensure
 
 T = TypeVar("T")
 API_KEY = "test-embedder-key"
@@ -108,6 +107,7 @@ def test_health_describes_the_tiny_model(service: EmbedderProcess) -> None:
     assert health["status"] == "ok"
     assert health["model"] == "tiny"
     assert health["random_test_model"] is True
+    assert health["test_delay_ms"] == 0
     assert (health["device"], health["dtype"], health["dim"]) == ("cpu", "float32", 128)
     # On a CPU the default stays PIL, whether torchvision is installed or not.
     assert (health["image_backend"], health["image_device"]) == ("pil", "cpu")
@@ -326,11 +326,12 @@ def test_config_from_env_defaults_and_overrides() -> None:
             "DOCDB_EMBEDDER_BATCH_SIZE": "4",
             "DOCDB_EMBEDDER_CACHE_DIR": "/tmp/models",
             "DOCDB_EMBEDDER_IMAGE_BACKEND": "torchvision",
+            "DOCDB_EMBEDDER_TEST_DELAY_MS": "300",
         }
     )
     assert (config.model, config.port, config.api_keys) == ("tiny", 9000, ("a", "b"))
     assert (config.batch_size, config.cache_dir) == (4, Path("/tmp/models"))
-    assert config.image_backend == "torchvision"
+    assert (config.image_backend, config.test_delay_ms) == ("torchvision", 300)
 
 
 def test_the_weaviate_key_is_the_default_embedder_key() -> None:
@@ -343,6 +344,53 @@ def test_the_weaviate_key_is_the_default_embedder_key() -> None:
 def test_a_bad_number_in_the_environment_is_a_clear_error(value: str) -> None:
     with pytest.raises(ConfigError, match="DOCDB_EMBEDDER_MAX_INPUTS"):
         config_from_env({"DOCDB_EMBEDDER_MAX_INPUTS": value})
+
+
+def test_a_test_delay_slows_each_page_image_the_model_computes_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    delay_s = 0.3
+    slowed = embedder_start(
+        cache_dir=tmp_path / "models",
+        log_path=tmp_path / "embedder.log",
+        env={"DOCDB_EMBEDDER_TEST_DELAY_MS": str(round(delay_s * 1000))},
+    )
+    pages = [image_base64(page_image(f"Page {number} of a slow report")) for number in (1, 2)]
+    try:
+        assert slowed.health()["test_delay_ms"] == round(delay_s * 1000)
+        # The first forward pass of a process pays one-off set-up costs.
+        slowed.embed(["warm-up"], query=True)
+        images_s = _timed(lambda: slowed.embed(pages))
+        query_s = _timed(lambda: slowed.embed(["which region grew"], query=True))
+        # Pages embedded a moment ago come from the recent pages, not from the model.
+        slowed.embed(pages)
+        counters = slowed.health()["counters"]
+    finally:
+        slowed.stop()
+    assert images_s >= 2 * delay_s
+    assert query_s < delay_s
+    assert (counters["images_computed"], counters["recent_hits"]) == (2, 2)
+    assert counters["forward_seconds"] >= 2 * delay_s
+
+
+def test_a_test_delay_is_refused_with_a_real_model(tiny_embedder: Embedder) -> None:
+    # No real checkpoint here (the hub is out of reach): the tiny weights, marked as a real
+    # model, stand in for one; the service decides by that mark.
+    real = Embedder(
+        model=tiny_embedder.model,
+        processor=tiny_embedder.processor,
+        name="ModernVBERT/colmodernvbert-merged",
+        random_test_model=False,
+    )
+    with pytest.raises(ConfigError, match=r"DOCDB_EMBEDDER_TEST_DELAY_MS=300 .* real model"):
+        create_app(EmbedderConfig(test_delay_ms=300), real)
+    create_app(EmbedderConfig(), real)
+
+
+def _timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 def test_a_missing_local_directory_is_a_clear_error(tmp_path: Path) -> None:

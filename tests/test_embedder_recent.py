@@ -17,10 +17,10 @@ import pytest
 from embedder_helpers import image_base64, page_image
 from fastapi.testclient import TestClient
 
+from docdb.embedder.app import create_app
 from docdb.embedder.config import EmbedderConfig
 from docdb.embedder.model import Embedder, Features, embedder_load
 from docdb.embedder.recent import RecentEmbeddings, content_key
-from docdb.embedder.server import create_app
 from docdb.pooling import multivector_pool, pooled_model_name
 
 MODEL = "ModernVBERT/colmodernvbert"

@@ -13,9 +13,10 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from docdb.embedder.app import create_app, logging_setup
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
-from docdb.embedder.model import ModelLoadError, device_resolve, model_source, tiny_model_build
-from docdb.embedder.server import create_app, logging_setup
+from docdb.embedder.model import ModelLoadError, device_resolve, model_source
+from docdb.embedder.testmodel import tiny_model_build
 
 log = logging.getLogger("docdb.embedder")
 
@@ -98,7 +99,7 @@ def _shared_memory() -> str | None:
 
 def _supervise(config: EmbedderConfig, workers: int) -> int:
     server_config = uvicorn.Config(
-        "docdb.embedder.server:app_from_env",
+        "docdb.embedder.app:app_from_env",
         factory=True,
         host=config.host,
         port=config.port,

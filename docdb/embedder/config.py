@@ -32,10 +32,13 @@ class EmbedderConfig:
     recent_pages: int = 256
     cache_dir: Path = Path("data/models")
     # Processes serving the model, each with its own copy and batcher. None: 1 on a CPU, and on
-    # a GPU as many as keep it busy (docdb/embedder/workers.py).
+    # a GPU as many as keep it busy (docdb/embedder/__main__.py).
     workers: int | None = None
     # Set by the parent process for its workers: where they share page embeddings (shared.py).
     shared_dir: Path | None = None
+    # The random test model only: milliseconds each page image it computes costs on top, so
+    # tests and benchmarks run the whole pipeline at a real model's pace with the tiny one.
+    test_delay_ms: int = 0
 
 
 def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
@@ -68,6 +71,9 @@ def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
         workers=_positive_int("DOCDB_EMBEDDER_WORKERS", get("WORKERS", "0"), allow_zero=True)
         or None,
         shared_dir=Path(shared) if (shared := get("SHARED_DIR", "")) else None,
+        test_delay_ms=_positive_int(
+            "DOCDB_EMBEDDER_TEST_DELAY_MS", get("TEST_DELAY_MS", "0"), allow_zero=True
+        ),
     )
 
 

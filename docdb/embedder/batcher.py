@@ -1,0 +1,117 @@
+"""The one thread that runs the model, fed by every request.
+
+Inputs queue by kind (page image or query); the thread runs as many of one kind as a batch holds,
+whichever requests they came from, so concurrent requests share forward passes.
+"""
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from docdb.embedder.model import Embedder, Features
+
+log = logging.getLogger("docdb.embedder")
+
+Kind = Literal["image", "query"]
+
+
+@dataclass
+class _Job:
+    kind: Kind
+    features: Features
+    sequence: int
+    future: "Future[np.ndarray]" = field(default_factory=Future)
+
+
+class Batcher:
+    """The one thread that runs the model, on queued inputs of one kind from any requests."""
+
+    def __init__(
+        self, embedder: Embedder, *, batch_size: int, wait_s: float, image_delay_s: float = 0.0
+    ) -> None:
+        self.batch_size = batch_size
+        self.forward_passes = 0
+        self.largest_batch = 0
+        # Wall time in forward passes: against the uptime, how busy this process kept the model.
+        self.forward_seconds = 0.0
+        self._embedder = embedder
+        self._wait_s = wait_s
+        self._image_delay_s = image_delay_s
+        self._pending: dict[Kind, deque[_Job]] = {"image": deque(), "query": deque()}
+        self._sequence = itertools.count()
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="embedder-model", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        self._thread.join()
+        for queue in self._pending.values():
+            for job in queue:
+                job.future.set_exception(RuntimeError("the embedder is shutting down"))
+
+    def submit(self, kind: Kind, items: Sequence[Features]) -> list["Future[np.ndarray]"]:
+        with self._changed:
+            jobs = [_Job(kind, features, next(self._sequence)) for features in items]
+            self._pending[kind].extend(jobs)
+            self._changed.notify()
+        return [job.future for job in jobs]
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._forward(batch)
+
+    def _next_batch(self) -> list[_Job] | None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._stopping or any(self._pending.values()))
+            if self._stopping:
+                return None
+            # Serve the kind whose oldest input has waited longest, so neither starves.
+            kind = min(
+                (kind for kind, queue in self._pending.items() if queue),
+                key=lambda kind: self._pending[kind][0].sequence,
+            )
+            queue = self._pending[kind]
+            deadline = time.monotonic() + self._wait_s
+            while len(queue) < self.batch_size and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._changed.wait(remaining):
+                    break
+            return [queue.popleft() for _ in range(min(len(queue), self.batch_size))]
+
+    def _forward(self, batch: list[_Job]) -> None:
+        started = time.perf_counter()
+        try:
+            vectors = self._embedder.forward([job.features for job in batch])
+        except Exception as exc:
+            # Every request with an input in this batch answers 500 with the reason.
+            log.exception("forward pass over %d %ss failed", len(batch), batch[0].kind)
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        if batch[0].kind == "image" and self._image_delay_s:
+            # The test model's stand-in for a real model's pace (DOCDB_EMBEDDER_TEST_DELAY_MS),
+            # slept in this thread and timed as forward work, so that pages queue behind it as
+            # they do behind a real forward pass.
+            time.sleep(self._image_delay_s * len(batch))
+        self.forward_passes += 1
+        self.forward_seconds += time.perf_counter() - started
+        self.largest_batch = max(self.largest_batch, len(batch))
+        for job, job_vectors in zip(batch, vectors, strict=True):
+            job.future.set_result(job_vectors)
+        log.debug(
+            "forward %d %ss in %.3f s", len(batch), batch[0].kind, time.perf_counter() - started
+        )

@@ -1,0 +1,309 @@
+"""The embedder's work behind the routes: check a request, prepare its inputs, have the model
+thread embed them, and answer; with the counters, the recent pages and the pages shared between
+worker processes.
+"""
+
+import asyncio
+import functools
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import HTTPException
+
+from docdb.embedder.batcher import Batcher, Kind
+from docdb.embedder.config import ConfigError, EmbedderConfig
+from docdb.embedder.model import Embedder, Features
+from docdb.embedder.protocol import (
+    KNOWN_MODEL_NAMES,
+    MAX_LAYOUT_PIXELS,
+    EmbedRequest,
+    ImageLayoutRequest,
+    QueryTokensRequest,
+    embed_response_json,
+    image_decode,
+)
+from docdb.embedder.recent import RecentEmbeddings, content_key
+from docdb.embedder.shared import SharedPages
+from docdb.embedder.testmodel import TINY_MODEL
+from docdb.pooling import multivector_pool, pooled_model_parse
+
+PREPARE_WORKERS = min(16, os.cpu_count() or 1)
+# How long a worker waits for a page another worker is computing before computing it itself.
+SHARED_WAIT_S = 120.0
+
+
+@dataclass
+class Counters:
+    """Successful work since start; tests read them to prove Weaviate called the embedder."""
+
+    requests: int = 0
+    images_embedded: int = 0
+    # Images run through the model: fewer than embedded when recent pages are asked again.
+    images_computed: int = 0
+    queries_embedded: int = 0
+    # Images another worker computed (with several workers).
+    shared_hits: int = 0
+
+
+class EmbedService:
+    """Checks, prepares and embeds requests; holds everything the routes share."""
+
+    def __init__(self, config: EmbedderConfig, embedder: Embedder) -> None:
+        if config.test_delay_ms and not embedder.random_test_model:
+            # Nobody slows a real deployment down by a setting left over from a test.
+            raise ConfigError(
+                f"DOCDB_EMBEDDER_TEST_DELAY_MS={config.test_delay_ms} is for the random test "
+                f"model only, and {embedder.name} is a real model: unset it or set it to 0."
+            )
+        self.config = config
+        self.embedder = embedder
+        self.counters = Counters()
+        self.batcher = Batcher(
+            embedder,
+            batch_size=config.batch_size or (32 if embedder.device.type == "cuda" else 8),
+            wait_s=config.batch_wait_ms / 1000,
+            image_delay_s=config.test_delay_ms / 1000,
+        )
+        self.pool = ThreadPoolExecutor(PREPARE_WORKERS, thread_name_prefix="embedder-prepare")
+        self.recent = RecentEmbeddings(config.recent_pages)
+        # With several workers: what the others computed (shared.py).
+        self.shared = (
+            SharedPages(config.shared_dir, capacity=config.recent_pages, dim=embedder.dim)
+            if config.shared_dir and config.recent_pages
+            else None
+        )
+        extra = (config.model, TINY_MODEL) if embedder.random_test_model else (config.model,)
+        self.model_names = tuple(dict.fromkeys((*KNOWN_MODEL_NAMES, *extra)))
+
+    async def embed(self, body: EmbedRequest) -> tuple[bytes, int, Kind]:
+        """JSON response bytes, the number of inputs and their kind.
+
+        A pooled model name (docdb/pooling.py) gets page images pooled; queries never are.
+        """
+        self._check(body)
+        kind: Kind = "query" if body.is_search_query else "image"
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            if kind == "query":
+                vectors = await self._queries_embed(body.input)
+            else:
+                vectors = await self._images_embed(body.input)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            raise HTTPException(500, f"The model failed to embed the inputs: {exc}") from exc
+        pooled = pooled_model_parse(body.model or "")
+        if kind == "image" and pooled is not None:
+            vectors = await loop.run_in_executor(self.pool, _pool_all, vectors, pooled[1])
+        metadata = {
+            "model": self.embedder.name if pooled is None else body.model,
+            "time_taken_inference": time.perf_counter() - started,
+            "num_embeddings_inferred": len(vectors),
+        }
+        # A page is ~900 vectors: encoding many pages would stall the event loop.
+        content = await loop.run_in_executor(self.pool, embed_response_json, vectors, metadata)
+        self._count(kind, len(vectors))
+        return content, len(vectors), kind
+
+    async def _queries_embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        loop = asyncio.get_running_loop()
+        items = await asyncio.gather(
+            *(
+                loop.run_in_executor(self.pool, _query_features, self.embedder, index, text)
+                for index, text in enumerate(texts)
+            )
+        )
+        futures = self.batcher.submit("query", items)
+        return list(await asyncio.gather(*(asyncio.wrap_future(future) for future in futures)))
+
+    async def _images_embed(self, images: Sequence[str]) -> list[np.ndarray]:
+        """Each image's multi-vector. An image embedded a moment ago is not embedded again:
+        Weaviate asks for every page once per named vector (page and pooled)."""
+        loop = asyncio.get_running_loop()
+        keys = await loop.run_in_executor(self.pool, _content_keys, images)
+        claims = [self.recent.claim(key) for key in keys]
+        mine = [index for index, (_, computes) in enumerate(claims) if computes]
+        if self.shared is not None and mine:
+            mine = await self._shared_take(
+                self.shared, keys, [claims[index][0] for index in mine], mine
+            )
+        try:
+            # Decoding and resizing are CPU work; the pool keeps them off the event loop and
+            # the model thread, so they overlap the forward pass of the previous batch.
+            items = await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        self.pool, _image_features, self.embedder, index, images[index]
+                    )
+                    for index in mine
+                )
+            )
+            computed = self.batcher.submit("image", items)
+        except BaseException as exc:
+            # Whoever waits for these images hears why; a later request tries them again.
+            error = exc if isinstance(exc, Exception) else RuntimeError("the request was cancelled")
+            for index in mine:
+                self.recent.forget(keys[index], claims[index][0])
+                claims[index][0].set_exception(error)
+                if self.shared is not None:
+                    self.shared.release(keys[index])
+            raise
+        for index, future in zip(mine, computed, strict=True):
+            future.add_done_callback(
+                functools.partial(_settle, claims[index][0], self.recent, keys[index])
+            )
+            if self.shared is not None:
+                future.add_done_callback(
+                    functools.partial(_share, self.shared, self.pool, keys[index])
+                )
+        self.counters.images_computed += len(mine)
+        return list(await asyncio.gather(*(asyncio.wrap_future(claim) for claim, _ in claims)))
+
+    async def _shared_take(
+        self,
+        shared: SharedPages,
+        keys: Sequence[bytes],
+        claims: Sequence["Future[np.ndarray]"],
+        mine: list[int],
+    ) -> list[int]:
+        """Settle the pages another worker has computed or is computing; the indexes of those
+        left for this worker to compute (each reserved for it)."""
+        left, waiting = [], []
+        for index, claim in zip(mine, claims, strict=True):
+            found = shared.get(keys[index])
+            if found is not None:
+                claim.set_result(found)
+                self.counters.shared_hits += 1
+            elif shared.reserve(keys[index]):
+                left.append(index)
+            else:
+                waiting.append((index, claim))
+        results = await asyncio.gather(
+            *(shared.wait(keys[index], timeout=SHARED_WAIT_S) for index, _ in waiting)
+        )
+        for (index, claim), found in zip(waiting, results, strict=True):
+            if found is None:
+                # The other worker failed or is stuck: compute it here after all.
+                left.append(index)
+            else:
+                claim.set_result(found)
+                self.counters.shared_hits += 1
+        return sorted(left)
+
+    async def query_tokens(self, body: QueryTokensRequest) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        features, tokens = await loop.run_in_executor(
+            self.pool, self.embedder.query_tokens, body.input
+        )
+        (future,) = self.batcher.submit("query", [features])
+        try:
+            vectors = await asyncio.wrap_future(future)
+        except Exception as exc:
+            raise HTTPException(500, f"The model failed to embed the query: {exc}") from exc
+        self._count("query", 1)
+        return {"tokens": tokens, "embeddings": vectors}
+
+    async def image_layout(self, body: ImageLayoutRequest) -> dict[str, Any]:
+        if body.width * body.height > MAX_LAYOUT_PIXELS:
+            raise HTTPException(413, f"Layouts are for pages of up to {MAX_LAYOUT_PIXELS} pixels.")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.pool, self.embedder.image_layout, body.width, body.height
+        )
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            **self.embedder.info(),
+            "batch_size": self.batcher.batch_size,
+            "test_delay_ms": self.config.test_delay_ms,
+            # With several workers each answers for itself: its process, counters and memory.
+            "workers": self.config.workers or 1,
+            "process": os.getpid(),
+            "gpu_memory_peak_gib": self.embedder.memory_peak_gib(),
+            "counters": {
+                **vars(self.counters),
+                "forward_passes": self.batcher.forward_passes,
+                "forward_seconds": round(self.batcher.forward_seconds, 3),
+                "largest_batch": self.batcher.largest_batch,
+                "recent_hits": self.recent.hits,
+            },
+            "recent_pages": {"held": len(self.recent), "capacity": self.recent.capacity},
+        }
+
+    def _check(self, body: EmbedRequest) -> None:
+        if not body.input:
+            raise HTTPException(400, "`input` is empty: send at least one image or query.")
+        if len(body.input) > self.config.max_inputs:
+            raise HTTPException(
+                413,
+                f"{len(body.input)} inputs in one request; this embedder takes at most "
+                f"{self.config.max_inputs} (DOCDB_EMBEDDER_MAX_INPUTS).",
+            )
+        pooled = pooled_model_parse(body.model or "")
+        model = pooled[0] if pooled is not None else body.model
+        if model is not None and model not in self.model_names:
+            raise HTTPException(
+                400,
+                f"Unknown model {body.model!r}; this embedder serves: "
+                f"{', '.join(self.model_names)}.",
+            )
+        if body.dimensions is not None and body.dimensions != self.embedder.dim:
+            raise HTTPException(
+                400, f"This model only makes {self.embedder.dim}-dimensional vectors."
+            )
+
+    def _count(self, kind: Kind, inputs: int) -> None:
+        self.counters.requests += 1
+        if kind == "query":
+            self.counters.queries_embedded += inputs
+        else:
+            self.counters.images_embedded += inputs
+
+
+def _content_keys(texts: Sequence[str]) -> list[bytes]:
+    return [content_key(text) for text in texts]
+
+
+def _settle(
+    claim: "Future[np.ndarray]",
+    recent: RecentEmbeddings,
+    key: bytes,
+    computed: "Future[np.ndarray]",
+) -> None:
+    """Hand the model's answer for one image to everyone waiting for it (model thread)."""
+    error = computed.exception()
+    if error is None:
+        claim.set_result(computed.result())
+        return
+    recent.forget(key, claim)
+    claim.set_exception(error)
+
+
+def _share(
+    shared: SharedPages, pool: ThreadPoolExecutor, key: bytes, computed: "Future[np.ndarray]"
+) -> None:
+    """Write a page computed here for the other workers, off the model thread; a failed one
+    only lets go of its lock."""
+    if computed.exception() is None:
+        pool.submit(shared.put, key, computed.result())
+    else:
+        shared.release(key)
+
+
+def _pool_all(vectors: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
+    return [multivector_pool(page, size) for page in vectors]
+
+
+def _image_features(embedder: Embedder, index: int, text: str) -> Features:
+    return embedder.image_prepare(image_decode(text, index))
+
+
+def _query_features(embedder: Embedder, index: int, text: str) -> Features:
+    return embedder.query_prepare(text)
