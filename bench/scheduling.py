@@ -21,7 +21,6 @@ docs/benchmarks.md with its plot.
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -42,10 +41,17 @@ API_KEY = "bench-scheduling-key"
 FORWARD_SECONDS = 19.0
 
 
-def _spawn(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    command: list[str], env: dict[str, str], log: Path, cwd: Path
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:
         return subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -237,7 +243,10 @@ def drive(*, documents: int, pages: int, out: Path) -> None:
     requests_per_page = before["images_embedded"]
 
     started = time.time()
-    ids = [document_upload(owner=importer, upload=pdf(f"import-{n:03d}", pages)).id for n in range(documents)]
+    ids = [
+        document_upload(owner=importer, upload=pdf(f"import-{n:03d}", pages)).id
+        for n in range(documents)
+    ]
     theirs = document_upload(owner=other, upload=pdf("other", pages)).id
     every = [*ids, theirs]
     peak_processing = 0
@@ -266,7 +275,8 @@ def drive(*, documents: int, pages: int, out: Path) -> None:
                 "first_ready_s": min(seconds(i) for i in every),
                 "all_ready_s": max(seconds(i) for i in every),
                 "other_wait_s": seconds(theirs),
-                "import_in_upload_order": [seconds(i) for i in ids] == sorted(seconds(i) for i in ids),
+                "import_in_upload_order": [seconds(i) for i in ids]
+                == sorted(seconds(i) for i in ids),
                 "pages": pages_total,
                 "pages_embedded_twice": round(embedded) - pages_total,
                 "resumes": sum(getattr(d, "resume_count", 0) for d in rows_by_id.values()),
@@ -275,10 +285,6 @@ def drive(*, documents: int, pages: int, out: Path) -> None:
         )
     )
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def _machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
 
 
 def main(argv: Sequence[str]) -> int:
@@ -299,6 +305,9 @@ def main(argv: Sequence[str]) -> int:
     if args.command == "drive":
         drive(documents=args.documents, pages=args.pages, out=args.out)
         return 0
+    sys.path.insert(0, str(REPO_DIR))
+    from bench.common import machine_describe
+
     delay_ms = round(FORWARD_SECONDS / args.scale * 1000)
     variants = {"after": REPO_DIR}
     if args.before:
@@ -316,7 +325,7 @@ def main(argv: Sequence[str]) -> int:
             delay_ms=delay_ms,
             scale=args.scale,
         )
-        result["machine"] = _machine()
+        result["machine"] = machine_describe()
         saved[name] = result
         print(json.dumps({k: v for k, v in result.items() if k != "import_ready_s"}, indent=1))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

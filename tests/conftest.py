@@ -382,10 +382,11 @@ def stack(
         "DOCDB_RENDER_LONGEST_EDGE": str(RENDER_LONGEST_EDGE),
         "DOCDB_PDF_MAX_PAGES": str(TEST_PDF_MAX_PAGES),
         "DOCDB_DEBUG": "true",
-        # Faults heal in seconds here, not minutes: short backoff, and a task whose worker was
-        # killed comes back after 30 s. Longest countdown (1 s * 2**3) stays below that.
+        # Faults heal in seconds here, not minutes: a short backoff, over about a minute in all
+        # (a restarted embedder loads its model first), and a message whose worker was killed
+        # comes back after 30 s (a token then, harmless twice).
         "DOCDB_PIPELINE_RETRY_BASE_SECONDS": "1",
-        "DOCDB_PIPELINE_RETRY_LIMIT": "4",
+        "DOCDB_PIPELINE_RETRY_LIMIT": "6",
         "DOCDB_BROKER_VISIBILITY_TIMEOUT_SECONDS": "30",
         # A dead worker's document is taken over after seconds, and the sweeper looks often.
         "DOCDB_PIPELINE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
