@@ -3,9 +3,10 @@
 import logging
 from typing import Any
 
-import requests
 from django.conf import settings
 from django.core.cache import cache
+
+from docdb.embedder_client import EmbedderError, health_fetch
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +22,8 @@ def embedder_health() -> dict[str, Any] | None:
     if cached is not None:
         return cached or None
     try:
-        response = requests.get(f"{settings.EMBEDDER_URL}/health", timeout=2)
-        response.raise_for_status()
-        health: dict[str, Any] = response.json()
-    except (requests.RequestException, ValueError) as exc:
+        health = health_fetch()
+    except EmbedderError as exc:
         logger.info("embedder health check failed: %s", exc)
         cache.set(_CACHE_KEY, {}, 5)
         return None

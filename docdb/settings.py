@@ -262,6 +262,9 @@ EMBEDDER_CLIENT_BATCH_SIZE = envint("DOCDB_EMBEDDER_CLIENT_BATCH_SIZE", 32)
 EMBEDDER_URL = envstr(
     "DOCDB_EMBEDDER_URL", f"http://127.0.0.1:{envint('DOCDB_EMBEDDER_PORT', 8011)}"
 )
+# DocDB's own calls: connecting, then waiting for a query's or a map's answer (page batches
+# wait WEAVIATE_TIMEOUT_SECONDS, as Weaviate's module calls do).
+EMBEDDER_CONNECT_TIMEOUT_SECONDS = envint("DOCDB_EMBEDDER_CONNECT_TIMEOUT_SECONDS", 2)
 EMBEDDER_TIMEOUT_SECONDS = envint("DOCDB_EMBEDDER_TIMEOUT_SECONDS", 10)
 
 CELERY_BROKER_URL = envstr(

@@ -8,7 +8,14 @@ from django.urls import reverse
 
 from docdb.documents.models import Document, Status
 from docdb.ops.models import PipelineRun, RunKind, RunState
-from docdb.weaviate_store import collection_describe, pages_count, pages_delete_numbers
+from docdb.weaviate_store import (
+    SearchMode,
+    collection_describe,
+    page_multivector,
+    pages_count,
+    pages_delete_numbers,
+    pages_search,
+)
 from tests.conftest import Stack
 from tests.helpers import document_wait, user_make
 from tests.ops_helpers import (
@@ -127,6 +134,36 @@ def test_reimport_into_weaviate_only(live: Stack, tmp_path: Path) -> None:
     assert pages_count(owner_id=owner.pk, document_id=document.id) == 3
     # Nothing was rendered again.
     assert {p.number: p.image_path.stat().st_mtime_ns for p in document.pages.all()} == images
+
+
+def _change_form(client: Client, document: Document) -> dict[str, object]:
+    """What the change page posts back as it stands: its fields and its inlines' forms."""
+    page = client.get(reverse("admin:documents_document_change", args=[document.id]))
+    data: dict[str, object] = {"title": document.title}
+    for inline in page.context["inline_admin_formsets"]:
+        formset = inline.formset
+        for form in [formset.management_form, *formset.forms]:
+            data |= {form.add_prefix(name): form[name].value() for name in form.fields}
+    return {name: value for name, value in data.items() if value is not None}
+
+
+def test_title_change_renames_without_reembedding(live: Stack, tmp_path: Path) -> None:
+    owner = user_make()
+    document = document_ready(owner, tmp_path)
+    vectors = page_multivector(owner_id=owner.pk, document_id=document.id, page_number=1)
+    embedded = live.embedder.health()["counters"]["images_embedded"]  # type: ignore[index]
+    staff = client_for(staff_make())
+
+    form = _change_form(staff, document) | {"title": "Zeppelin manual"}
+    response = staff.post(reverse("admin:documents_document_change", args=[document.id]), form)
+    assert response.status_code == 302, response.content
+    assert Document.objects.get(id=document.id).title == "Zeppelin manual"
+    hits = pages_search(owner_id=owner.pk, query="zeppelin", mode=SearchMode.KEYWORD, limit=10)
+    assert len(hits) == 3
+    # Nothing queued and nothing embedded: only the title moved, in place.
+    assert not PipelineRun.objects.filter(document=document, kind=RunKind.REIMPORT).exists()
+    assert live.embedder.health()["counters"]["images_embedded"] == embedded  # type: ignore[index]
+    assert page_multivector(owner_id=owner.pk, document_id=document.id, page_number=1) == vectors
 
 
 def test_delete_removes_files_rows_and_objects(live: Stack, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from django.test import override_settings
 
 from docdb.documents import services
 from docdb.documents.models import Document, Page, Status
+from docdb.embedder_client import query_embed
 from docdb.pooling import multivector_pool
 from docdb.weaviate_store import (
     SearchMode,
@@ -28,7 +29,6 @@ from docdb.weaviate_store import (
     pages_search,
 )
 from docdb.weaviate_store import pages as weaviate_pages
-from docdb.weaviate_store.embeddings import query_embed
 from docdb.weaviate_store.schema import POOLED_VECTOR_NAME, VECTOR_NAME
 from tests.conftest import Stack
 from tests.helpers import PAGE_TEXTS, document_stored, document_wait, report_pdf, user_make

@@ -209,6 +209,8 @@ def test_backend_down_and_nothing_indexed_get_clear_messages(live: Stack, tmp_pa
     finally:
         client_close()
     with override_settings(EMBEDDER_URL=dead):
+        response = _search(client, q="bamboo", mode="hybrid")
+        assert "Search is unavailable" in response.content.decode()
         maps = client.get(reverse("search:page_maps", args=[report.id, 1]), {"q": "bamboo"})
         assert maps.json()["error"] == "The embedder did not answer. Try again in a moment."
 

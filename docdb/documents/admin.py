@@ -25,6 +25,7 @@ from docdb.documents.services import (
     document_cancel,
     document_delete,
     document_reindex,
+    document_rename,
     document_retry,
 )
 from docdb.ops.models import PipelineRun
@@ -274,12 +275,21 @@ class DocumentAdmin(admin.ModelAdmin):
     # --- saving and deleting go through the services ---
 
     def save_model(self, request: HttpRequest, obj: Document, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if change and "title" in form.changed_data and obj.status == Status.READY:
-            # Weaviate keeps the title for keyword search: bring it up to date.
-            with transaction.atomic():
-                document_reimport_queue(document=obj)
-            self.message_user(request, "The new title is being re-imported into Weaviate.")
+        # The title is all there is to edit here. The web rename's service changes it in
+        # Weaviate as well, without embedding a page again; a full save would also write back
+        # the pipeline's fields as this form read them, over a running task's progress.
+        if "title" not in form.changed_data:
+            return
+        try:
+            document_rename(document=obj, title=obj.title)
+        except WeaviateUnavailable as exc:
+            # What the admin reports next names the document as it still is.
+            obj.title = form.initial["title"]
+            self.message_user(
+                request,
+                f"The title was not changed: the search index is not reachable ({exc}).",
+                messages.ERROR,
+            )
 
     def get_deleted_objects(
         self, objs: Any, request: HttpRequest

@@ -6,13 +6,17 @@ stored multi-vector from Weaviate, for its owner only. The math is in docdb.simi
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import requests
 from django.conf import settings
 
 from docdb.documents.models import Page
+from docdb.embedder_client import (
+    EmbedderRefused,
+    EmbedderUnavailable,
+    image_layout_fetch,
+    query_tokens_fetch,
+)
 from docdb.similarity import ImageLayout, LayoutMismatch, map_normalize, token_maps
 from docdb.weaviate_store import WeaviateUnavailable, page_multivector
 
@@ -58,21 +62,27 @@ def page_maps_make(*, page: Page, query: str) -> PageMaps:
         raise MapsUnavailable("The search index did not answer. Try again in a moment.") from exc
     if not vectors:
         raise MapsUnavailable("This page is not in the search index (yet).")
-    answer = _embedder_call("/v1/docdb/image-layout", {"width": page.width, "height": page.height})
     try:
-        layout = ImageLayout.from_dict(answer)
+        layout_answer = image_layout_fetch(width=page.width, height=page.height)
+        query_answer = query_tokens_fetch(query)
+    except EmbedderUnavailable as exc:
+        logger.warning("embedder failed for maps: %s", exc)
+        raise MapsUnavailable("The embedder did not answer. Try again in a moment.") from exc
+    except EmbedderRefused as exc:
+        raise MapsUnavailable(f"The embedder refused: {exc.detail}") from exc
+    try:
+        layout = ImageLayout.from_dict(layout_answer)
     except (LayoutMismatch, KeyError, TypeError, ValueError) as exc:
         logger.warning("embedder gave an unusable layout: %s", exc)
         raise MapsUnavailable("The embedder gave an unusable page layout.") from exc
-    answer = _embedder_call("/v1/docdb/query-tokens", {"input": query})
     wanted = [
         index
-        for index, token in enumerate(answer["tokens"])
+        for index, token in enumerate(query_answer["tokens"])
         if not token["special"] and any(char.isalnum() for char in token["text"])
     ]
     if not wanted:
         raise MapsUnavailable("The query has no words to map.")
-    query_vectors = np.asarray(answer["embeddings"], dtype=np.float32)[wanted]
+    query_vectors = np.asarray(query_answer["embeddings"], dtype=np.float32)[wanted]
     try:
         maps = token_maps(query_vectors, np.asarray(vectors, dtype=np.float32), layout)
     except LayoutMismatch as exc:
@@ -85,7 +95,7 @@ def page_maps_make(*, page: Page, query: str) -> PageMaps:
         rows=height,
         cols=width,
         tokens=[
-            TokenMap(text=answer["tokens"][index]["text"].strip(), cells=_cells(values))
+            TokenMap(text=query_answer["tokens"][index]["text"].strip(), cells=_cells(values))
             for index, values in zip(wanted, maps, strict=True)
         ],
         combined=_cells(maps.sum(axis=0)),
@@ -94,21 +104,3 @@ def page_maps_make(*, page: Page, query: str) -> PageMaps:
 
 def _cells(values: np.ndarray) -> list[float]:
     return [round(float(value), 3) for value in map_normalize(values).ravel()]
-
-
-def _embedder_call(path: str, body: dict[str, Any]) -> dict[str, Any]:
-    # Weaviate forwards this same key to the embedder, so the embedder always accepts it.
-    headers = {"Authorization": f"Bearer {settings.WEAVIATE_API_KEY}"}
-    try:
-        response = requests.post(
-            f"{settings.EMBEDDER_URL}{path}",
-            json=body,
-            headers=headers,
-            timeout=settings.EMBEDDER_TIMEOUT_SECONDS,
-        )
-        response.raise_for_status()
-        answer: dict[str, Any] = response.json()
-    except (requests.RequestException, ValueError) as exc:
-        logger.warning("embedder %s failed: %s", path, exc)
-        raise MapsUnavailable("The embedder did not answer. Try again in a moment.") from exc
-    return answer

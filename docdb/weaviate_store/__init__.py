@@ -5,7 +5,6 @@ bytes) so the pipeline and the search views stay free of client details.
 """
 
 from docdb.weaviate_store.client import WeaviateUnavailable, client_close, client_get
-from docdb.weaviate_store.embeddings import EmbedderUnavailable
 from docdb.weaviate_store.inventory import (
     pages_delete_numbers,
     pages_delete_orphaned,
@@ -35,7 +34,6 @@ from docdb.weaviate_store.schema import (
 )
 
 __all__ = [
-    "EmbedderUnavailable",
     "PageHit",
     "PageObject",
     "SchemaMismatch",

@@ -14,9 +14,9 @@ from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError
 from weaviate.util import generate_uuid5
 
+from docdb.embedder_client import EmbedderError, images_embed, query_embed
 from docdb.pooling import POOL_SIZE_DEFAULT, multivector_pool
 from docdb.weaviate_store.client import WeaviateUnavailable, client_get
-from docdb.weaviate_store.embeddings import images_embed, query_embed
 from docdb.weaviate_store.schema import POOLED_VECTOR_NAME, VECTOR_NAME, vectorize_client_side
 
 # Search results are object ids alone, which DocDB maps to its Page rows (Page.search_id).
@@ -86,7 +86,12 @@ def pages_upsert(pages: list[PageObject]) -> None:
     pooled_size = 0
     if client_side:
         missing = [page for page in pages if page.vectors is None]
-        embedded = iter(images_embed([page.image_jpeg for page in missing]))
+        try:
+            embedded = iter(images_embed([page.image_jpeg for page in missing]))
+        except EmbedderError as exc:
+            # The embedder stands where Weaviate's vectorizer module does in server mode: its
+            # failures are the index's, which the pipeline retries later.
+            raise WeaviateUnavailable(str(exc)) from exc
         pages = [
             page if page.vectors is not None else replace(page, vectors=next(embedded))
             for page in pages
@@ -209,7 +214,11 @@ def pages_search(
     # of semantic search, and without the hop through Weaviate's module (hybrid search took a
     # fifth less time, docs/benchmarks.md). On Weaviate Cloud, Weaviate embeds the query.
     embed_here = not settings.WEAVIATE_CLOUD and mode != SearchMode.KEYWORD
-    vector = query_embed(query) if embed_here else None
+    try:
+        vector = query_embed(query) if embed_here else None
+    except EmbedderError as exc:
+        # What Weaviate's module failing to embed the query would be: search is unavailable.
+        raise WeaviateUnavailable(str(exc)) from exc
     # MUVERA re-ranks exactly only twice the limit asked for when Weaviate scans (an owner with
     # fewer pages than WEAVIATE_FLAT_SEARCH_CUTOFF), ef of them otherwise: ask for more
     # candidates and keep the best (docs/benchmarks.md).
