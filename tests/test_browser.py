@@ -358,3 +358,40 @@ def test_upload_page_says_when_no_worker_runs(
     expect(page.locator(".upload-item .badge")).to_have_text("Ready", timeout=READY_TIMEOUT_MS)
     expect(page.locator("[data-worker-warning]")).to_be_hidden()
     page.context.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_waiting_documents_say_why_can_be_cancelled_and_announce_when_ready(
+    viewport: str, browser: Browser, live: Stack, live_server: object, tmp_path: Path
+) -> None:
+    user = user_make()
+    base = str(live_server)
+    live.worker.stop()
+    workers_forget()
+    try:
+        first, second = (
+            document_upload(
+                owner=user,
+                upload=SimpleUploadedFile(path.name, path.read_bytes(), "application/pdf"),
+            )
+            for path in (report_pdf(tmp_path), pdf_make(tmp_path / "notes.pdf", pages=NOTES_PAGES))
+        )
+        page = _logged_in_page(browser, viewport, base, user.username)
+        first_row = page.locator(f'[data-document-row="{first.id}"]')
+        second_row = page.locator(f'[data-document-row="{second.id}"]')
+        # Each says where it stands among this person's own documents, and that no worker runs.
+        expect(first_row).to_contain_text("next in line")
+        expect(second_row).to_contain_text("waiting behind 1 of your documents")
+        expect(second_row).to_contain_text("No worker is running")
+        _shot(page, f"{viewport}-05-queue-waiting")
+        second_row.get_by_role("button", name="Cancel").click()
+        expect(second_row.locator(".badge")).to_have_text("Cancelled")
+        expect(second_row.get_by_role("button", name="Process again")).to_be_visible()
+    finally:
+        live.worker.start()
+        workers_forget()
+    # The other one finishes while the person looks at the list: a notice says so.
+    expect(page.locator(".toast")).to_contain_text("“report” is ready", timeout=READY_TIMEOUT_MS)
+    expect(first_row.locator(".badge")).to_have_text("Ready")
+    _shot(page, f"{viewport}-06-queue-ready-notice")
+    assert Document.objects.get(id=second.id).status == Status.CANCELLED

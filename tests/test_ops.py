@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from docdb.documents.models import Document, Page, Status
 from docdb.ops.health import redis_health, weaviate_health
@@ -142,7 +143,9 @@ def test_consistency_check_finds_every_mismatch_without_walking_the_collection(
     Page.objects.filter(document=unlisted, number=3).delete()
     # A failed document that kept its objects; one in the pipeline, whose objects are not orphans.
     Document.objects.filter(id=failed.id).update(status=Status.FAILED)
-    Document.objects.filter(id=pending.id).update(status=Status.PROCESSING)
+    Document.objects.filter(id=pending.id).update(
+        status=Status.PROCESSING, holder="worker@elsewhere/task", heartbeat_at=timezone.now()
+    )
     # Objects of a document the database never heard of.
     ghost = uuid.uuid4()
     _objects_add(ghost, owner.pk, [1, 2], image)

@@ -2,6 +2,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import weaviate
@@ -72,6 +74,17 @@ def client_get(*, attempts: int = 1, backoff_seconds: float = 1.0) -> weaviate.W
         raise WeaviateUnavailable(
             f"Weaviate at {settings.WEAVIATE_URL} is not reachable: {last_error}"
         ) from last_error
+
+
+@contextmanager
+def weaviate_errors(failed: str) -> Iterator[None]:
+    """The one error boundary around Weaviate: whatever the client raises becomes
+    WeaviateUnavailable, saying what failed, which the pipeline retries and the pages show as
+    "unavailable". Usable as a decorator."""
+    try:
+        yield
+    except WeaviateBaseError as exc:
+        raise WeaviateUnavailable(f"{failed}: {exc}") from exc
 
 
 def client_close() -> None:

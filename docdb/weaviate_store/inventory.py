@@ -13,15 +13,12 @@ from django.conf import settings
 from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter
 from weaviate.collections import Collection as WeaviateCollection
-from weaviate.exceptions import WeaviateBaseError
 
-from docdb.weaviate_store.client import WeaviateUnavailable, client_get
-from docdb.weaviate_store.pages import page_uuid
+from docdb.weaviate_store.client import client_get, weaviate_errors
+from docdb.weaviate_store.pages import objects_delete, page_uuid
 
 logger = logging.getLogger(__name__)
 
-# delete_many removes at most QUERY_MAXIMUM_RESULTS (10 000) objects per call.
-_DELETE_ROUNDS = 100
 # A query answers at most QUERY_MAXIMUM_RESULTS objects.
 _QUERY_MAXIMUM_RESULTS = 10_000
 # How many objects one listing query is meant to return: the ids of a few documents' pages.
@@ -41,6 +38,7 @@ class Inventory:
     others: dict[uuid.UUID, int]
 
 
+@weaviate_errors("Weaviate listing failed")
 def pages_inventory(
     *, documents: Iterable[uuid.UUID], known: Mapping[uuid.UUID, tuple[uuid.UUID, int]]
 ) -> Inventory:
@@ -58,24 +56,21 @@ def pages_inventory(
     """
     document_ids = list(dict.fromkeys(documents))
     collection = client_get().collections.use(settings.WEAVIATE_COLLECTION)
-    try:
-        # Counted before listing, so that pages imported meanwhile (documents in the pipeline)
-        # make the listing longer, never the count: only objects of other documents can.
-        total = _objects_total(collection)
-        listed = _objects_listed(collection, document_ids, known)
-        if listed is None:
-            logger.info("inventory: a listing query reached its maximum; walking the collection")
-            return _inventory_walked(collection, set(document_ids))
-        found = [known[object_id] for object_id in listed if object_id in known]
-        unknown = [object_id for object_id in listed if object_id not in known]
-        pages: dict[uuid.UUID, set[int]] = {}
-        for document_id, number in found + _objects_read(collection, unknown):
-            pages.setdefault(document_id, set()).add(number)
-        others: dict[uuid.UUID, int] = {}
-        if total > len(listed):
-            others = _objects_counted(collection, total=total, exclude=set(document_ids))
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate listing failed: {exc}") from exc
+    # Counted before listing, so that pages imported meanwhile (documents in the pipeline)
+    # make the listing longer, never the count: only objects of other documents can.
+    total = _objects_total(collection)
+    listed = _objects_listed(collection, document_ids, known)
+    if listed is None:
+        logger.info("inventory: a listing query reached its maximum; walking the collection")
+        return _inventory_walked(collection, set(document_ids))
+    found = [known[object_id] for object_id in listed if object_id in known]
+    unknown = [object_id for object_id in listed if object_id not in known]
+    pages: dict[uuid.UUID, set[int]] = {}
+    for document_id, number in found + _objects_read(collection, unknown):
+        pages.setdefault(document_id, set()).add(number)
+    others: dict[uuid.UUID, int] = {}
+    if total > len(listed):
+        others = _objects_counted(collection, total=total, exclude=set(document_ids))
     return Inventory(pages=pages, others=others)
 
 
@@ -171,16 +166,14 @@ def _inventory_walked(collection: WeaviateCollection, asked: set[uuid.UUID]) -> 
     return inventory
 
 
+@weaviate_errors("Weaviate delete failed")
 def pages_delete_numbers(*, document_id: uuid.UUID, numbers: list[int]) -> int:
     """Delete these pages' objects of one document (pages the database no longer has)."""
     if not numbers:
         return 0
     collection = client_get().collections.use(settings.WEAVIATE_COLLECTION)
     ids = [page_uuid(document_id, number) for number in numbers]
-    try:
-        result = collection.data.delete_many(where=Filter.by_id().contains_any(ids))
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate delete failed: {exc}") from exc
+    result = collection.data.delete_many(where=Filter.by_id().contains_any(ids))
     return int(result.successful)
 
 
@@ -190,26 +183,15 @@ def pages_delete_orphaned(*, document_id: uuid.UUID) -> int:
     """
     collection = client_get().collections.use(settings.WEAVIATE_COLLECTION)
     where = Filter.by_property("document_id").equal(str(document_id))
-    deleted = 0
-    try:
-        for _ in range(_DELETE_ROUNDS):
-            result = collection.data.delete_many(where=where)
-            deleted += result.successful
-            if result.matches == 0:
-                return deleted
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate delete failed: {exc}") from exc
-    raise WeaviateUnavailable(f"Document {document_id} still has objects after deleting")
+    return objects_delete(collection, where, document_id=document_id)
 
 
+@weaviate_errors("Weaviate did not answer")
 def server_describe() -> dict[str, Any]:
     """The server's version and modules, and whether the page collection exists."""
     client = client_get()
-    try:
-        meta = client.get_meta()
-        exists = client.collections.exists(settings.WEAVIATE_COLLECTION)
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate did not answer: {exc}") from exc
+    meta = client.get_meta()
+    exists = client.collections.exists(settings.WEAVIATE_COLLECTION)
     return {
         "version": str(meta.get("version", "")),
         "modules": sorted((meta.get("modules") or {}).keys()),

@@ -11,12 +11,11 @@ from django.conf import settings
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.collections import Collection
 from weaviate.collections.classes.filters import _Filters
-from weaviate.exceptions import WeaviateBaseError
 from weaviate.util import generate_uuid5
 
-from docdb.embedder_client import EmbedderError, images_embed, query_embed
+from docdb.embedder_client import EmbedderError, MultiVector, images_embed, query_embed
 from docdb.pooling import POOL_SIZE_DEFAULT, multivector_pool
-from docdb.weaviate_store.client import WeaviateUnavailable, client_get
+from docdb.weaviate_store.client import WeaviateUnavailable, client_get, weaviate_errors
 from docdb.weaviate_store.schema import POOLED_VECTOR_NAME, VECTOR_NAME, vectorize_client_side
 
 # Search results are object ids alone, which DocDB maps to its Page rows (Page.search_id).
@@ -74,6 +73,7 @@ def _collection() -> Collection:
     return client_get().collections.use(settings.WEAVIATE_COLLECTION)
 
 
+@weaviate_errors("Weaviate import failed")
 def pages_upsert(pages: list[PageObject]) -> None:
     """Import pages. Raises if any object failed.
 
@@ -99,34 +99,31 @@ def pages_upsert(pages: list[PageObject]) -> None:
         # Read afresh: a page left without its pooled vector would be invisible to search.
         if POOLED_VECTOR_NAME in _vector_names(collection, fresh=True):
             pooled_size = settings.WEAVIATE_POOLED_VECTORS or POOL_SIZE_DEFAULT
-    try:
-        with collection.batch.fixed_size(
-            batch_size=settings.WEAVIATE_IMPORT_BATCH_SIZE, concurrent_requests=1
-        ) as batch:
-            for page in pages:
-                properties: dict[str, Any] = {
-                    "document_id": str(page.document_id),
-                    "owner_id": page.owner_id,
-                    "title": page.title,
-                    "file_name": page.file_name,
-                    "page_number": page.page_number,
-                    "text": page.text,
-                }
-                if client_side:
-                    vector = {VECTOR_NAME: _plain_lists(page.vectors or [])}
-                    if pooled_size:
-                        full = np.asarray(page.vectors, dtype=np.float32)
-                        vector[POOLED_VECTOR_NAME] = multivector_pool(full, pooled_size).tolist()
-                else:
-                    properties["image"] = base64.b64encode(page.image_jpeg).decode("ascii")
-                    vector = None
-                batch.add_object(
-                    uuid=page_uuid(page.document_id, page.page_number),
-                    properties=properties,
-                    vector=vector,
-                )
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate import failed: {exc}") from exc
+    with collection.batch.fixed_size(
+        batch_size=settings.WEAVIATE_IMPORT_BATCH_SIZE, concurrent_requests=1
+    ) as batch:
+        for page in pages:
+            properties: dict[str, Any] = {
+                "document_id": str(page.document_id),
+                "owner_id": page.owner_id,
+                "title": page.title,
+                "file_name": page.file_name,
+                "page_number": page.page_number,
+                "text": page.text,
+            }
+            if client_side:
+                vector = {VECTOR_NAME: _plain_lists(page.vectors or [])}
+                if pooled_size:
+                    full = np.asarray(page.vectors, dtype=np.float32)
+                    vector[POOLED_VECTOR_NAME] = multivector_pool(full, pooled_size).tolist()
+            else:
+                properties["image"] = base64.b64encode(page.image_jpeg).decode("ascii")
+                vector = None
+            batch.add_object(
+                uuid=page_uuid(page.document_id, page.page_number),
+                properties=properties,
+                vector=vector,
+            )
     failed = collection.batch.failed_objects
     if failed:
         first = failed[0]
@@ -162,19 +159,24 @@ def _search_filter(
 
 def pages_delete(*, owner_id: int, document_id: uuid.UUID) -> int:
     """Delete every object of one document; returns how many went."""
-    collection = _collection()
+    return objects_delete(
+        _collection(), _owner_filter(owner_id, document_id), document_id=document_id
+    )
+
+
+@weaviate_errors("Weaviate delete failed")
+def objects_delete(collection: Collection, where: _Filters, *, document_id: uuid.UUID) -> int:
+    """Delete what `where` matches, in rounds (each deletes at most QUERY_MAXIMUM_RESULTS)."""
     deleted = 0
-    try:
-        for _ in range(_DELETE_ROUNDS):
-            result = collection.data.delete_many(where=_owner_filter(owner_id, document_id))
-            deleted += result.successful
-            if result.matches == 0:
-                return deleted
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate delete failed: {exc}") from exc
+    for _ in range(_DELETE_ROUNDS):
+        result = collection.data.delete_many(where=where)
+        deleted += result.successful
+        if result.matches == 0:
+            return deleted
     raise WeaviateUnavailable(f"Document {document_id} still has objects after deleting")
 
 
+@weaviate_errors("Weaviate count failed")
 def pages_count(*, owner_id: int | None = None, document_id: uuid.UUID | None = None) -> int:
     collection = _collection()
     filters: _Filters | None = None
@@ -182,13 +184,35 @@ def pages_count(*, owner_id: int | None = None, document_id: uuid.UUID | None = 
         filters = _owner_filter(owner_id, document_id)
     elif document_id is not None:
         filters = Filter.by_property("document_id").equal(str(document_id))
-    try:
-        result = collection.aggregate.over_all(filters=filters, total_count=True)
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate count failed: {exc}") from exc
+    result = collection.aggregate.over_all(filters=filters, total_count=True)
     return result.total_count or 0
 
 
+@dataclass(frozen=True)
+class _Search:
+    """One search, as every mode's function takes it."""
+
+    collection: Collection
+    query: str
+    # The query's multi-vector when DocDB embedded it (self-hosted); None: Weaviate embeds.
+    vector: MultiVector | None
+    filters: _Filters | None
+    limit: int
+    offset: int
+    alpha: float
+
+    @property
+    def wanted(self) -> int:
+        return self.limit + self.offset
+
+    def page(self, hits: list[PageHit]) -> list[PageHit]:
+        return hits[self.offset : self.offset + self.limit]
+
+
+_METADATA = MetadataQuery(score=True, distance=True)
+
+
+@weaviate_errors("Weaviate search failed")
 def pages_search(
     *,
     owner_id: int,
@@ -207,88 +231,109 @@ def pages_search(
     """
     if document_ids is not None and not document_ids:
         return []
-    collection = _collection()
-    filters = _search_filter(owner_id, document_id, document_ids)
-    metadata = MetadataQuery(score=True, distance=True)
     # Self-hosted, DocDB asks the embedder for the query's vectors itself: once for both stages
     # of semantic search, and without the hop through Weaviate's module (hybrid search took a
     # fifth less time, docs/benchmarks.md). On Weaviate Cloud, Weaviate embeds the query.
     embed_here = not settings.WEAVIATE_CLOUD and mode != SearchMode.KEYWORD
+    search = _Search(
+        collection=_collection(),
+        query=query,
+        vector=_query_vector(query) if embed_here else None,
+        filters=_search_filter(owner_id, document_id, document_ids),
+        limit=limit,
+        offset=offset,
+        alpha=alpha,
+    )
+    return _SEARCHES[mode](search)
+
+
+def _query_vector(query: str) -> MultiVector:
     try:
-        vector = query_embed(query) if embed_here else None
+        return query_embed(query)
     except EmbedderError as exc:
         # What Weaviate's module failing to embed the query would be: search is unavailable.
         raise WeaviateUnavailable(str(exc)) from exc
+
+
+def _shortlist(search: _Search) -> int:
+    return max(settings.WEAVIATE_RERANK_CANDIDATES, search.wanted)
+
+
+def _semantic_search(search: _Search) -> list[PageHit]:
+    if search.vector is not None and _two_stage(search.collection, search.wanted):
+        objects = two_stage_search(
+            search.collection,
+            search.vector,
+            filters=search.filters,
+            candidates=_shortlist(search),
+            return_properties=_RESULT_PROPERTIES,
+        )
+        return search.page(_hits(objects, by_distance=True))
     # MUVERA re-ranks exactly only twice the limit asked for when Weaviate scans (an owner with
     # fewer pages than WEAVIATE_FLAT_SEARCH_CUTOFF), ef of them otherwise: ask for more
     # candidates and keep the best (docs/benchmarks.md).
-    candidates = settings.WEAVIATE_SEARCH_CANDIDATES // 2 if mode == SearchMode.VECTOR else 0
-    wide = candidates > limit + offset
-    vector_limit, vector_offset = (candidates, 0) if wide else (limit, offset)
-    try:
-        if vector is not None and _two_stage(collection, limit + offset):
-            shortlist = max(settings.WEAVIATE_RERANK_CANDIDATES, limit + offset)
-            if mode == SearchMode.VECTOR:
-                objects = two_stage_search(
-                    collection,
-                    vector,
-                    filters=filters,
-                    candidates=shortlist,
-                    return_properties=_RESULT_PROPERTIES,
-                )
-            else:
-                objects = two_stage_hybrid(
-                    collection, query, vector, alpha=alpha, filters=filters, candidates=shortlist
-                )
-            hits = _hits(objects, by_distance=mode == SearchMode.VECTOR)
-            return hits[offset : offset + limit]
-        if mode == SearchMode.VECTOR and vector is not None:
-            response = collection.query.near_vector(
-                near_vector=vector,
-                target_vector=VECTOR_NAME,
-                limit=vector_limit,
-                offset=vector_offset,
-                filters=filters,
-                return_metadata=metadata,
-                return_properties=_RESULT_PROPERTIES,
-            )
-        elif mode == SearchMode.VECTOR:
-            response = collection.query.near_text(
-                query=query,
-                target_vector=VECTOR_NAME,
-                limit=vector_limit,
-                offset=vector_offset,
-                filters=filters,
-                return_metadata=metadata,
-                return_properties=_RESULT_PROPERTIES,
-            )
-        elif mode == SearchMode.HYBRID:
-            response = collection.query.hybrid(
-                query=query,
-                vector=vector,
-                alpha=alpha,
-                target_vector=VECTOR_NAME,
-                query_properties=list(_KEYWORD_PROPERTIES),
-                limit=limit,
-                offset=offset,
-                filters=filters,
-                return_metadata=metadata,
-                return_properties=_RESULT_PROPERTIES,
-            )
-        else:
-            response = collection.query.bm25(
-                query=query,
-                query_properties=list(_KEYWORD_PROPERTIES),
-                limit=limit,
-                offset=offset,
-                filters=filters,
-                return_metadata=metadata,
-                return_properties=_RESULT_PROPERTIES,
-            )
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate search failed: {exc}") from exc
-    hits = _hits(response.objects, by_distance=mode == SearchMode.VECTOR)
-    return hits[offset : offset + limit] if wide else hits
+    candidates = settings.WEAVIATE_SEARCH_CANDIDATES // 2
+    wide = candidates > search.wanted
+    window: dict[str, Any] = {
+        "target_vector": VECTOR_NAME,
+        "limit": candidates if wide else search.limit,
+        "offset": 0 if wide else search.offset,
+        "filters": search.filters,
+        "return_metadata": _METADATA,
+        "return_properties": _RESULT_PROPERTIES,
+    }
+    if search.vector is not None:
+        response = search.collection.query.near_vector(near_vector=search.vector, **window)
+    else:
+        response = search.collection.query.near_text(query=search.query, **window)
+    hits = _hits(response.objects, by_distance=True)
+    return search.page(hits) if wide else hits
+
+
+def _hybrid_search(search: _Search) -> list[PageHit]:
+    if search.vector is not None and _two_stage(search.collection, search.wanted):
+        objects = two_stage_hybrid(
+            search.collection,
+            search.query,
+            search.vector,
+            alpha=search.alpha,
+            filters=search.filters,
+            candidates=_shortlist(search),
+        )
+        return search.page(_hits(objects, by_distance=False))
+    response = search.collection.query.hybrid(
+        query=search.query,
+        vector=search.vector,
+        alpha=search.alpha,
+        target_vector=VECTOR_NAME,
+        query_properties=list(_KEYWORD_PROPERTIES),
+        limit=search.limit,
+        offset=search.offset,
+        filters=search.filters,
+        return_metadata=_METADATA,
+        return_properties=_RESULT_PROPERTIES,
+    )
+    return _hits(response.objects, by_distance=False)
+
+
+def _keyword_search(search: _Search) -> list[PageHit]:
+    response = search.collection.query.bm25(
+        query=search.query,
+        query_properties=list(_KEYWORD_PROPERTIES),
+        limit=search.limit,
+        offset=search.offset,
+        filters=search.filters,
+        return_metadata=_METADATA,
+        return_properties=_RESULT_PROPERTIES,
+    )
+    return _hits(response.objects, by_distance=False)
+
+
+_SEARCHES = {
+    SearchMode.VECTOR: _semantic_search,
+    SearchMode.HYBRID: _hybrid_search,
+    SearchMode.KEYWORD: _keyword_search,
+}
 
 
 def two_stage_search(
@@ -422,6 +467,7 @@ def _hits(objects: Sequence[Any], *, by_distance: bool) -> list[PageHit]:
     ]
 
 
+@weaviate_errors("Weaviate fetch failed")
 def page_vector(document_id: uuid.UUID, page_number: int) -> list[list[float]] | None:
     """The stored multi-vector of one page (None when the page is not in Weaviate)."""
     obj = _collection().query.fetch_object_by_id(
@@ -433,24 +479,23 @@ def page_vector(document_id: uuid.UUID, page_number: int) -> list[list[float]] |
     return vector  # type: ignore[return-value]
 
 
+@weaviate_errors("Weaviate fetch failed")
 def page_multivector(
     *, owner_id: int, document_id: uuid.UUID, page_number: int
 ) -> list[list[float]] | None:
     """One page's stored multi-vector, only if `owner_id` owns it (None otherwise, or if absent)."""
-    try:
-        obj = _collection().query.fetch_object_by_id(
-            page_uuid(document_id, page_number),
-            include_vector=[VECTOR_NAME],
-            return_properties=["owner_id"],
-        )
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate fetch failed: {exc}") from exc
+    obj = _collection().query.fetch_object_by_id(
+        page_uuid(document_id, page_number),
+        include_vector=[VECTOR_NAME],
+        return_properties=["owner_id"],
+    )
     if obj is None or obj.properties.get("owner_id") != owner_id:
         return None
     vector = obj.vector.get(VECTOR_NAME)
     return vector  # type: ignore[return-value]
 
 
+@weaviate_errors("Weaviate similar-pages search failed")
 def pages_similar(
     *,
     owner_id: int,
@@ -464,29 +509,27 @@ def pages_similar(
         page_uuid(exclude_document_id, exclude_page_number)
     )
     collection = _collection()
-    try:
-        if _two_stage(collection, limit):
-            objects = two_stage_search(
-                collection,
-                vector,
-                filters=filters,
-                candidates=max(settings.WEAVIATE_RERANK_CANDIDATES, limit),
-                return_properties=_RESULT_PROPERTIES,
-            )
-            return _hits(objects, by_distance=True)[:limit]
-        response = collection.query.near_vector(
-            near_vector=vector,
-            target_vector=VECTOR_NAME,
-            limit=limit,
+    if _two_stage(collection, limit):
+        objects = two_stage_search(
+            collection,
+            vector,
             filters=filters,
-            return_metadata=MetadataQuery(distance=True),
+            candidates=max(settings.WEAVIATE_RERANK_CANDIDATES, limit),
             return_properties=_RESULT_PROPERTIES,
         )
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate similar-pages search failed: {exc}") from exc
+        return _hits(objects, by_distance=True)[:limit]
+    response = collection.query.near_vector(
+        near_vector=vector,
+        target_vector=VECTOR_NAME,
+        limit=limit,
+        filters=filters,
+        return_metadata=MetadataQuery(distance=True),
+        return_properties=_RESULT_PROPERTIES,
+    )
     return _hits(response.objects, by_distance=True)
 
 
+@weaviate_errors("Weaviate update failed")
 def pages_retitle(*, document_id: uuid.UUID, page_numbers: Sequence[int], title: str) -> None:
     """Set the title on these pages' objects (keyword search matches titles).
 
@@ -496,8 +539,5 @@ def pages_retitle(*, document_id: uuid.UUID, page_numbers: Sequence[int], title:
     if not page_numbers:
         return
     collection = _collection()
-    try:
-        for number in page_numbers:
-            collection.data.update(uuid=page_uuid(document_id, number), properties={"title": title})
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate update failed: {exc}") from exc
+    for number in page_numbers:
+        collection.data.update(uuid=page_uuid(document_id, number), properties={"title": title})

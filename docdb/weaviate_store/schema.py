@@ -8,10 +8,9 @@ from weaviate.classes.config import (
     Tokenization,
     VectorDistances,
 )
-from weaviate.exceptions import WeaviateBaseError
 
 from docdb.pooling import pooled_model_name
-from docdb.weaviate_store.client import WeaviateUnavailable, client_get
+from docdb.weaviate_store.client import client_get, weaviate_errors
 
 VECTOR_NAME = "page"
 # The page multi-vector pooled into a few vectors: the first stage of semantic search.
@@ -170,19 +169,13 @@ def _embedder_wanted() -> str:
     return _embedder_name(base_url, settings.WEAVIATE_MODEL)
 
 
+@weaviate_errors("Weaviate cannot describe the collection yet")
 def collection_describe() -> dict[str, Any]:
     """What Weaviate says about the collection, or {"exists": False}.
 
     Just after Weaviate starts, it answers before it has loaded the collection's index ("tried
     to browse non-existing index"): that is Weaviate not ready yet, which callers wait out.
     """
-    try:
-        return _collection_describe()
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"Weaviate cannot describe the collection yet: {exc}") from exc
-
-
-def _collection_describe() -> dict[str, Any]:
     client = client_get()
     name = settings.WEAVIATE_COLLECTION
     if not client.collections.exists(name):
@@ -233,6 +226,7 @@ def _mismatches(description: dict[str, Any]) -> list[str]:
     return problems
 
 
+@weaviate_errors("Weaviate could not create the collection")
 def collection_ensure() -> dict[str, Any]:
     """Create the page collection if missing; refuse to use one configured differently."""
     description = collection_describe()
@@ -264,6 +258,7 @@ def collection_ensure() -> dict[str, Any]:
     return {**description, "created": False}
 
 
+@weaviate_errors("Weaviate could not recreate the collection")
 def collection_recreate() -> dict[str, Any]:
     """Drop and create the collection. Every page must be imported again afterwards."""
     client = client_get()
