@@ -53,7 +53,7 @@
   function announce(doc) {
     const region = document.querySelector("[data-toasts]");
     if (region) {
-      const text = doc.status === "ready" ? "“" + doc.title + "” is ready" : "“" + doc.title + "” " + doc.status_label.toLowerCase();
+      const text = "“" + doc.title + "” " + (doc.status === "ready" ? "is ready" : "failed");
       const toast = element("a", "toast toast-" + doc.status, text);
       toast.href = doc.url;
       region.append(toast);
@@ -118,7 +118,7 @@
             const finishing = !FINISHED.has(el.dataset.status) && FINISHED.has(doc.status);
             renderStatus(el, doc, body.worker);
             updateRow(el, doc);
-            if (finishing) announce(doc);
+            if (finishing && doc.status !== "cancelled") announce(doc);
             el.dispatchEvent(new CustomEvent("docdb:status", { bubbles: true, detail: doc }));
             // A finished document's own page gains its page grid: show it.
             if (finishing && el.closest("[data-reload-on-finish]")) window.location.reload();
