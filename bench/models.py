@@ -2,8 +2,9 @@
 
 Weights do not change speed, so a randomly initialised model of the real shape measures what the
 real checkpoint costs. It is built like the tiny test model (docdb.embedder.testmodel), with the
-dims of the real one (DESIGN.md): ModernBERT-base text model, SigLIP base vision tower on 512-px
-tiles, patch 16, pixel shuffle 4, pages up to 2048 px.
+dims of the real one (the config.json of ModernVBERT/colmodernvbert-merged on the Hugging Face
+hub): ModernBERT-base text model, SigLIP base vision tower on 512-px tiles, patch 16, pixel
+shuffle 4, pages up to 2048 px.
 """
 
 from pathlib import Path

@@ -1,7 +1,7 @@
 """How DocDB starts its own Redis and Weaviate on one machine (`make run`, tests, benchmarks).
 
 `python -m docdb.localstack redis|weaviate` replaces itself with the server process, configured
-from the DOCDB_* environment (see .env.example); the test fixtures and the benchmarks start
+from the DOCDB_* environment (docdb/config.py); the test fixtures and the benchmarks start
 theirs with `weaviate_start` and `free_ports`, on free ports with a temporary data directory.
 No Django here.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import requests
 
-REPO_DIR = Path(__file__).resolve().parent.parent
+from docdb.config import REPO_DIR, data_dir, env_int, env_str
+
 # Below this lie the usual ports of servers a developer runs (8080, 6379, 5432, 6060, ...).
 _PORT_FLOOR = 10000
 # How Weaviate (Go) says that a port it wanted was taken, before it exits.
@@ -71,15 +72,15 @@ def weaviate_env(*, data_dir: Path, ports: WeaviatePorts, api_key: str) -> dict[
         "GO_PROFILING_DISABLE": "true",
         "QUERY_DEFAULTS_LIMIT": "25",
         # A CPU embeds a full-size page in ~15 s and Weaviate sends two per request.
-        "MODULES_CLIENT_TIMEOUT": os.environ.get("DOCDB_WEAVIATE_MODULES_TIMEOUT", "600s"),
+        "MODULES_CLIENT_TIMEOUT": env_str("DOCDB_WEAVIATE_MODULES_TIMEOUT"),
         # Self-hosted vectorization needs API-key auth: the key reaches the embedder as bearer.
         "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
         "AUTHENTICATION_APIKEY_ENABLED": "true",
         "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
         "AUTHENTICATION_APIKEY_USERS": "docdb",
         "LIMIT_RESOURCES": "true",
-        "GOMEMLIMIT": os.environ.get("DOCDB_WEAVIATE_GOMEMLIMIT", "4GiB"),
-        "LOG_LEVEL": os.environ.get("DOCDB_WEAVIATE_LOG_LEVEL", "warning"),
+        "GOMEMLIMIT": env_str("DOCDB_WEAVIATE_GOMEMLIMIT"),
+        "LOG_LEVEL": env_str("DOCDB_WEAVIATE_LOG_LEVEL"),
     }
 
 
@@ -269,36 +270,31 @@ def redis_command(*, data_dir: Path, port: int) -> list[str]:
 
 
 def _ports_from_env() -> WeaviatePorts:
-    def port(name: str, default: int) -> int:
-        return int(os.environ.get(name) or default)
-
     return WeaviatePorts(
-        http=port("DOCDB_WEAVIATE_HTTP_PORT", 8080),
-        grpc=port("DOCDB_WEAVIATE_GRPC_PORT", 50051),
-        gossip=port("DOCDB_WEAVIATE_GOSSIP_PORT", 7946),
-        data=port("DOCDB_WEAVIATE_DATA_PORT", 7947),
-        raft=port("DOCDB_WEAVIATE_RAFT_PORT", 8300),
-        raft_rpc=port("DOCDB_WEAVIATE_RAFT_RPC_PORT", 8301),
+        http=env_int("DOCDB_WEAVIATE_HTTP_PORT"),
+        grpc=env_int("DOCDB_WEAVIATE_GRPC_PORT"),
+        gossip=env_int("DOCDB_WEAVIATE_GOSSIP_PORT"),
+        data=env_int("DOCDB_WEAVIATE_DATA_PORT"),
+        raft=env_int("DOCDB_WEAVIATE_RAFT_PORT"),
+        raft_rpc=env_int("DOCDB_WEAVIATE_RAFT_RPC_PORT"),
     )
 
 
 def main(argv: list[str]) -> None:
-    data_root = Path(os.environ.get("DOCDB_DATA_DIR") or REPO_DIR / "data").resolve()
+    data_root = data_dir()
     service = argv[1] if len(argv) > 1 else ""
     if service == "weaviate":
         ports = _ports_from_env()
-        data_dir = data_root / "weaviate"
-        data_dir.mkdir(parents=True, exist_ok=True)
+        folder = data_root / "weaviate"
+        folder.mkdir(parents=True, exist_ok=True)
         binary = weaviate_binary()
-        api_key = os.environ.get("DOCDB_WEAVIATE_API_KEY", "docdb-local-key")
-        env = {**os.environ, **weaviate_env(data_dir=data_dir, ports=ports, api_key=api_key)}
+        api_key = env_str("DOCDB_WEAVIATE_API_KEY")
+        env = {**os.environ, **weaviate_env(data_dir=folder, ports=ports, api_key=api_key)}
         command = weaviate_command(binary, ports.http)
     elif service == "redis":
-        data_dir = data_root / "redis"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        command = redis_command(
-            data_dir=data_dir, port=int(os.environ.get("DOCDB_REDIS_PORT") or 6389)
-        )
+        folder = data_root / "redis"
+        folder.mkdir(parents=True, exist_ok=True)
+        command = redis_command(data_dir=folder, port=env_int("DOCDB_REDIS_PORT"))
         env = dict(os.environ)
     else:
         sys.exit("usage: python -m docdb.localstack redis|weaviate")

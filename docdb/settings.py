@@ -1,7 +1,8 @@
 """DocDB settings: everything comes from the environment, with defaults that run on one machine.
 
-`.env.example` lists every variable. A `.env` file in the project root (or the file named by
-DOCDB_ENV_FILE) is read first; real environment variables win over it.
+docdb/config.py holds every DOCDB_* variable with its default and meaning (.env.example is made
+from it). A `.env` file in the project root (or the file named by DOCDB_ENV_FILE) is read first;
+real environment variables win over it.
 """
 
 import os
@@ -9,77 +10,43 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from dotenv import load_dotenv
 from kombu import Queue
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from docdb.config import REPO_DIR, data_dir, env_bool, env_int, env_list, env_str
 
+BASE_DIR = REPO_DIR
 
-def _env_file_load(path: Path) -> None:
-    if not path.is_file():
-        return
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+load_dotenv(env_str("DOCDB_ENV_FILE") or BASE_DIR / ".env", override=False)
 
-
-_env_file_load(Path(os.environ.get("DOCDB_ENV_FILE", BASE_DIR / ".env")))
-
-
-def envstr(name: str, default: str) -> str:
-    return os.environ.get(name) or default
-
-
-def envint(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value else default
-
-
-def envbool(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").lower()
-    if not value:
-        return default
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, not {value!r}")
-
-
-def envlist(name: str, default: str) -> list[str]:
-    return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
-
-
-DEBUG = envbool("DOCDB_DEBUG", True)
+DEBUG = env_bool("DOCDB_DEBUG")
 # The development default keeps `make run` working with no setup; production refuses it below.
 _DEV_SECRET_KEY = "docdb-development-only-secret-key-do-not-use-in-production"  # noqa: S105
-SECRET_KEY = envstr("DOCDB_SECRET_KEY", _DEV_SECRET_KEY)
+SECRET_KEY = env_str("DOCDB_SECRET_KEY") or _DEV_SECRET_KEY
 if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
     raise RuntimeError("Set DOCDB_SECRET_KEY to a long random value when DOCDB_DEBUG is off.")
-ALLOWED_HOSTS = envlist("DOCDB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = envlist("DOCDB_CSRF_TRUSTED_ORIGINS", "")
+ALLOWED_HOSTS = env_list("DOCDB_ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env_list("DOCDB_CSRF_TRUSTED_ORIGINS")
 
 # Served over HTTPS (directly or behind a proxy that terminates TLS)? Off by default, because
 # `docker compose up` and `make run` serve plain http://localhost:8000, where secure cookies and
 # an HTTPS redirect would lock everyone out. Any public deployment turns it on.
-HTTPS = envbool("DOCDB_HTTPS", False)
+HTTPS = env_bool("DOCDB_HTTPS")
 SECURE_SSL_REDIRECT = HTTPS
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
-SECURE_HSTS_SECONDS = envint("DOCDB_HSTS_SECONDS", 365 * 24 * 3600) if HTTPS else 0
+SECURE_HSTS_SECONDS = env_int("DOCDB_HSTS_SECONDS") if HTTPS else 0
 # includeSubDomains covers only names below DocDB's own host. Preload is the operator's call: it
 # invites anyone to put the whole domain on the browsers' HTTPS-only list, hence check W021 off.
-SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DOCDB_HSTS_INCLUDE_SUBDOMAINS", True)
-SECURE_HSTS_PRELOAD = envbool("DOCDB_HSTS_PRELOAD", False)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DOCDB_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("DOCDB_HSTS_PRELOAD")
 # Only behind a proxy that sets X-Forwarded-Proto itself: trusted without one, any client could
 # claim HTTPS.
-if envbool("DOCDB_TRUST_X_FORWARDED_PROTO", False):
+if env_bool("DOCDB_TRUST_X_FORWARDED_PROTO"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-DATA_DIR = Path(envstr("DOCDB_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-MEDIA_ROOT = Path(envstr("DOCDB_MEDIA_DIR", str(DATA_DIR / "media"))).resolve()
+DATA_DIR = data_dir()
+MEDIA_ROOT = Path(env_str("DOCDB_MEDIA_DIR") or DATA_DIR / "media").resolve()
 # SQLite cannot create the folder of its database file; everything else makes its own.
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -138,7 +105,7 @@ TEMPLATES = [
     },
 ]
 
-SQLITE_PATH = Path(envstr("DOCDB_SQLITE_PATH", str(DATA_DIR / "db.sqlite3")))
+SQLITE_PATH = Path(env_str("DOCDB_SQLITE_PATH") or DATA_DIR / "db.sqlite3")
 
 
 def database_config(url: str) -> dict[str, Any]:
@@ -153,12 +120,14 @@ def database_config(url: str) -> dict[str, Any]:
         # The web server, the worker and the tests write to one file: wait for locks instead of
         # failing, and take the write lock at BEGIN so two writers never deadlock on an upgrade.
         "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
-        "TEST": {"NAME": envstr("DOCDB_TEST_SQLITE_PATH", str(DATA_DIR / "test.sqlite3"))},
+        "TEST": {"NAME": env_str("DOCDB_TEST_SQLITE_PATH") or str(DATA_DIR / "test.sqlite3")},
     }
 
 
 # DATABASE_URL, the name hosting platforms set, is honoured too.
-DATABASES = {"default": database_config(envstr("DOCDB_DATABASE_URL", envstr("DATABASE_URL", "")))}
+DATABASES = {
+    "default": database_config(env_str("DOCDB_DATABASE_URL") or os.environ.get("DATABASE_URL", ""))
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -171,14 +140,14 @@ LOGIN_REDIRECT_URL = "documents:list"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = envstr("DOCDB_TIME_ZONE", "UTC")
+TIME_ZONE = env_str("DOCDB_TIME_ZONE")
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # The Docker image collects them at build time, outside the data volume.
-STATIC_ROOT = Path(envstr("DOCDB_STATIC_ROOT", str(DATA_DIR / "static"))).resolve()
+STATIC_ROOT = Path(env_str("DOCDB_STATIC_ROOT") or DATA_DIR / "static").resolve()
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -195,58 +164,54 @@ X_FRAME_OPTIONS = "SAMEORIGIN"
 SILENCED_SYSTEM_CHECKS = ["security.W019", "security.W021"]
 
 # Uploads
-UPLOAD_MAX_BYTES = envint("DOCDB_UPLOAD_MAX_MB", 200) * 1024 * 1024
-UPLOAD_MAX_FILES = envint("DOCDB_UPLOAD_MAX_FILES", 50)
+UPLOAD_MAX_BYTES = env_int("DOCDB_UPLOAD_MAX_MB") * 1024 * 1024
+UPLOAD_MAX_FILES = env_int("DOCDB_UPLOAD_MAX_FILES")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 
 # Ingestion
-PDF_MAX_PAGES = envint("DOCDB_PDF_MAX_PAGES", 5000)
-RENDER_LONGEST_EDGE = envint("DOCDB_RENDER_LONGEST_EDGE", 2048)
-RENDER_MAX_PIXELS = envint("DOCDB_RENDER_MAX_PIXELS", 2048 * 2048)
-# Seconds one page may take to render (or read its text) before the document fails.
-RENDER_TIMEOUT_SECONDS = envint("DOCDB_RENDER_TIMEOUT_SECONDS", 60)
-RENDER_PAGES_PER_CHUNK = envint("DOCDB_RENDER_PAGES_PER_CHUNK", 8)
-THUMBNAIL_WIDTH = envint("DOCDB_THUMBNAIL_WIDTH", 320)
-PAGE_JPEG_QUALITY = envint("DOCDB_PAGE_JPEG_QUALITY", 88)
+PDF_MAX_PAGES = env_int("DOCDB_PDF_MAX_PAGES")
+RENDER_LONGEST_EDGE = env_int("DOCDB_RENDER_LONGEST_EDGE")
+RENDER_MAX_PIXELS = env_int("DOCDB_RENDER_MAX_PIXELS")
+RENDER_TIMEOUT_SECONDS = env_int("DOCDB_RENDER_TIMEOUT_SECONDS")
+RENDER_PAGES_PER_CHUNK = env_int("DOCDB_RENDER_PAGES_PER_CHUNK")
+THUMBNAIL_WIDTH = env_int("DOCDB_THUMBNAIL_WIDTH")
+PAGE_JPEG_QUALITY = env_int("DOCDB_PAGE_JPEG_QUALITY")
 
 # Weaviate: a local server by default; Weaviate Cloud when DOCDB_WEAVIATE_CLOUD is on.
-WEAVIATE_HTTP_HOST = envstr("DOCDB_WEAVIATE_HOST", "127.0.0.1")
-WEAVIATE_HTTP_PORT = envint("DOCDB_WEAVIATE_HTTP_PORT", 8080)
-WEAVIATE_GRPC_PORT = envint("DOCDB_WEAVIATE_GRPC_PORT", 50051)
-WEAVIATE_URL = envstr("DOCDB_WEAVIATE_URL", f"http://{WEAVIATE_HTTP_HOST}:{WEAVIATE_HTTP_PORT}")
-WEAVIATE_CLOUD = envbool("DOCDB_WEAVIATE_CLOUD", False)
-# Self-hosted server-side vectorization needs API-key auth on Weaviate (DESIGN.md): the key
-# travels to the embedder as the bearer token. The default is for one machine only.
-WEAVIATE_API_KEY = envstr("DOCDB_WEAVIATE_API_KEY", "docdb-local-key")
-WEAVIATE_COLLECTION = envstr("DOCDB_WEAVIATE_COLLECTION", "DocDBPage")
-WEAVIATE_TIMEOUT_SECONDS = envint("DOCDB_WEAVIATE_TIMEOUT_SECONDS", 600)
-WEAVIATE_IMPORT_BATCH_SIZE = envint("DOCDB_WEAVIATE_IMPORT_BATCH_SIZE", 4)
-WEAVIATE_MODEL = envstr("DOCDB_WEAVIATE_MODEL", "ModernVBERT/colmodernvbert")
-# Who embeds pages and queries: "server", Weaviate through its multi2multivec-weaviate module
-# (the Weaviate Embeddings integration); "client", the worker calls the embedder in large
-# batches and imports the vectors (self-hosted only). docs/benchmarks.md compares them.
-VECTORIZE = envstr("DOCDB_VECTORIZE", "server")
+WEAVIATE_HTTP_HOST = env_str("DOCDB_WEAVIATE_HOST")
+WEAVIATE_HTTP_PORT = env_int("DOCDB_WEAVIATE_HTTP_PORT")
+WEAVIATE_GRPC_PORT = env_int("DOCDB_WEAVIATE_GRPC_PORT")
+WEAVIATE_URL = env_str("DOCDB_WEAVIATE_URL") or f"http://{WEAVIATE_HTTP_HOST}:{WEAVIATE_HTTP_PORT}"
+WEAVIATE_CLOUD = env_bool("DOCDB_WEAVIATE_CLOUD")
+# Weaviate's vectorizer module sends the key its client authenticated with to the embedder as
+# the bearer token, so self-hosted server-side vectorization needs API-key auth on Weaviate. The
+# default key is for one machine only.
+WEAVIATE_API_KEY = env_str("DOCDB_WEAVIATE_API_KEY")
+WEAVIATE_COLLECTION = env_str("DOCDB_WEAVIATE_COLLECTION")
+WEAVIATE_TIMEOUT_SECONDS = env_int("DOCDB_WEAVIATE_TIMEOUT_SECONDS")
+WEAVIATE_IMPORT_BATCH_SIZE = env_int("DOCDB_WEAVIATE_IMPORT_BATCH_SIZE")
+WEAVIATE_MODEL = env_str("DOCDB_WEAVIATE_MODEL")
+VECTORIZE = env_str("DOCDB_VECTORIZE")
 if VECTORIZE not in ("server", "client"):
     raise ValueError(f"DOCDB_VECTORIZE must be server or client, not {VECTORIZE!r}")
 # The page vector index, for new collections (docs/benchmarks.md, "Search at scale", chose
 # these): MUVERA keeps one fixed-size encoding per page in HNSW and re-ranks the candidates it
 # finds with exact MaxSim; off, HNSW indexes every token vector (~900 per page).
-WEAVIATE_MUVERA = envbool("DOCDB_WEAVIATE_MUVERA", True)
-WEAVIATE_HNSW_EF = envint("DOCDB_WEAVIATE_HNSW_EF", 256)  # -1: Weaviate's dynamic ef
+WEAVIATE_MUVERA = env_bool("DOCDB_WEAVIATE_MUVERA")
+WEAVIATE_HNSW_EF = env_int("DOCDB_WEAVIATE_HNSW_EF")  # -1: Weaviate's dynamic ef
 # Semantic search re-ranks at least this many candidate pages exactly with MUVERA (Weaviate
 # re-ranks twice the limit asked for when it scans an owner's pages), then keeps the best.
-WEAVIATE_SEARCH_CANDIDATES = envint("DOCDB_WEAVIATE_SEARCH_CANDIDATES", 200)
-# An owner with fewer pages than this is searched by scanning them, else through HNSW.
-WEAVIATE_FLAT_SEARCH_CUTOFF = envint("DOCDB_WEAVIATE_FLAT_SEARCH_CUTOFF", 2000)
+WEAVIATE_SEARCH_CANDIDATES = env_int("DOCDB_WEAVIATE_SEARCH_CANDIDATES")
+WEAVIATE_FLAT_SEARCH_CUTOFF = env_int("DOCDB_WEAVIATE_FLAT_SEARCH_CUTOFF")
 # Two-stage semantic search (self-hosted): new collections also hold each page's multi-vector
 # pooled into this many vectors (0: not), in a plain multi-vector HNSW with this ef; a search
 # finds candidates with them and re-ranks this many with exact MaxSim over the full vectors.
 # docs/benchmarks.md ("Search at scale") chose these.
-WEAVIATE_POOLED_VECTORS = envint("DOCDB_WEAVIATE_POOLED_VECTORS", 32)
-WEAVIATE_POOLED_EF = envint("DOCDB_WEAVIATE_POOLED_EF", 96)
-WEAVIATE_RERANK_CANDIDATES = envint("DOCDB_WEAVIATE_RERANK_CANDIDATES", 40)
+WEAVIATE_POOLED_VECTORS = env_int("DOCDB_WEAVIATE_POOLED_VECTORS")
+WEAVIATE_POOLED_EF = env_int("DOCDB_WEAVIATE_POOLED_EF")
+WEAVIATE_RERANK_CANDIDATES = env_int("DOCDB_WEAVIATE_RERANK_CANDIDATES")
 if not 0 <= WEAVIATE_POOLED_VECTORS <= 256:
     raise ValueError("DOCDB_WEAVIATE_POOLED_VECTORS must be between 0 (off) and 256")
 if not 1 <= WEAVIATE_RERANK_CANDIDATES < WEAVIATE_FLAT_SEARCH_CUTOFF:
@@ -255,25 +220,24 @@ if not 1 <= WEAVIATE_RERANK_CANDIDATES < WEAVIATE_FLAT_SEARCH_CUTOFF:
         "DOCDB_WEAVIATE_RERANK_CANDIDATES must be at least 1 and below "
         "DOCDB_WEAVIATE_FLAT_SEARCH_CUTOFF"
     )
-# Client-side vectors: page images per request to the embedder.
-EMBEDDER_CLIENT_BATCH_SIZE = envint("DOCDB_EMBEDDER_CLIENT_BATCH_SIZE", 32)
+EMBEDDER_CLIENT_BATCH_SIZE = env_int("DOCDB_EMBEDDER_CLIENT_BATCH_SIZE")
 
 # The embedder, as Weaviate reaches it (the collection's base_url) and as DocDB reaches it.
-EMBEDDER_URL = envstr(
-    "DOCDB_EMBEDDER_URL", f"http://127.0.0.1:{envint('DOCDB_EMBEDDER_PORT', 8011)}"
+EMBEDDER_URL = env_str("DOCDB_EMBEDDER_URL") or (
+    f"http://127.0.0.1:{env_int('DOCDB_EMBEDDER_PORT')}"
 )
 # DocDB's own calls: connecting, then waiting for a query's or a map's answer (page batches
 # wait WEAVIATE_TIMEOUT_SECONDS, as Weaviate's module calls do).
-EMBEDDER_CONNECT_TIMEOUT_SECONDS = envint("DOCDB_EMBEDDER_CONNECT_TIMEOUT_SECONDS", 2)
-EMBEDDER_TIMEOUT_SECONDS = envint("DOCDB_EMBEDDER_TIMEOUT_SECONDS", 10)
+EMBEDDER_CONNECT_TIMEOUT_SECONDS = env_int("DOCDB_EMBEDDER_CONNECT_TIMEOUT_SECONDS")
+EMBEDDER_TIMEOUT_SECONDS = env_int("DOCDB_EMBEDDER_TIMEOUT_SECONDS")
 
-CELERY_BROKER_URL = envstr(
-    "DOCDB_REDIS_URL", f"redis://127.0.0.1:{envint('DOCDB_REDIS_PORT', 6389)}/0"
+CELERY_BROKER_URL = env_str("DOCDB_REDIS_URL") or (
+    f"redis://127.0.0.1:{env_int('DOCDB_REDIS_PORT')}/0"
 )
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = envint("DOCDB_TASK_TIME_LIMIT_SECONDS", 6 * 3600)
+CELERY_TASK_TIME_LIMIT = env_int("DOCDB_TASK_TIME_LIMIT_SECONDS")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 # Every worker reads every queue, in the order of docdb/celery.py's QUEUES (a worker started
@@ -287,38 +251,34 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "pipeline-sweep": {
         "task": "docdb.documents.tasks.pipeline_sweep_task",
-        "schedule": envint("DOCDB_SWEEP_INTERVAL_SECONDS", 30),
+        "schedule": env_int("DOCDB_SWEEP_INTERVAL_SECONDS"),
     }
 }
 # Bounded retries with exponential backoff when Weaviate or the embedder is away.
-PIPELINE_RETRY_LIMIT = envint("DOCDB_PIPELINE_RETRY_LIMIT", 6)
-PIPELINE_RETRY_BASE_SECONDS = envint("DOCDB_PIPELINE_RETRY_BASE_SECONDS", 10)
+PIPELINE_RETRY_LIMIT = env_int("DOCDB_PIPELINE_RETRY_LIMIT")
+PIPELINE_RETRY_BASE_SECONDS = env_int("DOCDB_PIPELINE_RETRY_BASE_SECONDS")
 # A turn's worker refreshes its hold on the document this often; a hold not refreshed for
 # DOCDB_PIPELINE_HOLD_SECONDS belongs to a dead worker, and the document is taken over.
-PIPELINE_HEARTBEAT_SECONDS = envint("DOCDB_PIPELINE_HEARTBEAT_SECONDS", 15)
-PIPELINE_HOLD_SECONDS = envint("DOCDB_PIPELINE_HOLD_SECONDS", 90)
+PIPELINE_HEARTBEAT_SECONDS = env_int("DOCDB_PIPELINE_HEARTBEAT_SECONDS")
+PIPELINE_HOLD_SECONDS = env_int("DOCDB_PIPELINE_HOLD_SECONDS")
 if PIPELINE_HOLD_SECONDS < 3 * PIPELINE_HEARTBEAT_SECONDS:
     raise ValueError(
         "DOCDB_PIPELINE_HOLD_SECONDS must be at least 3 x DOCDB_PIPELINE_HEARTBEAT_SECONDS, "
         "or a live worker's document could be taken over between two heartbeats"
     )
-# A document whose worker died this many times fails (the file may kill every worker).
-PIPELINE_MAX_RESUMES = envint("DOCDB_PIPELINE_MAX_RESUMES", 3)
-# At most this many tokens the sweeper adds at once when the ingest queue was found empty.
-PIPELINE_SWEEP_TOKENS = envint("DOCDB_PIPELINE_SWEEP_TOKENS", 8)
-CELERY_TASK_ALWAYS_EAGER = envbool("DOCDB_TASK_ALWAYS_EAGER", False)
+PIPELINE_MAX_RESUMES = env_int("DOCDB_PIPELINE_MAX_RESUMES")
+PIPELINE_SWEEP_TOKENS = env_int("DOCDB_PIPELINE_SWEEP_TOKENS")
+CELERY_TASK_ALWAYS_EAGER = env_bool("DOCDB_TASK_ALWAYS_EAGER")
 # A task a dead worker never acknowledged goes back to the queue after this long. One page
 # range must finish well within it (a duplicate would be harmless, but wasted work).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": envint("DOCDB_BROKER_VISIBILITY_TIMEOUT_SECONDS", 1800),
+    "visibility_timeout": env_int("DOCDB_BROKER_VISIBILITY_TIMEOUT_SECONDS"),
     # Workers look for such tasks every 10 s, but by default scan only on every 10th look:
     # a lost task would wait up to 100 s more than the timeout. The scan is one small query.
     "unacked_restore_throttle": 1,
     # Read the queues in the order they are listed, not round robin (docdb/celery.py).
     "queue_order_strategy": "priority",
 }
-
-CORPUS_DIR = envstr("DOCDB_CORPUS_DIR", "")
 
 LOGGING = {
     "version": 1,
@@ -332,6 +292,6 @@ LOGGING = {
             "formatter": "plain",
         }
     },
-    "root": {"handlers": ["console"], "level": envstr("DOCDB_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_str("DOCDB_LOG_LEVEL")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

@@ -6,7 +6,10 @@
 # Progress goes to stderr; only the path goes to stdout.
 set -euo pipefail
 
-version="${DOCDB_WEAVIATE_VERSION:-1.39.0}"
+# The pinned version is docdb/config.py's default; any Python 3.11 runs that module.
+defaults="$(cd "$(dirname "$0")/.." && python3 -m docdb.config defaults DOCDB_WEAVIATE_VERSION)"
+eval "$defaults"
+version="$DOCDB_WEAVIATE_VERSION"
 cache="${DOCDB_CACHE_DIR:-$HOME/.cache/docdb}/weaviate/v${version}"
 binary="$cache/weaviate-server"
 

@@ -87,6 +87,19 @@ print(json.dumps([s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_
     assert json.loads(off.stdout) == [False, False, False, 0, True, False, None]
 
 
+def test_a_dotenv_file_is_read_and_the_environment_wins_over_it(tmp_path: Path) -> None:
+    env_file = tmp_path / "custom.env"
+    env_file.write_text(
+        "# comments and quotes as python-dotenv reads them\n"
+        "export DOCDB_TIME_ZONE='Europe/Paris'\n"
+        'DOCDB_WEAVIATE_COLLECTION="FromFile"\n'
+    )
+    code = "from django.conf import settings as s; print(s.TIME_ZONE, s.WEAVIATE_COLLECTION)"
+    environ = {"DOCDB_ENV_FILE": str(env_file), "DOCDB_WEAVIATE_COLLECTION": "FromEnvironment"}
+    result = _django(tmp_path, environ, code=code)
+    assert result.stdout.split() == ["Europe/Paris", "FromEnvironment"], result.stderr
+
+
 def test_a_database_url_selects_postgres() -> None:
     database = database_config("postgres://docdb:p%40ss@db.internal:5433/docdb?sslmode=require")
     assert database["ENGINE"] == "django.db.backends.postgresql"

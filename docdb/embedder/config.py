@@ -1,87 +1,81 @@
-"""Embedder settings from DOCDB_EMBEDDER_* environment variables, with defaults that just work."""
+"""Embedder settings from DOCDB_EMBEDDER_* environment variables.
+
+Their defaults and meanings are in docdb/config.py's table, read through its typed readers: they
+refuse bad values with the variable's name, which is all pydantic-settings would add here, and
+without it the defaults stay in that one table rather than in a settings class as well.
+"""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from docdb.embedder.model import DEFAULT_MODEL
+from docdb.config import SettingError, data_dir, env_int, env_list, env_str
+
+# One error for a bad setting, whether the table's readers find it or the embedder (service.py):
+# its start-up reports both alike.
+ConfigError = SettingError
 
 
-class ConfigError(ValueError):
-    """An environment variable holds a value the embedder cannot use."""
+def _settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """EmbedderConfig's fields as `environ` sets them."""
+    shared_dir = env_str("DOCDB_EMBEDDER_SHARED_DIR", environ)
+    return {
+        "model": env_str("DOCDB_EMBEDDER_MODEL", environ),
+        "device": env_str("DOCDB_EMBEDDER_DEVICE", environ),
+        "dtype": env_str("DOCDB_EMBEDDER_DTYPE", environ),
+        "image_backend": env_str("DOCDB_EMBEDDER_IMAGE_BACKEND", environ),
+        "host": env_str("DOCDB_EMBEDDER_HOST", environ),
+        "port": env_int("DOCDB_EMBEDDER_PORT", environ),
+        "api_keys": _api_keys(environ),
+        "batch_size": env_int("DOCDB_EMBEDDER_BATCH_SIZE", environ) or None,
+        "batch_wait_ms": env_int("DOCDB_EMBEDDER_BATCH_WAIT_MS", environ),
+        "max_inputs": env_int("DOCDB_EMBEDDER_MAX_INPUTS", environ),
+        "recent_pages": env_int("DOCDB_EMBEDDER_RECENT_PAGES", environ),
+        "cache_dir": Path(
+            env_str("DOCDB_EMBEDDER_CACHE_DIR", environ) or data_dir(environ) / "models"
+        ),
+        "workers": env_int("DOCDB_EMBEDDER_WORKERS", environ) or None,
+        "shared_dir": Path(shared_dir) if shared_dir else None,
+        "test_delay_ms": env_int("DOCDB_EMBEDDER_TEST_DELAY_MS", environ),
+    }
+
+
+def _api_keys(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The keys set for the embedder, else the Weaviate key set in the environment, which Weaviate
+    forwards: not the table's default Weaviate key, so that with neither set the embedder asks for
+    no key at all."""
+    weaviate_key = environ.get("DOCDB_WEAVIATE_API_KEY", "").strip()
+    keys = env_list("DOCDB_EMBEDDER_API_KEYS", environ)
+    return tuple(keys or ([weaviate_key] if weaviate_key else []))
+
+
+# What an empty environment reads: the table's defaults.
+_DEFAULTS = _settings({})
 
 
 @dataclass(frozen=True)
 class EmbedderConfig:
-    model: str = DEFAULT_MODEL
-    device: str = "auto"
-    dtype: str = "auto"
-    # auto: torchvision on a GPU (preprocessing there), PIL on a CPU; or pil, torchvision.
-    image_backend: str = "auto"
-    host: str = "127.0.0.1"
-    port: int = 8011
+    model: str = _DEFAULTS["model"]
+    device: str = _DEFAULTS["device"]
+    dtype: str = _DEFAULTS["dtype"]
+    image_backend: str = _DEFAULTS["image_backend"]
+    host: str = _DEFAULTS["host"]
+    port: int = _DEFAULTS["port"]
     # Empty: no authentication.
-    api_keys: tuple[str, ...] = ()
-    # None: 32 on a GPU, 8 on a CPU (where batching barely helps but bounds memory).
-    batch_size: int | None = None
-    # How long the model thread waits for more inputs before running a partial batch.
-    batch_wait_ms: int = 0
-    max_inputs: int = 64
-    # Page embeddings kept by image content, so that Weaviate's second request for a page
-    # (its pooled vector) needs no second forward pass. ~0.45 MB each at full size; 0: none.
-    recent_pages: int = 256
-    cache_dir: Path = Path("data/models")
-    # Processes serving the model, each with its own copy and batcher. None: 1 on a CPU, and on
-    # a GPU as many as keep it busy (docdb/embedder/__main__.py).
-    workers: int | None = None
+    api_keys: tuple[str, ...] = _DEFAULTS["api_keys"]
+    # None: the embedder picks for the device (DOCDB_EMBEDDER_BATCH_SIZE=0).
+    batch_size: int | None = _DEFAULTS["batch_size"]
+    batch_wait_ms: int = _DEFAULTS["batch_wait_ms"]
+    max_inputs: int = _DEFAULTS["max_inputs"]
+    recent_pages: int = _DEFAULTS["recent_pages"]
+    cache_dir: Path = _DEFAULTS["cache_dir"]
+    # None: as many as the device keeps busy (docdb/embedder/__main__.py, workers_resolve).
+    workers: int | None = _DEFAULTS["workers"]
     # Set by the parent process for its workers: where they share page embeddings (shared.py).
-    shared_dir: Path | None = None
-    # The random test model only: milliseconds each page image it computes costs on top, so
-    # tests and benchmarks run the whole pipeline at a real model's pace with the tiny one.
-    test_delay_ms: int = 0
+    shared_dir: Path | None = _DEFAULTS["shared_dir"]
+    test_delay_ms: int = _DEFAULTS["test_delay_ms"]
 
 
 def config_from_env(environ: Mapping[str, str]) -> EmbedderConfig:
-    def get(name: str, default: str) -> str:
-        return environ.get(f"DOCDB_EMBEDDER_{name}", "").strip() or default
-
-    batch_size = _positive_int("DOCDB_EMBEDDER_BATCH_SIZE", get("BATCH_SIZE", "0"), allow_zero=True)
-    return EmbedderConfig(
-        model=get("MODEL", DEFAULT_MODEL),
-        device=get("DEVICE", "auto"),
-        dtype=get("DTYPE", "auto"),
-        image_backend=get("IMAGE_BACKEND", "auto"),
-        host=get("HOST", "127.0.0.1"),
-        port=_positive_int("DOCDB_EMBEDDER_PORT", get("PORT", "8011")),
-        # Weaviate forwards its client's key, so by default the embedder accepts that one.
-        api_keys=tuple(
-            key.strip()
-            for key in get("API_KEYS", environ.get("DOCDB_WEAVIATE_API_KEY", "")).split(",")
-            if key.strip()
-        ),
-        batch_size=batch_size or None,
-        batch_wait_ms=_positive_int(
-            "DOCDB_EMBEDDER_BATCH_WAIT_MS", get("BATCH_WAIT_MS", "0"), allow_zero=True
-        ),
-        max_inputs=_positive_int("DOCDB_EMBEDDER_MAX_INPUTS", get("MAX_INPUTS", "64")),
-        recent_pages=_positive_int(
-            "DOCDB_EMBEDDER_RECENT_PAGES", get("RECENT_PAGES", "256"), allow_zero=True
-        ),
-        cache_dir=Path(get("CACHE_DIR", "data/models")),
-        workers=_positive_int("DOCDB_EMBEDDER_WORKERS", get("WORKERS", "0"), allow_zero=True)
-        or None,
-        shared_dir=Path(shared) if (shared := get("SHARED_DIR", "")) else None,
-        test_delay_ms=_positive_int(
-            "DOCDB_EMBEDDER_TEST_DELAY_MS", get("TEST_DELAY_MS", "0"), allow_zero=True
-        ),
-    )
-
-
-def _positive_int(name: str, value: str, *, allow_zero: bool = False) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {value!r}.") from None
-    if number < 0 or (number == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'0 or more' if allow_zero else 'at least 1'}.")
-    return number
+    return EmbedderConfig(**_settings(environ))

@@ -17,11 +17,13 @@ from huggingface_hub import snapshot_download
 from PIL import Image
 from transformers import ColModernVBertForRetrieval, ColModernVBertProcessor
 
+from docdb.embedder.config import EmbedderConfig
 from docdb.embedder.testmodel import TINY_MARKER, TINY_MODEL, tiny_model_ensure
 
 log = logging.getLogger("docdb.embedder")
 
-DEFAULT_MODEL = "ModernVBERT/colmodernvbert-merged"
+_DEFAULTS = EmbedderConfig()
+DEFAULT_MODEL = _DEFAULTS.model
 # How page images become model inputs: transformers' PIL or torchvision image processor.
 IMAGE_BACKENDS = ("auto", "pil", "torchvision")
 # A checkpoint needs configs, tokenizer files and safetensors weights; skipping the rest (README
@@ -109,10 +111,10 @@ def torchvision_import_error() -> str | None:
 def embedder_load(
     model: str = DEFAULT_MODEL,
     *,
-    device: str = "auto",
-    dtype: str = "auto",
-    image_backend: str = "auto",
-    cache_dir: Path = Path("data/models"),
+    device: str = _DEFAULTS.device,
+    dtype: str = _DEFAULTS.dtype,
+    image_backend: str = _DEFAULTS.image_backend,
+    cache_dir: Path = _DEFAULTS.cache_dir,
 ) -> "Embedder":
     """Load ColModernVBERT from the hub, a local directory, or `tiny` (built in `cache_dir`)."""
     torch_device = device_resolve(device)
@@ -141,7 +143,7 @@ def embedder_load(
         ) from exc
 
 
-def model_source(model: str, *, cache_dir: Path = Path("data/models")) -> Path:
+def model_source(model: str, *, cache_dir: Path = _DEFAULTS.cache_dir) -> Path:
     """The local directory of `model` (a hub id, a directory or `tiny`): downloaded from the hub
     or built when needed."""
     if model == TINY_MODEL:
