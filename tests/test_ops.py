@@ -7,9 +7,8 @@ import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from docdb.documents.models import Document, Page, Status
+from docdb.documents.models import Document, Page, PipelineRun, RunKind, RunState, Status
 from docdb.ops.health import redis_health, weaviate_health
-from docdb.ops.models import PipelineRun, RunKind, RunState
 from docdb.ops.reconcile import consistency_check, consistency_repair
 from docdb.weaviate_store import (
     PageObject,

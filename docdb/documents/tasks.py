@@ -16,7 +16,7 @@ from django.conf import settings
 from docdb import pdf
 from docdb.celery import INGEST_QUEUE, app, queue_length
 from docdb.documents import ingestion, scheduler
-from docdb.ops.runs import pipeline_run_started, pipeline_runs_settle
+from docdb.documents.runs import pipeline_run_started, pipeline_runs_settle
 from docdb.weaviate_store import WeaviateImportError, WeaviateUnavailable
 
 logger = logging.getLogger(__name__)

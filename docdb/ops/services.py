@@ -14,9 +14,8 @@ from PIL import Image
 
 from docdb import pdf
 from docdb.documents.ingestion import page_object
-from docdb.documents.models import Document, Page, Status
-from docdb.ops.models import PipelineRun, RunKind
-from docdb.ops.runs import pipeline_run_enqueue
+from docdb.documents.models import Document, Page, PipelineRun, RunKind, Status
+from docdb.documents.runs import pipeline_run_enqueue
 from docdb.weaviate_store import PageObject, collection_recreate, pages_delete, pages_upsert
 
 logger = logging.getLogger(__name__)

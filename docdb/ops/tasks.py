@@ -5,9 +5,9 @@ import uuid
 from celery import Task
 
 from docdb.celery import app
-from docdb.ops.models import RunKind, RunState
+from docdb.documents.models import RunKind, RunState
+from docdb.documents.runs import RunOutcome, pipeline_run_tracked
 from docdb.ops.reconcile import consistency_check, consistency_repair
-from docdb.ops.runs import RunOutcome, pipeline_run_tracked
 from docdb.ops.services import document_reimport
 
 
