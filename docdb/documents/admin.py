@@ -30,6 +30,7 @@ from docdb.documents.models import (
     page_thumbnail_path,
 )
 from docdb.documents.progress import phase_label
+from docdb.documents.reimport import document_reimport_queue, index_rebuild
 from docdb.documents.services import (
     document_cancel,
     document_delete,
@@ -37,7 +38,6 @@ from docdb.documents.services import (
     document_rename,
     document_retry,
 )
-from docdb.ops.services import document_reimport_queue, index_rebuild
 from docdb.weaviate_store import WeaviateUnavailable, pages_count, server_describe
 
 # The change page shows this many page thumbnails; the Page list has them all.

@@ -115,7 +115,7 @@ def document_reimport(*, document_id: uuid.UUID, numbers: Iterable[int] | None =
 
 def document_reimport_queue(*, document: Document) -> PipelineRun | None:
     """Queue a re-import of a ready document; None when it is not ready (nothing to import)."""
-    from docdb.ops.tasks import document_reimport_task
+    from docdb.documents.tasks import document_reimport_task
 
     if document.status != Status.READY:
         return None
