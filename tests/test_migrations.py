@@ -1,7 +1,6 @@
 """PipelineRun moved from the ops app to documents in the migration state only: a database made
 before the move keeps its runs, and the permissions given on them."""
 
-import pytest
 from django.apps.registry import Apps
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -19,8 +18,9 @@ def _migrated(executor: MigrationExecutor, targets: list[tuple[str, str]]) -> Ap
     return executor.loader.project_state(others + targets).apps
 
 
-@pytest.mark.django_db(transaction=True)
-def test_runs_and_their_permissions_stay_when_the_model_moves_to_documents() -> None:
+def test_runs_and_their_permissions_stay_when_the_model_moves_to_documents(
+    transactional_db: None,
+) -> None:
     old = _migrated(MigrationExecutor(connection), MOVE_BEFORE)
     # As a database made before the move has them (going back here relabels the test
     # database's own).
@@ -37,8 +37,10 @@ def test_runs_and_their_permissions_stay_when_the_model_moves_to_documents() -> 
     )
 
     new = _migrated(MigrationExecutor(connection), MOVE_AFTER)
-    moved = new.get_model("documents", "PipelineRun").objects.get(id=run.id)
+    runs = new.get_model("documents", "PipelineRun").objects
+    moved = runs.get(id=run.id)
     assert (moved.task_id, moved.kind, moved.summary) == ("made-before-the-move", "repair", "kept")
+    assert runs.create(task_id="made-after-the-move").id > run.id
     permission = new.get_model("auth", "Permission").objects.get(id=permission.id)
     assert permission.content_type.app_label == "documents"
     assert not new.get_model("contenttypes", "ContentType").objects.filter(app_label="ops").exists()
