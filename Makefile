@@ -32,9 +32,12 @@ install-test: install
 run: install
 	scripts/run.sh
 
+# lint-imports checks the contracts of pyproject.toml's [tool.importlinter]: which part of DocDB
+# may import which.
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy docdb

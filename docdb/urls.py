@@ -6,6 +6,10 @@ from django.views.generic import RedirectView
 from docdb.api.views import api_urls
 from docdb.healthz import health
 
+admin.site.site_header = "DocDB administration"
+admin.site.site_title = "DocDB admin"
+admin.site.index_title = "Documents, pages, pipeline runs and API tokens"
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="search:search", permanent=False)),
     path("login/", auth_views.LoginView.as_view(), name="login"),

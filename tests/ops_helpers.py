@@ -9,9 +9,8 @@ from django.contrib.auth.models import AbstractUser
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from docdb.documents.models import Document, Status
+from docdb.documents.models import RUN_UNFINISHED, Document, PipelineRun, Status
 from docdb.documents.services import document_upload
-from docdb.ops.models import UNFINISHED, PipelineRun
 from tests.helpers import PASSWORD, document_wait
 from tests.pdf_factory import pdf_make
 
@@ -52,7 +51,7 @@ def run_wait(run_id: int, *, timeout: float = 240) -> PipelineRun:
     deadline = time.monotonic() + timeout
     while True:
         run = PipelineRun.objects.get(id=run_id)
-        if run.state not in UNFINISHED:
+        if run.state not in RUN_UNFINISHED:
             return run
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run.task_id} still {run.state} after {timeout}s")

@@ -6,8 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from docdb.documents.models import Document, Status
-from docdb.ops.models import PipelineRun, RunKind, RunState
+from docdb.documents.models import Document, PipelineRun, RunKind, RunState, Status
 from docdb.weaviate_store import (
     SearchMode,
     collection_describe,
@@ -89,9 +88,11 @@ def test_lists_change_pages_and_images(live: Stack, tmp_path: Path) -> None:
     pages = staff.get(reverse("admin:documents_page_changelist") + "?indexed=yes").content.decode()
     assert pages.count('class="docdb-thumb"') == 3
     assert staff.get(reverse("admin:documents_page_changelist") + "?indexed=no").status_code == 200
-    runs = staff.get(reverse("admin:ops_pipelinerun_changelist")).content.decode()
+    runs = staff.get(reverse("admin:documents_pipelinerun_changelist")).content.decode()
     assert run.task_id in runs and "Succeeded" in runs and "Failed" in runs
-    run_page = staff.get(reverse("admin:ops_pipelinerun_change", args=[run.id])).content.decode()
+    run_page = staff.get(
+        reverse("admin:documents_pipelinerun_change", args=[run.id])
+    ).content.decode()
     assert "3 pages indexed." in run_page
     assert staff.get(reverse("admin:documents_document_add")).status_code == 403
 

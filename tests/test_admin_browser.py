@@ -6,8 +6,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Browser, Page, expect
 
-from docdb.documents.models import Status
-from docdb.ops.models import PipelineRun, RunKind
+from docdb.documents.models import PipelineRun, RunKind, Status
 from docdb.weaviate_store import pages_delete_numbers
 from tests.conftest import REPO_DIR, Stack
 from tests.helpers import PASSWORD, document_wait, report_pdf, user_make
@@ -75,7 +74,7 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
     _images_loaded(page)
     _shot(page, "05-pages")
 
-    page.goto(f"{base}{reverse('admin:ops_pipelinerun_changelist')}")
+    page.goto(f"{base}{reverse('admin:documents_pipelinerun_changelist')}")
     expect(page.locator("#result_list tbody tr")).to_have_count(4)
     _shot(page, "06-runs")
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from docdb.documents.models import Document, Status
-from docdb.ops.models import PipelineRun, RunKind, RunState
+from docdb.documents.models import Document, PipelineRun, RunKind, RunState, Status
 from docdb.ops.reconcile import consistency_check
 from docdb.weaviate_store import PageObject, pages_count, pages_delete_numbers, pages_upsert
 from tests.conftest import REPO_DIR, Stack

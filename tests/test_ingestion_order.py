@@ -13,9 +13,8 @@ import pytest
 from django.contrib.auth.models import AbstractUser
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from docdb.documents.models import Document, Status
+from docdb.documents.models import Document, PipelineRun, Status
 from docdb.documents.services import document_upload
-from docdb.ops.models import PipelineRun
 from tests.conftest import EmbedderInfo, Stack, worker_start
 from tests.helpers import document_wait, user_make
 from tests.pdf_factory import pdf_make

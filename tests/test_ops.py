@@ -8,9 +8,8 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from docdb.documents.models import Document, Page, Status
+from docdb.documents.models import Document, Page, PipelineRun, RunKind, RunState, Status
 from docdb.ops.health import redis_health, weaviate_health
-from docdb.ops.models import PipelineRun, RunKind, RunState
 from docdb.ops.reconcile import consistency_check, consistency_repair
 from docdb.weaviate_store import (
     PageObject,

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from docdb import pdf
 from docdb.documents.ingestion import document_fail, document_turn_run, search_withdraw
-from docdb.documents.models import Document, Page, Status
+from docdb.documents.models import Document, Page, RunKind, Status
+from docdb.documents.runs import pipeline_run_enqueue
 from docdb.documents.scheduler import document_hold_take, hold_release
 from docdb.documents.states import document_transition
 from docdb.weaviate_store import pages_delete, pages_retitle
@@ -93,8 +94,6 @@ def document_queue(*, document_id: uuid.UUID) -> None:
     commit, put a token on the ingest queue; the scheduler decides when the document's turn
     comes."""
     from docdb.documents.tasks import document_turn_task
-    from docdb.ops.models import RunKind
-    from docdb.ops.runs import pipeline_run_enqueue
 
     pipeline_run_enqueue(document_turn_task, kind=RunKind.PROCESS, document_id=document_id, args=[])
 

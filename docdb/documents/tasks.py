@@ -4,11 +4,13 @@ about retries.
 `document_turn_task` carries no document: it is a token that takes the turn the scheduler
 gives it (docdb/documents/scheduler.py), one page range of one document, and puts a token back
 while work is left. Tokens go to the `ingest` queue; the sweeper to `control`, which workers
-read first, and beat runs it once per deployment, apart from the workers.
+read first, and beat runs it once per deployment, apart from the workers. A re-import (stored
+page images into Weaviate, no rendering) is one task, one run.
 """
 
 import logging
 import time
+import uuid
 
 from celery import Task
 from django.conf import settings
@@ -16,7 +18,14 @@ from django.conf import settings
 from docdb import pdf
 from docdb.celery import INGEST_QUEUE, app, queue_length
 from docdb.documents import ingestion, scheduler
-from docdb.ops.runs import pipeline_run_started, pipeline_runs_settle
+from docdb.documents.models import RunKind, RunState
+from docdb.documents.reimport import document_reimport
+from docdb.documents.runs import (
+    RunOutcome,
+    pipeline_run_started,
+    pipeline_run_tracked,
+    pipeline_runs_settle,
+)
 from docdb.weaviate_store import WeaviateImportError, WeaviateUnavailable
 
 logger = logging.getLogger(__name__)
@@ -87,3 +96,12 @@ def pipeline_sweep_task() -> int:
     for _ in range(tokens):
         document_turn_task.delay()
     return tokens
+
+
+@app.task(bind=True, acks_late=True, reject_on_worker_lost=True)
+@pipeline_run_tracked(RunKind.REIMPORT)
+def document_reimport_task(self: Task, document_id: str) -> RunOutcome:
+    imported = document_reimport(document_id=uuid.UUID(document_id))
+    if not imported:
+        return RunOutcome(RunState.SKIPPED, summary="The document is not ready (or is gone).")
+    return RunOutcome(RunState.SUCCEEDED, summary=f"{imported} pages re-imported.")

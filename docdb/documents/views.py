@@ -21,7 +21,6 @@ from docdb.documents.services import (
     document_retry,
     document_upload,
 )
-from docdb.search.maps import CLOUD_REASON
 from docdb.weaviate_store import WeaviateUnavailable
 
 LIST_PAGE_SIZE = 25
@@ -262,7 +261,6 @@ def page_detail(request: AuthenticatedRequest, document_id: uuid.UUID, number: i
             "previous": number - 1 if number > 1 else None,
             "next": number + 1 if number < total else None,
             "query": " ".join(request.GET.get("q", "").split())[:500],
-            "maps_off_reason": CLOUD_REASON if settings.WEAVIATE_CLOUD else "",
         },
     )
 

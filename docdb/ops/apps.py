@@ -4,4 +4,4 @@ from django.apps import AppConfig
 class OpsConfig(AppConfig):
     name = "docdb.ops"
     label = "ops"
-    verbose_name = "Pipeline"
+    verbose_name = "Operations"

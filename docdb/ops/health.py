@@ -17,9 +17,9 @@ from kombu.exceptions import OperationalError
 
 from docdb.celery import QUEUES, queue_length
 from docdb.celery import app as celery_app
+from docdb.documents.models import PipelineRun, RunState
 from docdb.documents.progress import documents_by_phase, seconds_per_page
 from docdb.embedder_status import embedder_health
-from docdb.ops.models import PipelineRun, RunState
 from docdb.weaviate_store import WeaviateUnavailable, pages_count, server_describe
 
 logger = logging.getLogger(__name__)

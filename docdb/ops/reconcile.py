@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from docdb.documents.models import Document, Page, Status
+from docdb.documents.reimport import RepairImpossible, document_reimport, page_files_restore
 from docdb.documents.services import document_reindex
-from docdb.ops.services import RepairImpossible, document_reimport, page_files_restore
 from docdb.pdf import PdfError
 from docdb.weaviate_store import (
     WeaviateImportError,

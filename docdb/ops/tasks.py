@@ -1,23 +1,11 @@
-"""Operations work done by the worker: re-imports and consistency repairs, each one run."""
-
-import uuid
+"""The consistency repair the operations page asks for, done by the worker as one run."""
 
 from celery import Task
 
 from docdb.celery import app
-from docdb.ops.models import RunKind, RunState
+from docdb.documents.models import RunKind, RunState
+from docdb.documents.runs import RunOutcome, pipeline_run_tracked
 from docdb.ops.reconcile import consistency_check, consistency_repair
-from docdb.ops.runs import RunOutcome, pipeline_run_tracked
-from docdb.ops.services import document_reimport
-
-
-@app.task(bind=True, acks_late=True, reject_on_worker_lost=True)
-@pipeline_run_tracked(RunKind.REIMPORT)
-def document_reimport_task(self: Task, document_id: str) -> RunOutcome:
-    imported = document_reimport(document_id=uuid.UUID(document_id))
-    if not imported:
-        return RunOutcome(RunState.SKIPPED, summary="The document is not ready (or is gone).")
-    return RunOutcome(RunState.SUCCEEDED, summary=f"{imported} pages re-imported.")
 
 
 @app.task(bind=True, acks_late=True, reject_on_worker_lost=True)

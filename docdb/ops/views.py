@@ -7,10 +7,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from docdb.documents.models import PipelineRun, RunKind
+from docdb.documents.runs import pipeline_run_enqueue
 from docdb.ops.health import pipeline_summary, services_health
-from docdb.ops.models import PipelineRun, RunKind
 from docdb.ops.reconcile import consistency_check
-from docdb.ops.runs import pipeline_run_enqueue
 from docdb.ops.tasks import consistency_repair_task
 from docdb.weaviate_store import WeaviateUnavailable
 

@@ -1,6 +1,8 @@
 from django import template
+from django.conf import settings
 
 from docdb.documents.models import Page
+from docdb.search.maps import CLOUD_REASON
 from docdb.search.placeholders import placeholder_data_url
 
 register = template.Library()
@@ -10,3 +12,9 @@ register = template.Library()
 def placeholder(page: Page) -> str:
     """The page's tiny blurred thumbnail as a data URL ("" when there is none yet)."""
     return placeholder_data_url(page.thumbnail_path)
+
+
+@register.simple_tag
+def maps_off_reason() -> str:
+    """Why the page view offers no similarity maps ("" when it does)."""
+    return CLOUD_REASON if settings.WEAVIATE_CLOUD else ""

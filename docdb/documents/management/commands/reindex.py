@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from docdb.documents.models import Document, Status
+from docdb.documents.reimport import document_reimport_queue
 from docdb.documents.services import document_reindex
-from docdb.ops.services import document_reimport_queue
 
 
 def _ids_parse(raw_ids: list[str]) -> list[uuid.UUID]:

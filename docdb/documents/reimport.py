@@ -14,9 +14,8 @@ from PIL import Image
 
 from docdb import pdf
 from docdb.documents.ingestion import page_object
-from docdb.documents.models import Document, Page, Status
-from docdb.ops.models import PipelineRun, RunKind
-from docdb.ops.runs import pipeline_run_enqueue
+from docdb.documents.models import Document, Page, PipelineRun, RunKind, Status
+from docdb.documents.runs import pipeline_run_enqueue
 from docdb.weaviate_store import PageObject, collection_recreate, pages_delete, pages_upsert
 
 logger = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def document_reimport(*, document_id: uuid.UUID, numbers: Iterable[int] | None =
 
 def document_reimport_queue(*, document: Document) -> PipelineRun | None:
     """Queue a re-import of a ready document; None when it is not ready (nothing to import)."""
-    from docdb.ops.tasks import document_reimport_task
+    from docdb.documents.tasks import document_reimport_task
 
     if document.status != Status.READY:
         return None

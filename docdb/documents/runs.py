@@ -20,8 +20,14 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from docdb.documents.models import Document, Status
-from docdb.ops.models import UNFINISHED, PipelineRun, RunKind, RunState
+from docdb.documents.models import (
+    RUN_UNFINISHED,
+    Document,
+    PipelineRun,
+    RunKind,
+    RunState,
+    Status,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +65,7 @@ def _run_for_task(task: Task, kind: RunKind, document_id: uuid.UUID | None) -> P
     run = PipelineRun.objects.filter(task_id=task.request.id).first()
     if run is None and document_id is not None:
         run = (
-            PipelineRun.objects.filter(document_id=document_id, kind=kind, state__in=UNFINISHED)
+            PipelineRun.objects.filter(document_id=document_id, kind=kind, state__in=RUN_UNFINISHED)
             .order_by("-queued_at")
             .first()
         )
@@ -177,7 +183,7 @@ def pipeline_runs_settle(*, document_id: uuid.UUID | None = None) -> int:
     """Close runs whose document finished, was cancelled or vanished (of one document, or
     all). Returns how many were closed."""
     closed = 0
-    stale = PipelineRun.objects.filter(state__in=UNFINISHED).filter(
+    stale = PipelineRun.objects.filter(state__in=RUN_UNFINISHED).filter(
         Q(document__isnull=True, kind__in=[RunKind.PROCESS, RunKind.REIMPORT])
         | Q(
             document__status__in=[Status.READY, Status.FAILED, Status.CANCELLED],
@@ -189,7 +195,7 @@ def pipeline_runs_settle(*, document_id: uuid.UUID | None = None) -> int:
     for run in stale.select_related("document"):
         outcome = _outcome_from_document(run.document_id)
         if outcome is not None:
-            closed += PipelineRun.objects.filter(id=run.id, state__in=UNFINISHED).update(
+            closed += PipelineRun.objects.filter(id=run.id, state__in=RUN_UNFINISHED).update(
                 state=outcome.state,
                 finished_at=timezone.now(),
                 summary=outcome.summary,
