@@ -13,17 +13,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 import requests
 from django.conf import settings
-from django.test import override_settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.test import Client, override_settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 from docdb.localstack import free_port, redis_command, server_spawn, weaviate_start
+from tests.helpers import PASSWORD
 from tests.postgres import PostgresServer, database_url, postgres_start, settings_use
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -384,6 +386,23 @@ def live(stack: Stack, transactional_db: None) -> Iterator[Stack]:
     for service in (stack.worker, stack.weaviate.service, stack.embedder.service):
         if service.process.poll() is not None:
             pytest.fail(f"{service.name} died during the test:\n{service.log_tail()}")
+
+
+class LoggedIn(Protocol):
+    def __call__(self, user: AbstractBaseUser, *, enforce_csrf_checks: bool = False) -> Client: ...
+
+
+@pytest.fixture
+def logged_in() -> LoggedIn:
+    """`logged_in(user)`: a test client logged in as `user` through the login backend, with the
+    password `user_make` gives every test user."""
+
+    def client_for(user: AbstractBaseUser, *, enforce_csrf_checks: bool = False) -> Client:
+        client = Client(enforce_csrf_checks=enforce_csrf_checks)
+        assert client.login(username=user.get_username(), password=PASSWORD)
+        return client
+
+    return client_for
 
 
 @pytest.fixture(scope="session")
