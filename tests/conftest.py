@@ -129,6 +129,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [item for item in items if uses_db(item)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def password_hashing_fast() -> Iterator[None]:
+    """Every test user's password is hashed when it is made and again at each login; with the
+    production hasher (PBKDF2, a million rounds: 0.7 s on a busy core) that was most of the time
+    of a view test. What the hasher protects is not what these tests check."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """`--postgres`: this session's own PostgreSQL server, with Django's settings pointed at it."""
