@@ -117,7 +117,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The fixtures that start a real server or need one. A test using any of them, directly or through
+# another fixture, is marked `services`; `make test-fast` runs the tests without that mark. A test
+# that starts a server (or the embedder program) itself carries the mark in its own file.
+SERVICE_FIXTURES = frozenset(
+    {
+        "redis_server",
+        "weaviate_server",
+        "embedder",
+        "stack",
+        "live",
+        "browser",
+        # test_embedder.py's own `python -m docdb.embedder` process
+        "service",
+    }
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "services: needs real servers (added from the fixtures a test uses); "
+        "`make test-fast` leaves these out",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
     # With --postgres, a test that never touches the database would only run a second time.
     if not config.getoption("postgres"):
         return
