@@ -1,7 +1,8 @@
 """The pages and JSON endpoints of the upload and search experience, without the services.
 
 Nothing here reaches Weaviate, Redis or the embedder: every case stops before them (validation,
-ownership, the Weaviate Cloud switch) or needs only the database and files on disk.
+ownership, the Weaviate Cloud switch), needs only the database and files on disk, or (one case)
+gets the search index's answers from a stand-in.
 """
 
 import hashlib
@@ -19,6 +20,8 @@ from PIL import Image
 
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.progress import eta_seconds, queue_positions
+from docdb.search import services as search_services
+from docdb.weaviate_store import PageHit, WeaviateUnavailable, page_uuid
 from tests.conftest import LoggedIn
 from tests.helpers import user_make
 
@@ -33,6 +36,16 @@ def _document(owner: object, title: str, **fields: object) -> Document:
         **fields,
     )
     return document
+
+
+def _page(document: Document, number: int) -> Page:
+    return Page.objects.create(
+        document=document,
+        number=number,
+        width=40,
+        height=60,
+        search_id=uuid.UUID(page_uuid(document.id, number)),
+    )
 
 
 @pytest.fixture
@@ -227,3 +240,51 @@ def test_unknown_page_numbers_are_404(db: None, logged_in: LoggedIn) -> None:
     missing = uuid.uuid4()
     assert client.get(reverse("documents:page", args=[missing, 1])).status_code == 404
     assert client.get(reverse("search:page_maps", args=[missing, 1]), {"q": "a"}).status_code == 404
+
+
+def test_search_keeps_the_index_order_and_explains_an_index_that_does_not_answer(
+    db: None, logged_in: LoggedIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weaviate's `pages_search` is replaced here, at the boundary the search service calls, to
+    check what the service and the view make of its answers without a server; the real index is
+    searched in test_ui_live.py (the same messages with Weaviate gone) and test_two_stage.py."""
+    owner, stranger = user_make(), user_make()
+    ready = _document(owner, "Ready", status=Status.READY)
+    failed = _document(owner, "Failed", status=Status.FAILED)
+    theirs = _document(stranger, "Theirs", status=Status.READY)
+    hits = [
+        PageHit(object_id=_page(ready, 3).search_id, score=0.9),
+        PageHit(object_id=_page(theirs, 1).search_id, score=0.8),
+        PageHit(object_id=_page(ready, 1).search_id, score=0.7),
+        PageHit(object_id=_page(failed, 1).search_id, score=0.6),
+    ]
+    answers: list[list[PageHit] | Exception] = [hits, WeaviateUnavailable("down")]
+    asked: list[dict[str, object]] = []
+
+    def pages_search(**kwargs: object) -> list[PageHit]:
+        asked.append(kwargs)
+        answer = answers[min(len(asked), len(answers)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(search_services, "pages_search", pages_search)
+    client = logged_in(owner)
+    url = reverse("search:search")
+
+    found = client.get(url, {"q": "bamboo", "mode": "hybrid", "alpha": "0.3"})
+    # The index's order; another owner's page and a failed document's page never show.
+    assert [(r.page.document, r.page.number) for r in found.context["results"]] == [
+        (ready, 3),
+        (ready, 1),
+    ]
+    assert [r.score for r in found.context["results"]] == [0.9, 0.7]
+    assert asked[0]["owner_id"] == owner.pk and asked[0]["alpha"] == 0.3
+    assert asked[0]["limit"] == search_services.PAGE_SIZE + 1  # one more tells of a next page
+
+    down = client.get(url, {"q": "bamboo"})
+    assert down.status_code == 200
+    assert "the search index did not answer" in down.content.decode()
+    # "More results" fetches cards alone; failing, it says so with a status the script reads.
+    more = client.get(url, {"q": "bamboo", "page": "2", "partial": "1"})
+    assert more.status_code == 503
