@@ -13,7 +13,7 @@ RUN_PACKAGES := redis-server poppler-utils
 TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-dejavu-core
 POSTGRES_PACKAGES := postgresql
 
-.PHONY: install install-test run test lint typecheck pytest test-postgres clean
+.PHONY: install install-test run test test-fast lint typecheck pytest test-postgres clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -47,6 +47,12 @@ pytest: install-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: install-test lint typecheck pytest
+
+# The tests that need none of the servers (tests/conftest.py marks the others `services`): units,
+# and views and commands on the database and files. Poppler reads the PDFs; nothing else to start.
+test-fast: $(VENV)/.installed
+	scripts/system-deps.sh poppler-utils
+	$(PY) -m pytest -m "not services" $(PYTEST_ARGS)
 
 # Every test that uses the database, on a PostgreSQL server the tests start (tests/postgres.py).
 # The corpus tests exercise PDF handling, which the database does not change: SQLite runs them.

@@ -13,17 +13,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 import requests
 from django.conf import settings
-from django.test import override_settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.test import Client, override_settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 from docdb.localstack import free_port, redis_command, server_spawn, weaviate_start
+from tests.helpers import PASSWORD
 from tests.postgres import PostgresServer, database_url, postgres_start, settings_use
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -118,7 +120,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The fixtures that start a real server or need one. A test using any of them, directly or through
+# another fixture, is marked `services`; `make test-fast` runs the tests without that mark. A test
+# that starts a server (or the embedder program) itself carries the mark in its own file.
+SERVICE_FIXTURES = frozenset(
+    {
+        "redis_server",
+        "weaviate_server",
+        "embedder",
+        "stack",
+        "live",
+        "browser",
+        # test_embedder.py's own `python -m docdb.embedder` process
+        "service",
+    }
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "services: needs real servers (added from the fixtures a test uses); "
+        "`make test-fast` leaves these out",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
     # With --postgres, a test that never touches the database would only run a second time.
     if not config.getoption("postgres"):
         return
@@ -128,6 +159,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     config.hook.pytest_deselected(items=[item for item in items if not uses_db(item)])
     items[:] = [item for item in items if uses_db(item)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def password_hashing_fast() -> Iterator[None]:
+    """Every test user's password is hashed when it is made and again at each login; with the
+    production hasher (PBKDF2, a million rounds: 0.7 s on a busy core) that was most of the time
+    of a view test. What the hasher protects is not what these tests check."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -423,6 +463,23 @@ def live(stack: Stack, transactional_db: None) -> Iterator[Stack]:
     for service in (stack.worker, stack.beat, stack.weaviate.service, stack.embedder.service):
         if service.process.poll() is not None:
             pytest.fail(f"{service.name} died during the test:\n{service.log_tail()}")
+
+
+class LoggedIn(Protocol):
+    def __call__(self, user: AbstractBaseUser, *, enforce_csrf_checks: bool = False) -> Client: ...
+
+
+@pytest.fixture
+def logged_in() -> LoggedIn:
+    """`logged_in(user)`: a test client logged in as `user` through the login backend, with the
+    password `user_make` gives every test user."""
+
+    def client_for(user: AbstractBaseUser, *, enforce_csrf_checks: bool = False) -> Client:
+        client = Client(enforce_csrf_checks=enforce_csrf_checks)
+        assert client.login(username=user.get_username(), password=PASSWORD)
+        return client
+
+    return client_for
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 
 from docdb.documents.models import RUN_UNFINISHED, Document, PipelineRun, Status
 from docdb.documents.services import document_upload
@@ -19,12 +18,6 @@ def staff_make() -> AbstractUser:
     return get_user_model().objects.create_superuser(  # type: ignore[no-any-return]
         f"staff-{uuid.uuid4().hex[:8]}", password=PASSWORD
     )
-
-
-def client_for(user: AbstractUser) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 def small_pdf(

@@ -15,10 +15,9 @@ from docdb.weaviate_store import (
     pages_delete_numbers,
     pages_search,
 )
-from tests.conftest import Stack
+from tests.conftest import LoggedIn, Stack
 from tests.helpers import document_wait, user_make
 from tests.ops_helpers import (
-    client_for,
     document_add,
     document_ready,
     run_wait,
@@ -41,13 +40,13 @@ def _action(client: Client, action: str, *documents: Document, **extra: str) -> 
     return response.content.decode()
 
 
-def test_lists_change_pages_and_images(live: Stack, tmp_path: Path) -> None:
+def test_lists_change_pages_and_images(live: Stack, tmp_path: Path, logged_in: LoggedIn) -> None:
     owner = user_make()
     ready = document_ready(owner, tmp_path, "annual report.pdf")
     locked = small_pdf(tmp_path, "locked.pdf", pages=1, user_password="secret")
     failed = document_wait(document_add(owner, locked).id)
     assert failed.status == Status.FAILED
-    staff = client_for(staff_make())
+    staff = logged_in(staff_make())
 
     page = staff.get(CHANGELIST).content.decode()
     thumbnail = reverse("admin:documents_document_thumbnail", args=[ready.id, 1])
@@ -69,7 +68,7 @@ def test_lists_change_pages_and_images(live: Stack, tmp_path: Path) -> None:
     assert image.status_code == 200 and image["Content-Type"] == "image/jpeg"
     assert b"".join(image.streaming_content).startswith(b"\xff\xd8")  # type: ignore[attr-defined]
     # The owner is not staff: the admin's images are not theirs to fetch here.
-    assert client_for(owner).get(thumbnail).status_code == 302
+    assert logged_in(owner).get(thumbnail).status_code == 302
     assert Client().get(thumbnail).status_code == 302
     original = staff.get(reverse("admin:documents_document_original", args=[ready.id]))
     assert original["Content-Type"] == "application/pdf"
@@ -97,7 +96,7 @@ def test_lists_change_pages_and_images(live: Stack, tmp_path: Path) -> None:
     assert staff.get(reverse("admin:documents_document_add")).status_code == 403
 
 
-def test_rerun_pipeline_and_retry_failed(live: Stack, tmp_path: Path) -> None:
+def test_rerun_pipeline_and_retry_failed(live: Stack, tmp_path: Path, logged_in: LoggedIn) -> None:
     owner = user_make()
     ready = document_ready(owner, tmp_path)
     broken = document_ready(owner, tmp_path, "broken.pdf")
@@ -106,7 +105,7 @@ def test_rerun_pipeline_and_retry_failed(live: Stack, tmp_path: Path) -> None:
     Document.objects.filter(id=broken.id).update(
         status=Status.FAILED, error="The worker ran out of memory."
     )
-    staff = client_for(staff_make())
+    staff = logged_in(staff_make())
 
     message = _action(staff, "retry_failed", ready, broken)
     assert "1 of 2 documents queued again. 1 skipped (not failed)." in message
@@ -121,12 +120,12 @@ def test_rerun_pipeline_and_retry_failed(live: Stack, tmp_path: Path) -> None:
     assert pages_count(owner_id=owner.pk, document_id=ready.id) == 3
 
 
-def test_reimport_into_weaviate_only(live: Stack, tmp_path: Path) -> None:
+def test_reimport_into_weaviate_only(live: Stack, tmp_path: Path, logged_in: LoggedIn) -> None:
     owner = user_make()
     document = document_ready(owner, tmp_path)
     images = {page.number: page.image_path.stat().st_mtime_ns for page in document.pages.all()}
     pages_delete_numbers(document_id=document.id, numbers=[1, 3])
-    staff = client_for(staff_make())
+    staff = logged_in(staff_make())
 
     message = _action(staff, "reimport_weaviate", document)
     assert "1 of 1 document queued for re-import." in message
@@ -148,12 +147,14 @@ def _change_form(client: Client, document: Document) -> dict[str, object]:
     return {name: value for name, value in data.items() if value is not None}
 
 
-def test_title_change_renames_without_reembedding(live: Stack, tmp_path: Path) -> None:
+def test_title_change_renames_without_reembedding(
+    live: Stack, tmp_path: Path, logged_in: LoggedIn
+) -> None:
     owner = user_make()
     document = document_ready(owner, tmp_path)
     vectors = page_multivector(owner_id=owner.pk, document_id=document.id, page_number=1)
     embedded = live.embedder.health()["counters"]["images_embedded"]  # type: ignore[index]
-    staff = client_for(staff_make())
+    staff = logged_in(staff_make())
 
     form = _change_form(staff, document) | {"title": "Zeppelin manual"}
     response = staff.post(reverse("admin:documents_document_change", args=[document.id]), form)
@@ -167,12 +168,14 @@ def test_title_change_renames_without_reembedding(live: Stack, tmp_path: Path) -
     assert page_multivector(owner_id=owner.pk, document_id=document.id, page_number=1) == vectors
 
 
-def test_delete_removes_files_rows_and_objects(live: Stack, tmp_path: Path) -> None:
+def test_delete_removes_files_rows_and_objects(
+    live: Stack, tmp_path: Path, logged_in: LoggedIn
+) -> None:
     owner = user_make()
     document = document_ready(owner, tmp_path)
     kept = document_ready(owner, tmp_path, "kept.pdf")
     directory = document.directory
-    staff = client_for(staff_make())
+    staff = logged_in(staff_make())
 
     confirm = _action(staff, "delete_selected", document)
     assert "Are you sure" in confirm
@@ -193,13 +196,15 @@ def test_delete_removes_files_rows_and_objects(live: Stack, tmp_path: Path) -> N
     assert not kept.directory.exists()
 
 
-def test_recreate_collection_and_reimport_everything(live: Stack, tmp_path: Path) -> None:
+def test_recreate_collection_and_reimport_everything(
+    live: Stack, tmp_path: Path, logged_in: LoggedIn
+) -> None:
     owner = user_make()
     first = document_ready(owner, tmp_path, "first.pdf")
     second = document_ready(owner, tmp_path, "second.pdf")
     url = reverse("admin:documents_document_recreate_index")
-    staff = client_for(staff_make())
-    assert client_for(owner).get(url).status_code == 302  # staff only
+    staff = logged_in(staff_make())
+    assert logged_in(owner).get(url).status_code == 302  # staff only
 
     page = staff.get(url).content.decode()
     assert "DocDBPage" in page and "6 objects" in page and "2 ready documents" in page
@@ -217,11 +222,11 @@ def test_recreate_collection_and_reimport_everything(live: Stack, tmp_path: Path
     assert collection_describe()["exists"] is True
 
 
-def test_api_tokens_are_revoked_not_added_in_the_admin(db: None) -> None:
+def test_api_tokens_are_revoked_not_added_in_the_admin(db: None, logged_in: LoggedIn) -> None:
     from docdb.api.models import ApiToken
 
     token, _raw = ApiToken.issue(user=user_make(), name="laptop")
-    staff = client_for(staff_make())
+    staff = logged_in(staff_make())
     url = reverse("admin:docdb_api_apitoken_changelist")
     assert "laptop" in staff.get(url).content.decode()
     assert staff.get(reverse("admin:docdb_api_apitoken_add")).status_code == 403

@@ -6,7 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.pdf_factory import pdf_make
+
+# The benchmarks start Redis, Weaviate, the embedder and workers themselves.
+pytestmark = pytest.mark.services
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 

@@ -3,22 +3,22 @@
 from pathlib import Path
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from docdb.documents.models import Document, Status
 from docdb.weaviate_store import pages_count
-from tests.conftest import Stack
-from tests.helpers import PASSWORD, document_wait, user_make
+from tests.conftest import LoggedIn, Stack
+from tests.helpers import document_wait, user_make
 
 pytestmark = [pytest.mark.corpus, pytest.mark.timeout(900)]
 
 
-def test_tracemonkey_through_web_and_api(live: Stack, corpus_dir: Path) -> None:
+def test_tracemonkey_through_web_and_api(
+    live: Stack, corpus_dir: Path, logged_in: LoggedIn
+) -> None:
     paper = corpus_dir / "real" / "tracemonkey.pdf"
     web_user, api_user = user_make(), user_make()
-    client = Client()
-    assert client.login(username=web_user.username, password=PASSWORD)
+    client = logged_in(web_user)
     with paper.open("rb") as handle:
         assert client.post(reverse("documents:upload"), {"file": handle}).status_code == 302
     web_document = Document.objects.get(owner=web_user)

@@ -415,6 +415,7 @@ def _embedder_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.services
 def test_an_unreachable_hub_stops_the_service_with_a_clear_error(tmp_path: Path) -> None:
     # A subprocess: huggingface_hub reads HF_HUB_OFFLINE once, when first imported.
     env = offline_env(
@@ -522,6 +523,7 @@ def test_torchvision_inputs_of_different_shapes_batch_like_single_images(
         np.testing.assert_allclose(vectors, alone, atol=1e-5)
 
 
+@pytest.mark.services
 @needs_torchvision
 def test_the_service_takes_its_image_backend_from_the_environment(
     tmp_path: Path, page_b64: str
@@ -576,6 +578,7 @@ def test_several_workers_serve_the_same_vectors(
     assert workers.log().count("Finished server process") == 2
 
 
+@pytest.mark.services
 def test_a_worker_that_cannot_load_the_model_stops_the_service(tmp_path: Path) -> None:
     # The directory exists, so the parent passes it on; the workers fail to load it.
     env = offline_env(

@@ -40,6 +40,7 @@ def started() -> Iterator[list[WeaviateServer]]:
         server.process.wait(60)
 
 
+@pytest.mark.services
 @pytest.mark.timeout(300)
 def test_weaviate_starts_again_on_other_ports_when_one_was_taken_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[WeaviateServer]
@@ -60,6 +61,7 @@ def test_weaviate_starts_again_on_other_ports_when_one_was_taken_meanwhile(
     assert server.process.poll() is None
 
 
+@pytest.mark.services
 @pytest.mark.timeout(300)
 def test_two_weaviates_run_side_by_side(tmp_path: Path, started: list[WeaviateServer]) -> None:
     """Nothing machine-wide, such as the Go profiler's port 6060, is shared between them."""

@@ -19,10 +19,9 @@ from docdb.weaviate_store import (
     pages_delete_numbers,
     pages_upsert,
 )
-from tests.conftest import Stack
+from tests.conftest import LoggedIn, Stack
 from tests.helpers import document_wait, user_make
 from tests.ops_helpers import (
-    client_for,
     document_add,
     document_ready,
     run_wait,
@@ -72,20 +71,22 @@ def test_a_failed_document_fails_its_run_with_the_reason(live: Stack, tmp_path: 
     assert "password" in run.error
 
 
-def test_operations_page_is_for_staff_only(db: None) -> None:
+def test_operations_page_is_for_staff_only(db: None, logged_in: LoggedIn) -> None:
     url = reverse("ops:operations")
     assert Client().get(url).status_code == 302
-    response = client_for(user_make()).get(url)
+    response = logged_in(user_make()).get(url)
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
 
 
-def test_operations_page_shows_health_and_repairs_mismatches(live: Stack, tmp_path: Path) -> None:
+def test_operations_page_shows_health_and_repairs_mismatches(
+    live: Stack, tmp_path: Path, logged_in: LoggedIn
+) -> None:
     owner = user_make()
     document = document_ready(owner, tmp_path)
     pages_delete_numbers(document_id=document.id, numbers=[2])
     document.pages.get(number=3).thumbnail_path.unlink()
-    staff = client_for(staff_make())
+    staff = logged_in(staff_make())
 
     page = staff.get(reverse("ops:operations")).content.decode()
     for service in ("Redis", "Weaviate", "Embedder", "Celery workers"):

@@ -14,10 +14,9 @@ from docdb.documents import services
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.states import document_transition
 from docdb.weaviate_store import SearchMode, page_vector, pages_count, pages_search
-from tests.conftest import Stack
+from tests.conftest import LoggedIn, Stack
 from tests.helpers import (
     PAGE_TEXTS,
-    PASSWORD,
     UNIQUE_PAGE,
     UNIQUE_PHRASE,
     document_wait,
@@ -27,12 +26,6 @@ from tests.helpers import (
 from tests.pdf_factory import file_make_not_pdf, pdf_make
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def _logged_in(username: str) -> Client:
-    client = Client()
-    assert client.login(username=username, password=PASSWORD)
-    return client
 
 
 def _upload(client: Client, *paths: Path) -> list[Document]:
@@ -58,10 +51,10 @@ def _embed_directly(stack: Stack, jpeg: bytes) -> np.ndarray:
     return np.asarray(response.json()["embeddings"][0], dtype=np.float32)
 
 
-def test_upload_index_search_delete(live: Stack, tmp_path: Path) -> None:
+def test_upload_index_search_delete(live: Stack, tmp_path: Path, logged_in: LoggedIn) -> None:
     owner = user_make()
     stranger = user_make()
-    client = _logged_in(owner.username)
+    client = logged_in(owner)
     images_before = live.embedder.health()["counters"]["images_embedded"]  # type: ignore[index]
 
     (document,) = _upload(client, report_pdf(tmp_path))
@@ -103,7 +96,7 @@ def test_upload_index_search_delete(live: Stack, tmp_path: Path) -> None:
         assert "thumbnail" in response.content.decode()
 
     # The stranger sees none of it, neither in search nor by URL.
-    stranger_client = _logged_in(stranger.username)
+    stranger_client = logged_in(stranger)
     for mode in SearchMode:
         assert pages_search(owner_id=stranger.pk, query="bamboo", mode=mode, limit=10) == []
         response = stranger_client.get(reverse("search:search"), {"q": "bamboo", "mode": mode})
@@ -138,10 +131,10 @@ def test_upload_index_search_delete(live: Stack, tmp_path: Path) -> None:
 
 
 def test_upload_rejects_non_pdf_duplicates_and_reports_encrypted(
-    live: Stack, tmp_path: Path
+    live: Stack, tmp_path: Path, logged_in: LoggedIn
 ) -> None:
     owner = user_make()
-    client = _logged_in(owner.username)
+    client = logged_in(owner)
     fake = file_make_not_pdf(tmp_path / "invoice.pdf")
     (report,) = _upload(client, report_pdf(tmp_path))
 

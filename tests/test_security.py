@@ -14,8 +14,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from docdb.documents.models import Document, Status
 from docdb.weaviate_store import SearchMode, pages_search
-from tests.conftest import Stack
-from tests.helpers import PASSWORD, document_wait, user_make
+from tests.conftest import LoggedIn, Stack
+from tests.helpers import document_wait, user_make
 from tests.pdf_factory import pdf_make
 
 pytestmark = pytest.mark.timeout(600)
@@ -58,12 +58,11 @@ def _leaks(body: bytes, document: Document) -> bool:
 
 
 @pytest.fixture
-def secret_document(live: Stack, tmp_path: Path) -> Document:
+def secret_document(live: Stack, tmp_path: Path, logged_in: LoggedIn) -> Document:
     owner = user_make()
     name = f"secret-{uuid.uuid4().hex[:12]}"
     path = pdf_make(tmp_path / f"{name}.pdf", pages=[[f"{name} page one"], ["page two"]])
-    client = Client()
-    assert client.login(username=owner.username, password=PASSWORD)
+    client = logged_in(owner)
     with path.open("rb") as handle:
         client.post(reverse("documents:upload"), {"file": handle})
     document = Document.objects.get(owner=owner)
@@ -72,11 +71,12 @@ def secret_document(live: Stack, tmp_path: Path) -> Document:
     return document
 
 
-def test_no_url_shows_a_document_to_anyone_else(secret_document: Document) -> None:
+def test_no_url_shows_a_document_to_anyone_else(
+    secret_document: Document, logged_in: LoggedIn
+) -> None:
     document = secret_document
     stranger = user_make()
-    as_stranger = Client()
-    assert as_stranger.login(username=stranger.username, password=PASSWORD)
+    as_stranger = logged_in(stranger)
     anonymous = Client()
     urls = _urls_of(document)
     assert any(str(document.id) in url for url in urls)

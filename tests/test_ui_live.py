@@ -16,9 +16,8 @@ from docdb.documents.progress import workers_forget
 from docdb.search import services as search_services
 from docdb.search import views as search_views
 from docdb.weaviate_store import SearchMode, client_close, page_multivector
-from tests.conftest import Stack, free_port
+from tests.conftest import LoggedIn, Stack, free_port
 from tests.helpers import (
-    PASSWORD,
     UNIQUE_PAGE,
     UNIQUE_PHRASE,
     document_wait,
@@ -30,12 +29,6 @@ from tests.pdf_factory import pdf_make
 pytestmark = pytest.mark.timeout(600)
 
 HOSTILE_TEXT = "<script>alert('bamboo')</script> bamboo & steel"
-
-
-def _client(user: object) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)  # type: ignore[attr-defined]
-    return client
 
 
 def _upload(client: Client, path: Path) -> Document:
@@ -62,10 +55,10 @@ def _keys(response: object) -> list[tuple[uuid.UUID, int]]:
 
 
 def test_search_modes_filters_snippets_and_more(
-    live: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    live: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged_in: LoggedIn
 ) -> None:
     owner = user_make()
-    client = _client(owner)
+    client = logged_in(owner)
     report = _upload(client, report_pdf(tmp_path))
     other = _upload(
         client, pdf_make(tmp_path / "notes.pdf", pages=[[HOSTILE_TEXT], ["Nothing to see"]])
@@ -117,16 +110,18 @@ def test_search_modes_filters_snippets_and_more(
     assert "more_url" not in third.context
 
     # Someone else cannot aim a filter at these documents.
-    stranger = _client(user_make())
+    stranger = logged_in(user_make())
     response = _search(stranger, q="bamboo", mode="keyword", document=str(report.id))
     assert (
         "results" not in response.context and "Select a valid choice" in response.content.decode()
     )
 
 
-def test_similar_pages_and_similarity_maps(live: Stack, tmp_path: Path) -> None:
+def test_similar_pages_and_similarity_maps(
+    live: Stack, tmp_path: Path, logged_in: LoggedIn
+) -> None:
     owner, stranger = user_make(), user_make()
-    client, stranger_client = _client(owner), _client(stranger)
+    client, stranger_client = logged_in(owner), logged_in(stranger)
     report = _ready(_upload(client, report_pdf(tmp_path)))
     theirs = _ready(_upload(stranger_client, report_pdf(tmp_path, "theirs.pdf", salt="x")))
 
@@ -187,13 +182,15 @@ def test_query_tokens_are_the_query_embedding_with_its_tokens(live: Stack) -> No
     assert too_big.status_code == 413
 
 
-def test_backend_down_and_nothing_indexed_get_clear_messages(live: Stack, tmp_path: Path) -> None:
-    newcomer = _client(user_make())
+def test_backend_down_and_nothing_indexed_get_clear_messages(
+    live: Stack, tmp_path: Path, logged_in: LoggedIn
+) -> None:
+    newcomer = logged_in(user_make())
     response = _search(newcomer, q="anything")
     assert "Nothing is indexed yet" in response.content.decode()
 
     owner = user_make()
-    client = _client(owner)
+    client = logged_in(owner)
     report = _ready(_upload(client, report_pdf(tmp_path)))
     dead = f"http://127.0.0.1:{free_port()}"
     client_close()
@@ -215,9 +212,11 @@ def test_backend_down_and_nothing_indexed_get_clear_messages(live: Stack, tmp_pa
         assert maps.json()["error"] == "The embedder did not answer. Try again in a moment."
 
 
-def test_statuses_say_when_no_worker_is_running(live: Stack, tmp_path: Path) -> None:
+def test_statuses_say_when_no_worker_is_running(
+    live: Stack, tmp_path: Path, logged_in: LoggedIn
+) -> None:
     owner = user_make()
-    client = _client(owner)
+    client = logged_in(owner)
     live.worker.stop()
     workers_forget()
     try:
@@ -238,9 +237,11 @@ def test_statuses_say_when_no_worker_is_running(live: Stack, tmp_path: Path) -> 
     )
 
 
-def test_rename_changes_titles_in_search_without_reembedding(live: Stack, tmp_path: Path) -> None:
+def test_rename_changes_titles_in_search_without_reembedding(
+    live: Stack, tmp_path: Path, logged_in: LoggedIn
+) -> None:
     owner = user_make()
-    client = _client(owner)
+    client = logged_in(owner)
     report = _ready(_upload(client, report_pdf(tmp_path)))
     before = page_multivector(owner_id=owner.pk, document_id=report.id, page_number=1)
     embedded = live.embedder.health()["counters"]["images_embedded"]  # type: ignore[index]

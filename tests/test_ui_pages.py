@@ -1,7 +1,8 @@
 """The pages and JSON endpoints of the upload and search experience, without the services.
 
 Nothing here reaches Weaviate, Redis or the embedder: every case stops before them (validation,
-ownership, the Weaviate Cloud switch) or needs only the database and files on disk.
+ownership, the Weaviate Cloud switch), needs only the database and files on disk, or (one case)
+gets the search index's answers from a stand-in.
 """
 
 import hashlib
@@ -11,18 +12,15 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.urls import reverse
 from PIL import Image
 
 from docdb.documents.models import Document, Page, Status
-from tests.helpers import PASSWORD, user_make
-
-
-def _client(user: object) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)  # type: ignore[attr-defined]
-    return client
+from docdb.search import services as search_services
+from docdb.weaviate_store import PageHit, WeaviateUnavailable, page_uuid
+from tests.conftest import LoggedIn
+from tests.helpers import user_make
 
 
 def _document(owner: object, title: str, **fields: object) -> Document:
@@ -37,19 +35,29 @@ def _document(owner: object, title: str, **fields: object) -> Document:
     return document
 
 
+def _page(document: Document, number: int) -> Page:
+    return Page.objects.create(
+        document=document,
+        number=number,
+        width=40,
+        height=60,
+        search_id=uuid.UUID(page_uuid(document.id, number)),
+    )
+
+
 @pytest.fixture
 def media(tmp_path: Path) -> Path:
     with override_settings(MEDIA_ROOT=tmp_path):
         yield tmp_path
 
 
-def test_documents_list_sorts_filters_and_pages(db: None) -> None:
+def test_documents_list_sorts_filters_and_pages(db: None, logged_in: LoggedIn) -> None:
     owner = user_make()
     for index, (title, status) in enumerate(
         [("Beta", Status.READY), ("alpha", Status.FAILED), ("Gamma", Status.QUEUED)]
     ):
         _document(owner, title, status=status, pages_total=index + 1, error="bad file")
-    client = _client(owner)
+    client = logged_in(owner)
 
     def titles(**params: str) -> list[str]:
         response = client.get(reverse("documents:list"), params)
@@ -68,11 +76,11 @@ def test_documents_list_sorts_filters_and_pages(db: None) -> None:
     )
 
 
-def test_documents_list_paginates_keeping_the_sort(db: None) -> None:
+def test_documents_list_paginates_keeping_the_sort(db: None, logged_in: LoggedIn) -> None:
     owner = user_make()
     for index in range(30):
         _document(owner, f"doc {index:02d}")
-    client = _client(owner)
+    client = logged_in(owner)
     response = client.get(reverse("documents:list"), {"sort": "title"})
     assert len(response.context["page_obj"]) == 25
     assert "sort=title&amp;page=2" in response.content.decode()
@@ -80,12 +88,12 @@ def test_documents_list_paginates_keeping_the_sort(db: None) -> None:
     assert [d.title for d in second.context["page_obj"]] == [f"doc {n}" for n in range(25, 30)]
 
 
-def test_rename_checks_the_title_owner_and_next(db: None) -> None:
+def test_rename_checks_the_title_owner_and_next(db: None, logged_in: LoggedIn) -> None:
     owner, stranger = user_make(), user_make()
     document = _document(owner, "Old name")
     url = reverse("documents:rename", args=[document.id])
-    assert _client(stranger).post(url, {"title": "Mine now"}).status_code == 404
-    client = _client(owner)
+    assert logged_in(stranger).post(url, {"title": "Mine now"}).status_code == 404
+    client = logged_in(owner)
 
     response = client.post(url, {"title": "   "}, follow=True)
     assert "A title needs 1 to 300 characters." in response.content.decode()
@@ -99,9 +107,9 @@ def test_rename_checks_the_title_owner_and_next(db: None) -> None:
     assert response["Location"] == reverse("documents:detail", args=[document.id])
 
 
-def test_upload_endpoint_answers_json_per_file(db: None) -> None:
+def test_upload_endpoint_answers_json_per_file(db: None, logged_in: LoggedIn) -> None:
     owner = user_make()
-    client = _client(owner)
+    client = logged_in(owner)
     url = reverse("documents:upload_file")
     pdf_bytes = b"%PDF-1.4\n% an already uploaded file\n"
     original = _document(owner, "First copy")
@@ -123,22 +131,21 @@ def test_upload_endpoint_answers_json_per_file(db: None) -> None:
     assert Document.objects.count() == 1
 
 
-def test_upload_endpoint_needs_the_csrf_token(db: None) -> None:
+def test_upload_endpoint_needs_the_csrf_token(db: None, logged_in: LoggedIn) -> None:
     owner = user_make()
-    client = Client(enforce_csrf_checks=True)
-    assert client.login(username=owner.username, password=PASSWORD)
+    client = logged_in(owner, enforce_csrf_checks=True)
     response = client.post(
         reverse("documents:upload_file"), {"file": SimpleUploadedFile("a.pdf", b"%PDF")}
     )
     assert response.status_code == 403
 
 
-def test_statuses_answer_for_the_owners_documents_only(db: None) -> None:
+def test_statuses_answer_for_the_owners_documents_only(db: None, logged_in: LoggedIn) -> None:
     owner, stranger = user_make(), user_make()
     theirs = _document(stranger, "theirs")
     queued = _document(owner, "queued")
     body = (
-        _client(owner)
+        logged_in(owner)
         .get(reverse("documents:statuses"), {"id": [str(queued.id), str(theirs.id)]})
         .json()
     )
@@ -149,17 +156,17 @@ def test_statuses_answer_for_the_owners_documents_only(db: None) -> None:
     assert "Cancel" in doc["status_html"]
 
     ready = _document(owner, "ready", status=Status.READY, pages_total=2, pages_done=2)
-    body = _client(owner).get(reverse("documents:statuses"), {"id": [str(ready.id)]}).json()
+    body = logged_in(owner).get(reverse("documents:statuses"), {"id": [str(ready.id)]}).json()
     assert "worker" not in body  # nothing waits, so no worker check
     (doc,) = body["documents"]
     assert doc["status"] == "ready"
     assert doc["thumbnail_url"] == reverse("documents:page_thumbnail", args=[ready.id, 1])
 
 
-def test_search_form_errors_are_shown_not_raised(db: None) -> None:
+def test_search_form_errors_are_shown_not_raised(db: None, logged_in: LoggedIn) -> None:
     owner, stranger = user_make(), user_make()
     theirs = _document(stranger, "Theirs", status=Status.READY)
-    client = _client(owner)
+    client = logged_in(owner)
     response = client.get(
         reverse("search:search"),
         {
@@ -177,21 +184,21 @@ def test_search_form_errors_are_shown_not_raised(db: None) -> None:
     assert "results" not in response.context
 
 
-def test_search_page_without_query_greets_new_users(db: None) -> None:
-    client = _client(user_make())
+def test_search_page_without_query_greets_new_users(db: None, logged_in: LoggedIn) -> None:
+    client = logged_in(user_make())
     body = client.get(reverse("search:search")).content.decode()
     assert "Welcome to DocDB" in body
     assert "data-search-input" in body
 
 
-def test_page_view_download_and_maps_switch(db: None, media: Path) -> None:
+def test_page_view_download_and_maps_switch(db: None, media: Path, logged_in: LoggedIn) -> None:
     owner, stranger = user_make(), user_make()
     document = _document(owner, "Report", status=Status.READY, pages_total=2)
     document.file.save("original.pdf", ContentFile(b"%PDF-1.4"), save=True)
     page = Page.objects.create(document=document, number=1, width=40, height=60, text="hello")
     page.image_path.parent.mkdir(parents=True)
     Image.new("RGB", (40, 60), "white").save(page.image_path)
-    client = _client(owner)
+    client = logged_in(owner)
 
     view = client.get(reverse("documents:page", args=[document.id, 1]), {"q": "revenue"})
     body = view.content.decode()
@@ -205,9 +212,9 @@ def test_page_view_download_and_maps_switch(db: None, media: Path) -> None:
 
     maps_url = reverse("search:page_maps", args=[document.id, 1])
     assert client.get(maps_url).status_code == 400  # no query
-    assert _client(stranger).get(maps_url, {"q": "x"}).status_code == 404
+    assert logged_in(stranger).get(maps_url, {"q": "x"}).status_code == 404
     assert (
-        _client(stranger).get(reverse("search:page_similar", args=[document.id, 1])).status_code
+        logged_in(stranger).get(reverse("search:page_similar", args=[document.id, 1])).status_code
         == 404
     )
     with override_settings(WEAVIATE_CLOUD=True):
@@ -217,9 +224,57 @@ def test_page_view_download_and_maps_switch(db: None, media: Path) -> None:
         assert "Weaviate Cloud" in body and "maps-bar off" in body
 
 
-def test_unknown_page_numbers_are_404(db: None) -> None:
+def test_unknown_page_numbers_are_404(db: None, logged_in: LoggedIn) -> None:
     owner = user_make()
-    client = _client(owner)
+    client = logged_in(owner)
     missing = uuid.uuid4()
     assert client.get(reverse("documents:page", args=[missing, 1])).status_code == 404
     assert client.get(reverse("search:page_maps", args=[missing, 1]), {"q": "a"}).status_code == 404
+
+
+def test_search_keeps_the_index_order_and_explains_an_index_that_does_not_answer(
+    db: None, logged_in: LoggedIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weaviate's `pages_search` is replaced here, at the boundary the search service calls, to
+    check what the service and the view make of its answers without a server; the real index is
+    searched in test_ui_live.py (the same messages with Weaviate gone) and test_two_stage.py."""
+    owner, stranger = user_make(), user_make()
+    ready = _document(owner, "Ready", status=Status.READY)
+    failed = _document(owner, "Failed", status=Status.FAILED)
+    theirs = _document(stranger, "Theirs", status=Status.READY)
+    hits = [
+        PageHit(object_id=_page(ready, 3).search_id, score=0.9),
+        PageHit(object_id=_page(theirs, 1).search_id, score=0.8),
+        PageHit(object_id=_page(ready, 1).search_id, score=0.7),
+        PageHit(object_id=_page(failed, 1).search_id, score=0.6),
+    ]
+    answers: list[list[PageHit] | Exception] = [hits, WeaviateUnavailable("down")]
+    asked: list[dict[str, object]] = []
+
+    def pages_search(**kwargs: object) -> list[PageHit]:
+        asked.append(kwargs)
+        answer = answers[min(len(asked), len(answers)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(search_services, "pages_search", pages_search)
+    client = logged_in(owner)
+    url = reverse("search:search")
+
+    found = client.get(url, {"q": "bamboo", "mode": "hybrid", "alpha": "0.3"})
+    # The index's order; another owner's page and a failed document's page never show.
+    assert [(r.page.document, r.page.number) for r in found.context["results"]] == [
+        (ready, 3),
+        (ready, 1),
+    ]
+    assert [r.score for r in found.context["results"]] == [0.9, 0.7]
+    assert asked[0]["owner_id"] == owner.pk and asked[0]["alpha"] == 0.3
+    assert asked[0]["limit"] == search_services.PAGE_SIZE + 1  # one more tells of a next page
+
+    down = client.get(url, {"q": "bamboo"})
+    assert down.status_code == 200
+    assert "the search index did not answer" in down.content.decode()
+    # "More results" fetches cards alone; failing, it says so with a status the script reads.
+    more = client.get(url, {"q": "bamboo", "page": "2", "partial": "1"})
+    assert more.status_code == 503

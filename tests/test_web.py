@@ -5,7 +5,8 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from docdb.documents.models import Document
-from tests.helpers import PASSWORD, user_make
+from tests.conftest import LoggedIn
+from tests.helpers import user_make
 
 PAGES = [
     reverse("search:search"),
@@ -27,18 +28,18 @@ def test_login_page_and_health_are_open(db: None) -> None:
     assert Client().get(reverse("health")).json() == {"status": "ok"}
 
 
-def test_forms_are_csrf_protected(db: None) -> None:
+def test_forms_are_csrf_protected(db: None, logged_in: LoggedIn) -> None:
     user = user_make()
-    client = Client(enforce_csrf_checks=True)
-    assert client.login(username=user.username, password=PASSWORD)
+    client = logged_in(user, enforce_csrf_checks=True)
     response = client.post(reverse("documents:upload"), {})
     assert response.status_code == 403
 
 
-def test_upload_limits_are_checked_before_anything_is_stored(db: None, tmp_path: object) -> None:
+def test_upload_limits_are_checked_before_anything_is_stored(
+    db: None, tmp_path: object, logged_in: LoggedIn
+) -> None:
     user = user_make()
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
+    client = logged_in(user)
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     empty = SimpleUploadedFile("empty.pdf", b"", content_type="application/pdf")
