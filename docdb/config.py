@@ -327,6 +327,13 @@ GROUPS = (
                 "lost.",
             ),
             Setting(
+                "DOCDB_CONSISTENCY_CHECK_MINUTES",
+                "int",
+                "15",
+                "Celery beat has the database, Weaviate and the files compared this often; the "
+                "operations page shows the last result.",
+            ),
+            Setting(
                 "DOCDB_PIPELINE_SWEEP_TOKENS",
                 "int",
                 "8",

@@ -248,11 +248,17 @@ CELERY_TASK_ROUTES = {
     "docdb.documents.tasks.pipeline_sweep_task": {"queue": "control"},
 }
 # Beat runs once per deployment, apart from the workers (Procfile, docker-compose.yml).
+CONSISTENCY_CHECK_MINUTES = env_int("DOCDB_CONSISTENCY_CHECK_MINUTES")
 CELERY_BEAT_SCHEDULE = {
     "pipeline-sweep": {
         "task": "docdb.documents.tasks.pipeline_sweep_task",
         "schedule": env_int("DOCDB_SWEEP_INTERVAL_SECONDS"),
-    }
+    },
+    # The operations page shows the last check and never runs one itself (seconds at scale).
+    "consistency-check": {
+        "task": "docdb.ops.tasks.consistency_check_task",
+        "schedule": 60 * CONSISTENCY_CHECK_MINUTES,
+    },
 }
 # Bounded retries with exponential backoff when Weaviate or the embedder is away.
 PIPELINE_RETRY_LIMIT = env_int("DOCDB_PIPELINE_RETRY_LIMIT")

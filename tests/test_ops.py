@@ -1,5 +1,6 @@
 """Pipeline runs, the operations page and its repair button, against the real services."""
 
+import time
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from docdb.documents.models import Document, Page, PipelineRun, RunKind, RunState, Status
 from docdb.ops.health import redis_health, weaviate_health
+from docdb.ops.models import ConsistencyCheck
 from docdb.ops.reconcile import consistency_check, consistency_repair
 from docdb.weaviate_store import (
     PageObject,
@@ -71,6 +73,14 @@ def test_a_failed_document_fails_its_run_with_the_reason(live: Stack, tmp_path: 
     assert "password" in run.error
 
 
+def _check_wait(timeout: float = 120) -> ConsistencyCheck:
+    deadline = time.monotonic() + timeout
+    while (check := ConsistencyCheck.objects.first()) is None:
+        assert time.monotonic() < deadline, "no consistency check was recorded"
+        time.sleep(0.2)
+    return check
+
+
 def test_operations_page_is_for_staff_only(db: None, logged_in: LoggedIn) -> None:
     url = reverse("ops:operations")
     assert Client().get(url).status_code == 302
@@ -87,8 +97,14 @@ def test_operations_page_shows_health_and_repairs_mismatches(
     pages_delete_numbers(document_id=document.id, numbers=[2])
     document.pages.get(number=3).thumbnail_path.unlink()
     staff = logged_in(staff_make())
+    # The page shows the last check and never runs one: ask the worker for one, as a person
+    # would with "Check now".
+    assert "No check has run yet." in staff.get(reverse("ops:operations")).content.decode()
+    assert staff.post(reverse("ops:check")).status_code == 302
+    _check_wait()
 
     page = staff.get(reverse("ops:operations")).content.decode()
+    assert "Checked " in page
     for service in ("Redis", "Weaviate", "Embedder", "Celery workers"):
         assert f'data-service="{service}"' in page
     assert page.count('class="ops-state ok"') == 4, page

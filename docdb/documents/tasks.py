@@ -101,7 +101,14 @@ def pipeline_sweep_task() -> int:
 @app.task(bind=True, acks_late=True, reject_on_worker_lost=True)
 @pipeline_run_tracked(RunKind.REIMPORT)
 def document_reimport_task(self: Task, document_id: str) -> RunOutcome:
-    imported = document_reimport(document_id=uuid.UUID(document_id))
+    try:
+        imported = document_reimport(document_id=uuid.UUID(document_id))
+    except TRANSIENT_ERRORS as exc:
+        # Weaviate or the embedder away: the pipeline's backoff, then the run fails with it.
+        if self.request.retries >= settings.PIPELINE_RETRY_LIMIT:
+            raise
+        countdown = settings.PIPELINE_RETRY_BASE_SECONDS * 2**self.request.retries
+        raise self.retry(exc=exc, countdown=countdown) from exc
     if not imported:
         return RunOutcome(RunState.SKIPPED, summary="The document is not ready (or is gone).")
     return RunOutcome(RunState.SUCCEEDED, summary=f"{imported} pages re-imported.")

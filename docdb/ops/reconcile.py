@@ -4,14 +4,18 @@ on disk, compared document by document, and repaired where they differ.
 Used by the operations page and by `manage.py reconcile [--fix]`.
 """
 
+import json
 import logging
+import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.reimport import RepairImpossible, document_reimport, page_files_restore
 from docdb.documents.services import document_reindex
+from docdb.ops.models import ConsistencyCheck
 from docdb.pdf import PdfError
 from docdb.weaviate_store import (
     WeaviateImportError,
@@ -23,6 +27,10 @@ from docdb.weaviate_store import (
 )
 
 logger = logging.getLogger(__name__)
+
+TERMINAL = (Status.READY, Status.FAILED, Status.CANCELLED)
+# The operations page shows the newest check; a few older ones stay for the admin's history.
+CHECKS_KEPT = 20
 
 
 @dataclass
@@ -97,8 +105,8 @@ def _document_check(document: Document, numbers: set[int], objects: set[int]) ->
         objects_in_weaviate=len(objects),
         original_missing=not Path(document.file.path).is_file(),
     )
-    if document.status == Status.FAILED:
-        # A failed document keeps nothing in search (document_fail removes it).
+    if document.status != Status.READY:
+        # A failed or cancelled document keeps nothing in search (it was withdrawn).
         check.extra_objects = sorted(objects)
         return check
     expected = set(range(1, document.pages_total + 1))
@@ -139,7 +147,7 @@ def consistency_check() -> ConsistencyReport:
         if document.id not in existing:
             continue
         report.checked += 1
-        if document.status not in (Status.READY, Status.FAILED):
+        if document.status not in TERMINAL:
             # Still in the pipeline: its three views legitimately differ for now.
             report.in_progress += 1
             continue
@@ -163,9 +171,9 @@ def _document_repair(check: DocumentCheck) -> list[str]:
     if document is None:
         return []
     name = f"“{check.title}” ({check.document_id})"
-    if document.status == Status.FAILED:
+    if document.status != Status.READY:
         deleted = pages_delete(owner_id=document.owner_id, document_id=document.id)
-        return [f"{name}: removed {deleted} objects of a failed document"]
+        return [f"{name}: removed {deleted} objects of a {document.status} document"]
     if check.missing_rows:
         # Without the page rows there is no text to import: run the whole pipeline again.
         queued = document_reindex(document=document)
@@ -206,3 +214,42 @@ def consistency_repair(report: ConsistencyReport) -> tuple[list[str], list[str]]
     for line in done:
         logger.info("reconcile: %s", line)
     return done, failed
+
+
+def report_to_json(report: ConsistencyReport) -> dict[str, Any]:
+    data = asdict(report)
+    return json.loads(json.dumps(data, default=str))
+
+
+def report_from_json(data: dict[str, Any]) -> ConsistencyReport:
+    return ConsistencyReport(
+        checked=data["checked"],
+        in_progress=data["in_progress"],
+        documents=[
+            DocumentCheck(**{**check, "document_id": uuid.UUID(check["document_id"])})
+            for check in data["documents"]
+        ],
+        orphans={uuid.UUID(key): count for key, count in data["orphans"].items()},
+    )
+
+
+def consistency_check_record() -> ConsistencyCheck:
+    """Run the check and keep its result for the operations page (or why it could not run)."""
+    started = time.monotonic()
+    try:
+        report, error = report_to_json(consistency_check()), ""
+    except WeaviateUnavailable as exc:
+        report, error = None, f"The consistency check needs Weaviate: {exc}"
+    check = ConsistencyCheck.objects.create(
+        seconds=time.monotonic() - started, report=report, error=error
+    )
+    stale = ConsistencyCheck.objects.values_list("id", flat=True)[CHECKS_KEPT:]
+    ConsistencyCheck.objects.filter(id__in=list(stale)).delete()
+    return check
+
+
+def consistency_check_latest() -> tuple[ConsistencyCheck | None, ConsistencyReport | None]:
+    check = ConsistencyCheck.objects.first()
+    if check is None or check.report is None:
+        return check, None
+    return check, report_from_json(check.report)
