@@ -153,7 +153,14 @@ def _worker_commands(variant: str, schedule: Path) -> list[list[str]]:
 
 
 def variant_run(
-    *, variant: str, code: Path, documents: int, pages: int, delay_ms: int, scale: float
+    *,
+    variant: str,
+    code: Path,
+    documents: int,
+    pages: int,
+    pages_per_range: int,
+    delay_ms: int,
+    scale: float,
 ) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"docdb-bench-scheduling-{variant}-"))
     try:
@@ -166,6 +173,7 @@ def variant_run(
                 "DOCDB_DATA_DIR": str(folder / "data"),
                 "DOCDB_SQLITE_PATH": str(folder / "db.sqlite3"),
                 "DOCDB_RENDER_LONGEST_EDGE": "1024",
+                "DOCDB_RENDER_PAGES_PER_CHUNK": str(pages_per_range),
                 "DOCDB_DEBUG": "true",
             }
             manage = [sys.executable, "manage.py"]
@@ -199,7 +207,13 @@ def variant_run(
                     _stop(worker)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    result.update(variant=variant, delay_ms=delay_ms, scale=scale, pages_per_document=pages)
+    result.update(
+        variant=variant,
+        delay_ms=delay_ms,
+        scale=scale,
+        pages_per_document=pages,
+        pages_per_range=pages_per_range,
+    )
     return result
 
 
@@ -296,6 +310,8 @@ def main(argv: Sequence[str]) -> int:
         p.add_argument("--only", choices=("before", "after"))
         p.add_argument("--documents", type=int, default=100)
         p.add_argument("--pages", type=int, default=2)
+        # 1: each 2-page document needs two turns, as a long document does with 8-page ranges.
+        p.add_argument("--pages-per-range", type=int, default=1)
         p.add_argument("--scale", type=float, default=19.0, help="times divided by this")
     driver = sub.add_parser("drive")
     driver.add_argument("--documents", type=int, required=True)
@@ -322,11 +338,12 @@ def main(argv: Sequence[str]) -> int:
             code=code,
             documents=args.documents,
             pages=args.pages,
+            pages_per_range=args.pages_per_range,
             delay_ms=delay_ms,
             scale=args.scale,
         )
         result["machine"] = machine_describe()
-        saved[name] = result
+        saved[f"{name}, {args.pages_per_range}-page ranges"] = result
         print(json.dumps({k: v for k, v in result.items() if k != "import_ready_s"}, indent=1))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(saved, indent=1) + "\n")

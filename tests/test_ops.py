@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from docdb.documents.models import Document, Page, PipelineRun, RunKind, RunState, Status
+from docdb.documents.reimport import document_reimport_queue
 from docdb.ops.health import redis_health, weaviate_health
 from docdb.ops.models import ConsistencyCheck
 from docdb.ops.reconcile import consistency_check, consistency_repair
@@ -213,3 +214,22 @@ def test_health_checks_say_what_is_down(live: Stack) -> None:
         weaviate = weaviate_health()
         client_close()
     assert not weaviate.ok and "not reachable" in weaviate.error
+
+
+def test_a_reimport_waits_out_a_weaviate_outage(live: Stack, tmp_path: Path) -> None:
+    document = document_ready(user_make(), tmp_path)
+    live.weaviate.service.stop()
+    try:
+        run = document_reimport_queue(document=document)
+        assert run is not None
+        deadline = time.monotonic() + 120
+        while PipelineRun.objects.get(id=run.id).state != RunState.RETRYING:
+            assert time.monotonic() < deadline, PipelineRun.objects.get(id=run.id).state
+            time.sleep(0.2)
+    finally:
+        live.weaviate.service.start()
+        client_close()
+    run = run_wait(run.id)
+    assert run.state == RunState.SUCCEEDED, run.error
+    assert run.attempts >= 2
+    assert pages_count(owner_id=document.owner_id, document_id=document.id) == 3
