@@ -90,3 +90,24 @@ def test_api_upload_status_search_delete(live: Stack, tmp_path: Path) -> None:
     assert api.get(f"/api/documents/{document_id}").status_code == 404
     assert not Document.objects.filter(id=document_id).exists()
     assert pages_count(owner_id=owner.pk, document_id=document_id) == 0
+
+
+def test_cancel_stops_a_waiting_document_and_says_when_it_cannot(db: None) -> None:
+    owner = user_make()
+    document = Document.objects.create(
+        owner=owner, title="waiting", original_name="waiting.pdf", sha256=uuid.uuid4().hex
+    )
+    url = f"/api/documents/{document.id}/cancel"
+    assert _api(_token_for(user_make().username)).post(url).status_code == 404
+    api = _api(_token_for(owner.username))
+    listed = api.get("/api/documents").json()["documents"][0]
+    assert (listed["phase"], listed["queue_position"], listed["waiting_behind"]) == (
+        "queued",
+        1,
+        0,
+    )
+    response = api.post(url)
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["phase"]) == ("cancelled", "cancelled")
+    assert api.post(url).status_code == 409
+    assert Document.objects.get(id=document.id).status == Status.CANCELLED

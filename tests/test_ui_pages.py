@@ -278,3 +278,22 @@ def test_search_keeps_the_index_order_and_explains_an_index_that_does_not_answer
     # "More results" fetches cards alone; failing, it says so with a status the script reads.
     more = client.get(url, {"q": "bamboo", "page": "2", "partial": "1"})
     assert more.status_code == 503
+
+
+def test_a_person_cancels_a_waiting_document_once(db: None, logged_in: LoggedIn) -> None:
+    owner, stranger = user_make(), user_make()
+    queued = _document(owner, "queued")
+    url = reverse("documents:cancel", args=[queued.id])
+    assert logged_in(stranger).post(url).status_code == 404
+    client = logged_in(owner)
+    body = client.post(url, headers={"Accept": "application/json"}).json()
+    assert body["cancelled"] is True
+    assert (body["document"]["status"], body["document"]["status_label"]) == (
+        "cancelled",
+        "Cancelled",
+    )
+    assert "Process again" in body["document"]["status_html"]
+    # Finished already: nothing changes, and the page says so.
+    again = client.post(url, follow=True)
+    assert "had already finished" in again.content.decode()
+    assert Document.objects.get(id=queued.id).status == Status.CANCELLED

@@ -172,27 +172,45 @@ def document_detail(request: AuthenticatedRequest, document_id: uuid.UUID) -> Ht
 def document_retry_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
     document = _document_get(request, document_id)
     queued = document_retry(document=document)
-    if _wants_json(request):
-        document.refresh_from_db()
-        return JsonResponse({"queued": queued, "document": document_progress(document)})
-    if queued:
-        messages.success(request, f"“{document.title}” is queued again.")
-    else:
-        messages.info(request, f"“{document.title}” is already being processed.")
-    return redirect("documents:detail", document_id=document.id)
+    return _state_changed(
+        request,
+        document,
+        changed=("queued", queued),
+        done="is queued again",
+        not_done="is already being processed",
+    )
 
 
 @require_POST
 def document_cancel_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
     document = _document_get(request, document_id)
     cancelled = document_cancel(document=document)
+    return _state_changed(
+        request,
+        document,
+        changed=("cancelled", cancelled),
+        done="was cancelled",
+        not_done="had already finished",
+    )
+
+
+def _state_changed(
+    request: AuthenticatedRequest,
+    document: Document,
+    *,
+    changed: tuple[str, bool],
+    done: str,
+    not_done: str,
+) -> HttpResponse:
+    """A state button's answer: the new status for the script, else a message and the page."""
+    key, happened = changed
     if _wants_json(request):
         document.refresh_from_db()
-        return JsonResponse({"cancelled": cancelled, "document": document_progress(document)})
-    if cancelled:
-        messages.success(request, f"“{document.title}” was cancelled.")
+        return JsonResponse({key: happened, "document": document_progress(document)})
+    if happened:
+        messages.success(request, f"“{document.title}” {done}.")
     else:
-        messages.info(request, f"“{document.title}” had already finished.")
+        messages.info(request, f"“{document.title}” {not_done}.")
     return redirect("documents:detail", document_id=document.id)
 
 
