@@ -16,13 +16,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import requests
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 if str(REPO_DIR) not in sys.path:
@@ -35,6 +32,7 @@ from bench.common import (  # noqa: E402
     RESULTS_DIR,
     machine_describe,
     results_save,
+    service_wait_healthy,
     weaviate_running,
 )
 from docdb.localstack import free_port  # noqa: E402
@@ -119,7 +117,7 @@ def _stack() -> Iterator[Path]:
                 cwd=REPO_DIR,
             )
         try:
-            _wait_healthy(f"http://127.0.0.1:{port}/health", embedder)
+            service_wait_healthy(f"http://127.0.0.1:{port}/health", embedder)
             os.environ.update(
                 {
                     "DJANGO_SETTINGS_MODULE": "docdb.settings",
@@ -142,20 +140,6 @@ def _stack() -> Iterator[Path]:
         finally:
             embedder.terminate()
             embedder.wait(30)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the embedder exited; see its log")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("the embedder did not start in 180 s")
 
 
 def _stack_sections(

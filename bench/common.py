@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from docdb.localstack import weaviate_start
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -153,3 +155,18 @@ def machine_describe() -> dict[str, Any]:
         "load_1_5_15": [round(value, 2) for value in os.getloadavg()],
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+
+
+def service_wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    """Until the service started as `process` answers 200 at `url`; raises if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service for {url} exited; see its log")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")

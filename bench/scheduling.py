@@ -65,22 +65,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def _wait(url: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
-
-
 @contextmanager
 def _services(folder: Path, delay_ms: int) -> Iterator[dict[str, str]]:
     """Redis, Weaviate and the slowed embedder of this checkout; yields their settings."""
     sys.path.insert(0, str(REPO_DIR))
+    from bench.common import service_wait_healthy
     from docdb.localstack import free_ports, redis_command, weaviate_start
 
     redis_port, embedder_port = free_ports(2)
@@ -114,7 +103,7 @@ def _services(folder: Path, delay_ms: int) -> Iterator[dict[str, str]]:
         )
         stack.callback(_stop, embedder)
         embedder_url = f"http://127.0.0.1:{embedder_port}"
-        _wait(f"{embedder_url}/health")
+        service_wait_healthy(f"{embedder_url}/health", embedder)
         yield {
             "DOCDB_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "DOCDB_WEAVIATE_URL": weaviate.url,
