@@ -383,7 +383,7 @@ def test_waiting_documents_say_why_can_be_cancelled_and_announce_when_ready(
         expect(first_row).to_contain_text("next in line")
         expect(second_row).to_contain_text("waiting behind 1 of your documents")
         expect(second_row).to_contain_text("No worker is running")
-        _shot(page, f"{viewport}-05-queue-waiting")
+        _shot(page, f"{viewport}-19-queue-waiting")
         second_row.get_by_role("button", name="Cancel").click()
         expect(second_row.locator(".badge")).to_have_text("Cancelled")
         expect(second_row.get_by_role("button", name="Process again")).to_be_visible()
@@ -393,5 +393,5 @@ def test_waiting_documents_say_why_can_be_cancelled_and_announce_when_ready(
     # The other one finishes while the person looks at the list: a notice says so.
     expect(page.locator(".toast")).to_contain_text("“report” is ready", timeout=READY_TIMEOUT_MS)
     expect(first_row.locator(".badge")).to_have_text("Ready")
-    _shot(page, f"{viewport}-06-queue-ready-notice")
+    _shot(page, f"{viewport}-20-queue-ready-notice")
     assert Document.objects.get(id=second.id).status == Status.CANCELLED
