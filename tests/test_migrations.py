@@ -21,27 +21,36 @@ def _migrated(executor: MigrationExecutor, targets: list[tuple[str, str]]) -> Ap
 def test_runs_and_their_permissions_stay_when_the_model_moves_to_documents(
     transactional_db: None,
 ) -> None:
-    old = _migrated(MigrationExecutor(connection), MOVE_BEFORE)
-    # As a database made before the move has them (going back here relabels the test
-    # database's own).
-    content_type, _ = old.get_model("contenttypes", "ContentType").objects.get_or_create(
-        app_label="ops", model="pipelinerun"
-    )
-    permission, _ = old.get_model("auth", "Permission").objects.get_or_create(
-        content_type=content_type,
-        codename="view_pipelinerun",
-        defaults={"name": "Can view pipeline run"},
-    )
-    run = old.get_model("ops", "PipelineRun").objects.create(
-        task_id="made-before-the-move", kind="repair", state="succeeded", summary="kept"
-    )
+    try:
+        old = _migrated(MigrationExecutor(connection), MOVE_BEFORE)
+        # As a database made before the move has them (going back here relabels the test
+        # database's own).
+        content_type, _ = old.get_model("contenttypes", "ContentType").objects.get_or_create(
+            app_label="ops", model="pipelinerun"
+        )
+        permission, _ = old.get_model("auth", "Permission").objects.get_or_create(
+            content_type=content_type,
+            codename="view_pipelinerun",
+            defaults={"name": "Can view pipeline run"},
+        )
+        run = old.get_model("ops", "PipelineRun").objects.create(
+            task_id="made-before-the-move", kind="repair", state="succeeded", summary="kept"
+        )
 
-    new = _migrated(MigrationExecutor(connection), MOVE_AFTER)
-    runs = new.get_model("documents", "PipelineRun").objects
-    moved = runs.get(id=run.id)
-    assert (moved.task_id, moved.kind, moved.summary) == ("made-before-the-move", "repair", "kept")
-    assert runs.create(task_id="made-after-the-move").id > run.id
-    permission = new.get_model("auth", "Permission").objects.get(id=permission.id)
-    assert permission.content_type.app_label == "documents"
-    content_types = new.get_model("contenttypes", "ContentType").objects
-    assert not content_types.filter(app_label="ops", model="pipelinerun").exists()
+        new = _migrated(MigrationExecutor(connection), MOVE_AFTER)
+        runs = new.get_model("documents", "PipelineRun").objects
+        moved = runs.get(id=run.id)
+        assert (moved.task_id, moved.kind, moved.summary) == (
+            "made-before-the-move",
+            "repair",
+            "kept",
+        )
+        assert runs.create(task_id="made-after-the-move").id > run.id
+        permission = new.get_model("auth", "Permission").objects.get(id=permission.id)
+        assert permission.content_type.app_label == "documents"
+        content_types = new.get_model("contenttypes", "ContentType").objects
+        assert not content_types.filter(app_label="ops", model="pipelinerun").exists()
+    finally:
+        # Later tests in this session need every table of the latest migrations back.
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
