@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Sum
 from django.template.loader import render_to_string
@@ -19,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from docdb.documents.models import UNFINISHED, Document, Status
-from docdb.documents.scheduler import documents_held
+from docdb.documents.scheduler import documents_held, hold_alive
 
 logger = logging.getLogger(__name__)
 
@@ -127,17 +126,10 @@ def _pipeline_read() -> _Pipeline:
     )
 
 
-def _held(document: Document, now: datetime) -> bool:
-    """A live worker works on it (a dead worker's hold does not count)."""
-    if not document.holder or document.heartbeat_at is None:
-        return False
-    return (now - document.heartbeat_at).total_seconds() <= settings.PIPELINE_HOLD_SECONDS
-
-
 def _phase(document: Document, now: datetime) -> str:
     if document.status not in UNFINISHED:
         return str(document.status)
-    if _held(document, now):
+    if hold_alive(document, now):
         return Phase.WORKING
     if document.retry_at is not None and document.retry_at > now:
         return Phase.RETRYING
@@ -164,7 +156,7 @@ def _eta(document: Document, pages: float, pipeline: _Pipeline) -> int | None:
     if rate is None:
         return None
     seconds = pages * rate * pipeline.share
-    if _held(document, pipeline.now) and document.turn_at:
+    if hold_alive(document, pipeline.now) and document.turn_at:
         seconds -= (pipeline.now - document.turn_at).total_seconds()
     return max(0, round(seconds))
 

@@ -49,6 +49,13 @@ def _hold_expired_before(now: datetime) -> datetime:
     return now - timedelta(seconds=settings.PIPELINE_HOLD_SECONDS)
 
 
+def hold_alive(document: Document, now: datetime) -> bool:
+    """A live worker holds the document: the row-by-row twin of `documents_held`."""
+    if not document.holder or document.heartbeat_at is None:
+        return False
+    return document.heartbeat_at >= _hold_expired_before(now)
+
+
 def documents_claimable(now: datetime | None = None) -> QuerySet[Document]:
     """Unfinished documents that nobody holds (or whose holder died), not backing off."""
     now = now or timezone.now()
