@@ -552,7 +552,16 @@ GROUPS = (
                 "str",
                 "ModernVBERT/colmodernvbert-merged",
                 "A hub id, a local directory, or `tiny` for the random test model (no download; "
-                "results are noise).",
+                "results are noise). Not `ModernVBERT/colmodernvbert`: that is a LoRA adapter, "
+                "not a model.",
+            ),
+            Setting(
+                "DOCDB_EMBEDDER_MODEL_REVISION",
+                "str",
+                "main",
+                "The hub revision (commit, tag or branch) downloaded when DOCDB_EMBEDDER_MODEL is "
+                "a hub id. Pin a commit saved by transformers 5: older revisions use other weight "
+                "names, and the embedder refuses to start on them.",
             ),
             Setting(
                 "DOCDB_EMBEDDER_DEVICE",

@@ -1,5 +1,7 @@
-"""`python -m docdb.embedder` serves the model; `python -m docdb.embedder build-tiny PATH` builds
-the random test model into PATH. Settings come from DOCDB_EMBEDDER_* environment variables."""
+"""`python -m docdb.embedder` serves the model; `python -m docdb.embedder check` loads it and checks
+that it finds a sample page by its text (run it after downloading the model);
+`python -m docdb.embedder build-tiny PATH` builds the random test model into PATH. Settings come
+from DOCDB_EMBEDDER_* environment variables."""
 
 import argparse
 import logging
@@ -14,6 +16,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from docdb.embedder.app import create_app, logging_setup
+from docdb.embedder.check import check_run
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
 from docdb.embedder.model import ModelLoadError, device_resolve, model_source
 from docdb.embedder.testmodel import tiny_model_build
@@ -36,11 +39,25 @@ def main(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command")
     build = commands.add_parser("build-tiny", help="build the random test model and exit")
     build.add_argument("path", type=Path)
+    commands.add_parser(
+        "check", help="load the model, embed a sample page and queries, and check the ranking"
+    )
     args = parser.parse_args(argv)
     if args.command == "build-tiny":
         print(f"built the tiny test model in {tiny_model_build(args.path)}")
         return 0
+    if args.command == "check":
+        return check()
     return serve()
+
+
+def check() -> int:
+    try:
+        config = config_from_env(os.environ)
+    except ConfigError as exc:
+        print(f"docdb.embedder: {exc}", file=sys.stderr)
+        return 1
+    return check_run(config)
 
 
 def serve() -> int:
@@ -52,7 +69,7 @@ def serve() -> int:
             app = create_app(config)
         else:
             # Download or build it once, not in every worker at the same time.
-            model_source(config.model, cache_dir=config.cache_dir)
+            model_source(config.model, cache_dir=config.cache_dir, revision=config.model_revision)
     except (ConfigError, ModelLoadError) as exc:
         print(f"docdb.embedder: {exc}", file=sys.stderr)
         return 1

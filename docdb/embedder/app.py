@@ -141,6 +141,7 @@ def create_app(config: EmbedderConfig, embedder: Embedder | None = None) -> Fast
     if embedder is None:
         embedder = embedder_load(
             config.model,
+            revision=config.model_revision,
             device=config.device,
             dtype=config.dtype,
             image_backend=config.image_backend,

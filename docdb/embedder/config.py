@@ -22,6 +22,7 @@ def _settings(environ: Mapping[str, str]) -> dict[str, Any]:
     shared_dir = env_str("DOCDB_EMBEDDER_SHARED_DIR", environ)
     return {
         "model": env_str("DOCDB_EMBEDDER_MODEL", environ),
+        "model_revision": env_str("DOCDB_EMBEDDER_MODEL_REVISION", environ),
         "device": env_str("DOCDB_EMBEDDER_DEVICE", environ),
         "dtype": env_str("DOCDB_EMBEDDER_DTYPE", environ),
         "image_backend": env_str("DOCDB_EMBEDDER_IMAGE_BACKEND", environ),
@@ -57,6 +58,8 @@ _DEFAULTS = _settings({})
 @dataclass(frozen=True)
 class EmbedderConfig:
     model: str = _DEFAULTS["model"]
+    # The hub revision downloaded when `model` is a hub id.
+    model_revision: str = _DEFAULTS["model_revision"]
     device: str = _DEFAULTS["device"]
     dtype: str = _DEFAULTS["dtype"]
     image_backend: str = _DEFAULTS["image_backend"]

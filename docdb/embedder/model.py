@@ -4,6 +4,8 @@ Pure Python and torch; nothing here imports Django, so the embedder runs as its 
 """
 
 import copy
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,6 +31,21 @@ IMAGE_BACKENDS = ("auto", "pil", "torchvision")
 # A checkpoint needs configs, tokenizer files and safetensors weights; skipping the rest (README
 # images, other weight formats) keeps the download to what from_pretrained reads.
 HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
+# The retrieval model the embedder serves, and the LoRA adapter it was merged from: the adapter
+# alone is no model (its weights add to a base model's).
+MERGED_MODEL = "ModernVBERT/colmodernvbert-merged"
+ADAPTER_MODEL = "ModernVBERT/colmodernvbert"
+# What config.json of a checkpoint the embedder can serve says it is.
+MODEL_TYPE = "colmodernvbert"
+ARCHITECTURE = "ColModernVBertForRetrieval"
+# How many weight names a loading error lists of each kind.
+KEYS_SHOWN = 5
+# What to do about a checkpoint the embedder refuses.
+_FIX = (
+    f"Set DOCDB_EMBEDDER_MODEL={MERGED_MODEL} and DOCDB_EMBEDDER_MODEL_REVISION to a revision "
+    "saved by transformers 5 (the model was re-saved for it around 2026-03-31), or "
+    "DOCDB_EMBEDDER_MODEL to a directory downloaded from such a revision."
+)
 
 Features = Mapping[str, torch.Tensor]
 
@@ -111,20 +128,23 @@ def torchvision_import_error() -> str | None:
 def embedder_load(
     model: str = DEFAULT_MODEL,
     *,
+    revision: str = _DEFAULTS.model_revision,
     device: str = _DEFAULTS.device,
     dtype: str = _DEFAULTS.dtype,
     image_backend: str = _DEFAULTS.image_backend,
     cache_dir: Path = _DEFAULTS.cache_dir,
 ) -> "Embedder":
-    """Load ColModernVBERT from the hub, a local directory, or `tiny` (built in `cache_dir`)."""
+    """Load ColModernVBERT from the hub (at `revision`), a local directory, or `tiny` (built in
+    `cache_dir`); refuse anything that is not its retrieval model with every weight in place."""
     torch_device = device_resolve(device)
     torch_dtype = dtype_resolve(dtype, torch_device)
     backend = image_backend_resolve(
         image_backend, torch_device, torchvision_error=torchvision_import_error()
     )
-    source = model_source(model, cache_dir=cache_dir)
+    source = model_source(model, cache_dir=cache_dir, revision=revision)
+    checkpoint_check(source)
     try:
-        return _embedder_from_directory(
+        embedder = _embedder_from_directory(
             source,
             name=model,
             device=torch_device,
@@ -132,7 +152,10 @@ def embedder_load(
             image_backend=backend,
             # Also a tiny model built elsewhere (`build-tiny`) and named by its directory.
             random_test_model=(source / TINY_MARKER).exists(),
+            revision=revision_describe(model, source, revision),
         )
+    except ModelLoadError:
+        raise
     except Exception as exc:
         # Whatever from_pretrained trips on (missing file, wrong architecture, bad weights),
         # the service cannot start; say where it looked and what a usable directory holds.
@@ -141,11 +164,24 @@ def embedder_load(
             "ColModernVBERT checkpoint saved with save_pretrained (config.json, safetensors "
             "weights, processor and tokenizer files)."
         ) from exc
+    log.info(
+        "loaded %s from %s (%s), weights sha256 %s",
+        embedder.name,
+        source,
+        f"revision {embedder.revision}" if embedder.revision else "a local directory",
+        embedder.weights_sha256,
+    )
+    return embedder
 
 
-def model_source(model: str, *, cache_dir: Path = _DEFAULTS.cache_dir) -> Path:
+def model_source(
+    model: str,
+    *,
+    cache_dir: Path = _DEFAULTS.cache_dir,
+    revision: str = _DEFAULTS.model_revision,
+) -> Path:
     """The local directory of `model` (a hub id, a directory or `tiny`): downloaded from the hub
-    or built when needed."""
+    at `revision` or built when needed."""
     if model == TINY_MODEL:
         return tiny_model_ensure(cache_dir)
     if Path(model).expanduser().exists():
@@ -156,20 +192,121 @@ def model_source(model: str, *, cache_dir: Path = _DEFAULTS.cache_dir) -> Path:
             f"directory holding the model, to a hub id such as {DEFAULT_MODEL}, or to `tiny` "
             "for the random test model."
         )
-    return _hub_download(model)
+    # Hub ids are case-insensitive; refused before a download that could not be served anyway.
+    if model.strip("/").casefold() == ADAPTER_MODEL.casefold():
+        raise ModelLoadError(_adapter_message(model))
+    return _hub_download(model, revision)
 
 
-def _hub_download(model_id: str) -> Path:
+def _hub_download(model_id: str, revision: str) -> Path:
     try:
-        return Path(snapshot_download(model_id, allow_patterns=HUB_FILE_PATTERNS))
+        return Path(
+            snapshot_download(model_id, revision=revision, allow_patterns=HUB_FILE_PATTERNS)
+        )
     except Exception as exc:
         # One download step up front gives one clear error, instead of from_pretrained
         # retrying every optional file it probes for when the hub is out of reach.
         raise ModelLoadError(
-            f"Could not download {model_id} from the Hugging Face hub: {_reason(exc)}. Check the "
-            "network, or set DOCDB_EMBEDDER_MODEL to a local directory holding the model, "
-            "or to `tiny` for the random test model."
+            f"Could not download {model_id} at revision {revision} from the Hugging Face hub: "
+            f"{_reason(exc)}. Check the network and DOCDB_EMBEDDER_MODEL_REVISION, or set "
+            "DOCDB_EMBEDDER_MODEL to a local directory holding the model, or to `tiny` for the "
+            "random test model."
         ) from exc
+
+
+def checkpoint_check(path: Path) -> None:
+    """Refuse a directory that holds a LoRA adapter, or a model other than ColModernVBERT's
+    retrieval model, before loading anything from it.
+
+    A directory without config.json is left to from_pretrained, whose error says what is missing.
+    """
+    if (path / "adapter_config.json").exists():
+        raise ModelLoadError(_adapter_message(str(path)))
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not read {path / 'config.json'}: {_reason(exc)}.") from exc
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    if model_type == MODEL_TYPE and (not architectures or ARCHITECTURE in architectures):
+        return
+    raise ModelLoadError(
+        f"{path} holds a {model_type or 'model of no model_type'} model "
+        f"({', '.join(architectures) or 'no architectures'}), not ColModernVBERT's retrieval "
+        f"model (config.json with model_type {MODEL_TYPE!r} and architectures "
+        f"[{ARCHITECTURE!r}]). {_FIX}"
+    )
+
+
+def weights_check(info: Mapping[str, Any], *, path: Path) -> None:
+    """Refuse a checkpoint whose weight names do not all match the model's.
+
+    from_pretrained loads such a checkpoint without an error and leaves the weights it did not
+    find randomly initialised: served like that, every search would be noise.
+    """
+    missing = sorted(info["missing_keys"])
+    unexpected = sorted(info["unexpected_keys"])
+    mismatched = sorted(key for key, *_shapes in info["mismatched_keys"])
+    if not (missing or unexpected or mismatched):
+        return
+    problems = [
+        f"{len(keys)} {what} ({_keys_listed(keys)})"
+        for keys, what in (
+            (missing, "missing"),
+            (unexpected, "unexpected"),
+            (mismatched, "of another shape"),
+        )
+        if keys
+    ]
+    raise ModelLoadError(
+        f"The weights in {path} do not fit {ARCHITECTURE}: {'; '.join(problems)}. The weights "
+        "not found would be left random and every search would be noise, so the embedder does "
+        "not start. A directory saved by colpali-engine or by a transformers older than 5 names "
+        f"the weights otherwise. {_FIX}"
+    )
+
+
+def _keys_listed(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:KEYS_SHOWN])
+    return shown if len(keys) <= KEYS_SHOWN else f"{shown} and {len(keys) - KEYS_SHOWN} more"
+
+
+def _adapter_message(model: str) -> str:
+    return (
+        f"{model} is a LoRA adapter (weights to add to a base model), not a model the embedder "
+        f"can serve. Set DOCDB_EMBEDDER_MODEL={MERGED_MODEL}, the adapter merged into "
+        f"its base model (Weaviate may keep asking for {ADAPTER_MODEL}: the embedder answers to "
+        "that name)."
+    )
+
+
+def weights_sha256(path: Path) -> str:
+    """The SHA-256 of the checkpoint's weights: of its one safetensors file (what the hub shows
+    for that file), or for several, of the lines `sha256sum *.safetensors` prints."""
+    digests = [(file.name, _file_sha256(file)) for file in sorted(path.glob("*.safetensors"))]
+    if len(digests) == 1:
+        return digests[0][1]
+    lines = "".join(f"{digest}  {name}\n" for name, digest in digests)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def revision_describe(model: str, source: Path, revision: str) -> str | None:
+    """The hub revision asked for and the commit it resolved to (huggingface_hub keeps each in
+    `snapshots/<commit>`); None when `model` is not a hub id."""
+    if model == TINY_MODEL or Path(model).expanduser().exists():
+        return None
+    commit = source.name
+    return commit if commit == revision else f"{revision} ({commit})"
 
 
 def _embedder_from_directory(
@@ -180,13 +317,23 @@ def _embedder_from_directory(
     dtype: torch.dtype,
     image_backend: str,
     random_test_model: bool,
+    revision: str | None,
 ) -> "Embedder":
     processor = ColModernVBertProcessor.from_pretrained(path, backend=image_backend)
     # Any: transformers types `PreTrainedModel.to` in a way mypy cannot call.
-    model: Any = ColModernVBertForRetrieval.from_pretrained(path, dtype=dtype)
+    model: Any
+    model, loading = ColModernVBertForRetrieval.from_pretrained(
+        path, dtype=dtype, output_loading_info=True
+    )
+    weights_check(loading, path=path)
     model.to(device)
     embedder = Embedder(
-        model=model, processor=processor, name=name, random_test_model=random_test_model
+        model=model,
+        processor=processor,
+        name=name,
+        random_test_model=random_test_model,
+        revision=revision,
+        weights_sha256=weights_sha256(path),
     )
     log.info(
         "page images are preprocessed by the %s image processor on %s",
@@ -208,11 +355,23 @@ class Embedder:
     PIL one on the CPU.
     """
 
-    def __init__(self, *, model: Any, processor: Any, name: str, random_test_model: bool) -> None:
+    def __init__(
+        self,
+        *,
+        model: Any,
+        processor: Any,
+        name: str,
+        random_test_model: bool,
+        revision: str | None = None,
+        weights_sha256: str | None = None,
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.name = name
         self.random_test_model = random_test_model
+        # The hub revision and commit the weights came from; None for a local directory.
+        self.revision = revision
+        self.weights_sha256 = weights_sha256
         self.device: torch.device = model.device
         self.dim: int = model.config.embedding_dim
         self.image_backend: str = processor.image_processor.backend
@@ -284,6 +443,8 @@ class Embedder:
             "image_backend": self.image_backend,
             "image_device": str(self.image_device),
             "random_test_model": self.random_test_model,
+            "revision": self.revision,
+            "weights_sha256": self.weights_sha256,
             "geometry": self.geometry(),
         }
 

@@ -102,6 +102,10 @@ def embedder_status() -> ServiceHealth:
         ok=True,
         details={
             "model": health.get("model", ""),
+            # Which weights are served: the hub revision, and their checksum to compare with the
+            # hub's (or another machine's).
+            "revision": health.get("revision") or "not from the hub",
+            "weights sha256": health.get("weights_sha256") or "",
             "device": health.get("device", ""),
             "dtype": health.get("dtype", ""),
             "image preprocessing": f"{health.get('image_backend', '')} on "
