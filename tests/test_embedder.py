@@ -2,6 +2,7 @@
 
 import asyncio
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -122,6 +123,11 @@ def test_health_describes_the_tiny_model(service: EmbedderProcess) -> None:
     }
     assert set(health["counters"]) >= {"requests", "images_embedded", "queries_embedded"}
     assert API_KEY not in str(health)
+    # Built here, not downloaded: no revision; the checksum is its weights file's, as logged.
+    tiny_dir = tiny_model_ensure(service.log_path.parent / "models")
+    digest = hashlib.sha256((tiny_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert (health["revision"], health["weights_sha256"]) == (None, digest)
+    assert f"(a local directory), weights sha256 {digest}" in service.log()
 
 
 def test_page_image_becomes_a_deterministic_unit_multivector(
@@ -425,8 +431,9 @@ def test_an_unreachable_hub_stops_the_service_with_a_clear_error(tmp_path: Path)
     )
     result = _embedder_run(env)
     assert result.returncode == 1
-    assert "Could not download ModernVBERT/colmodernvbert-merged from the Hugging Face hub" in (
-        result.stderr
+    assert (
+        "Could not download ModernVBERT/colmodernvbert-merged at revision main from the Hugging "
+        "Face hub" in result.stderr
     )
     assert "DOCDB_EMBEDDER_MODEL" in result.stderr and "`tiny`" in result.stderr
 

@@ -1,5 +1,6 @@
 """Pipeline runs, the operations page and its repair button, against the real services."""
 
+import hashlib
 import time
 import uuid
 from pathlib import Path
@@ -112,6 +113,9 @@ def test_operations_page_shows_health_and_repairs_mismatches(
     assert "1.39.0" in page  # Weaviate's version
     assert "random test model" in page and "worker@" in page
     assert "pil on cpu" in page  # the embedder's image preprocessing
+    # Which weights it serves: the tiny model is built here, not downloaded from the hub.
+    weights = (live.embedder.model_dir / "model.safetensors").read_bytes()
+    assert hashlib.sha256(weights).hexdigest() in page and "not from the hub" in page
     assert "pages missing from Weaviate: 2" in page
     assert "thumbnails missing: 3" in page
 
