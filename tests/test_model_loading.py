@@ -149,6 +149,27 @@ def test_a_directory_holding_an_adapter_is_refused(tmp_path: Path) -> None:
         embedder_load(str(tmp_path), device="cpu")
 
 
+@pytest.mark.services
+def test_several_workers_are_not_started_on_an_adapter(tmp_path: Path) -> None:
+    # The parent refuses it once, before starting workers that would each refuse it.
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    result = subprocess.run(
+        [sys.executable, "-m", "docdb.embedder"],
+        cwd=REPO_ROOT,
+        env=offline_env(
+            DOCDB_EMBEDDER_MODEL=str(tmp_path),
+            DOCDB_EMBEDDER_DEVICE="cpu",
+            DOCDB_EMBEDDER_WORKERS="2",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"docdb.embedder: {tmp_path} is a LoRA adapter" in result.stderr
+    assert "worker processes" not in result.stdout + result.stderr  # none was started
+
+
 def hub_snapshot(tiny_dir: Path, root: Path, commit: str) -> Path:
     """The tiny model laid out the way huggingface_hub keeps a download, without the mark of a
     test model: the embedder takes it for the real one."""

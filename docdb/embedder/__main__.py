@@ -18,7 +18,7 @@ from uvicorn.supervisors import Multiprocess
 from docdb.embedder.app import create_app, logging_setup
 from docdb.embedder.check import check_run
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
-from docdb.embedder.model import ModelLoadError, device_resolve, model_source
+from docdb.embedder.model import ModelLoadError, checkpoint_check, device_resolve, model_source
 from docdb.embedder.testmodel import tiny_model_build
 
 log = logging.getLogger("docdb.embedder")
@@ -68,8 +68,13 @@ def serve() -> int:
         if workers == 1:
             app = create_app(config)
         else:
-            # Download or build it once, not in every worker at the same time.
-            model_source(config.model, cache_dir=config.cache_dir, revision=config.model_revision)
+            # Download or build it once, not in every worker at the same time, and refuse an
+            # adapter or another model here rather than in each worker.
+            checkpoint_check(
+                model_source(
+                    config.model, cache_dir=config.cache_dir, revision=config.model_revision
+                )
+            )
     except (ConfigError, ModelLoadError) as exc:
         print(f"docdb.embedder: {exc}", file=sys.stderr)
         return 1

@@ -101,7 +101,7 @@ def check_run(config: EmbedderConfig, out: Callable[[str], None] = print) -> int
     out(f"\nPages (A4 at 150 dpi, {width} x {height} px), embedded one at a time:")
     page_vectors = []
     for index, page in enumerate(pages):
-        vectors, seconds = _timed(lambda page=page: embedder.embed_images([page_render(page)])[0])
+        vectors, seconds = _embed_timed(embedder.embed_images, page_render(page))
         page_vectors.append(vectors)
         label = "sample" if index == 0 else f"other {index}"
         out(f"  {label:<8} {page.title[:48]:<48} {len(vectors):>5} vectors  {seconds:6.2f} s")
@@ -109,7 +109,7 @@ def check_run(config: EmbedderConfig, out: Callable[[str], None] = print) -> int
     wrong = 0
     for own, queries in ((True, OWN_QUERIES), (False, UNRELATED_QUERIES)):
         for query in queries:
-            vectors, seconds = _timed(lambda query=query: embedder.embed_queries([query])[0])
+            vectors, seconds = _embed_timed(embedder.embed_queries, query)
             rank = sample_rank(vectors, page_vectors)
             right = (rank == 1) == own
             wrong += not right
@@ -185,7 +185,10 @@ def sample_rank(query: np.ndarray, pages: Sequence[np.ndarray]) -> int:
     return 1 + sum(score >= scores[0] for score in scores[1:])
 
 
-def _timed(work: Callable[[], T]) -> tuple[T, float]:
+def _embed_timed(
+    embed: Callable[[Sequence[T]], list[np.ndarray]], item: T
+) -> tuple[np.ndarray, float]:
+    """One item's multi-vector, and the seconds its embedding took."""
     started = time.perf_counter()
-    result = work()
-    return result, time.perf_counter() - started
+    [vectors] = embed([item])
+    return vectors, time.perf_counter() - started

@@ -320,11 +320,12 @@ def _embedder_from_directory(
     revision: str | None,
 ) -> "Embedder":
     processor = ColModernVBertProcessor.from_pretrained(path, backend=image_backend)
-    # Any: transformers types `PreTrainedModel.to` in a way mypy cannot call.
-    model: Any
-    model, loading = ColModernVBertForRetrieval.from_pretrained(
+    # Any: transformers types the answer as the model alone (not with the loading info), and
+    # `PreTrainedModel.to` in a way mypy cannot call.
+    loaded: Any = ColModernVBertForRetrieval.from_pretrained(
         path, dtype=dtype, output_loading_info=True
     )
+    model, loading = loaded
     weights_check(loading, path=path)
     model.to(device)
     embedder = Embedder(
