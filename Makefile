@@ -10,7 +10,7 @@ WHEELS := $(CACHE_DIR)/wheels
 export DOCDB_CACHE_DIR ?= $(CACHE_DIR)
 
 RUN_PACKAGES := redis-server poppler-utils
-TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-dejavu-core
+TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-dejavu-core haproxy
 POSTGRES_PACKAGES := postgresql
 
 .PHONY: install install-test run test test-fast lint typecheck pytest test-postgres clean

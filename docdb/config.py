@@ -418,7 +418,40 @@ GROUPS = (
                 None,
                 "Where DocDB reaches Weaviate (empty: "
                 "http://DOCDB_WEAVIATE_HOST:DOCDB_WEAVIATE_HTTP_PORT); on Weaviate Cloud, the "
-                "cluster's URL.",
+                "cluster's URL. For a Weaviate cluster, the address of the load balancer in "
+                "front of its nodes (HAProxy in docker-compose.cluster.yml, the Service in "
+                "Kubernetes; docs/scaling.md).",
+            ),
+            Setting(
+                "DOCDB_WEAVIATE_REPLICATION_FACTOR",
+                "int",
+                "1",
+                "How many nodes hold each page, for a new collection (1 for one node; 3 for a "
+                "cluster, so that any one node can be lost with no search or write failing).",
+                minimum=1,
+            ),
+            Setting(
+                "DOCDB_WEAVIATE_SHARDS",
+                "int",
+                "0",
+                "Shards of a new collection (0: Weaviate's default, one per node). More shards "
+                "spread the pages of a large library over more nodes.",
+                minimum=0,
+            ),
+            Setting(
+                "DOCDB_WEAVIATE_WRITE_CONSISTENCY",
+                "str",
+                "QUORUM",
+                "How many replicas must confirm a write: ONE, QUORUM (a majority: with 3 replicas "
+                "a write survives one lost node and is never only on one) or ALL.",
+            ),
+            Setting(
+                "DOCDB_WEAVIATE_READ_CONSISTENCY",
+                "str",
+                "QUORUM",
+                "How many replicas a search asks: ONE (fastest, may miss a page written "
+                "moments ago on another node), QUORUM (with QUORUM writes, always sees every "
+                "confirmed page) or ALL.",
             ),
             Setting(
                 "DOCDB_WEAVIATE_CLOUD",

@@ -150,6 +150,32 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def free_port_run(length: int) -> int:
+    """The first of `length` consecutive free ports, chosen like `free_ports`."""
+    ephemeral = _ephemeral_ports()
+    bases = [
+        base
+        for base in range(_PORT_FLOOR, 65536 - length)
+        if not any(port in ephemeral for port in (base, base + length - 1))
+    ]
+    for _ in range(200):
+        base = secrets.choice(bases)
+        held: list[list[socket.socket]] = []
+        try:
+            for port in range(base, base + length):
+                sockets = _port_hold(port)
+                if sockets is None:
+                    break
+                held.append(sockets)
+            else:
+                return base
+        finally:
+            for sockets in held:
+                for sock in sockets:
+                    sock.close()
+    raise ServiceUnavailable(f"Found no {length} consecutive free ports above {_PORT_FLOOR}.")
+
+
 @dataclass
 class WeaviateServer:
     """A Weaviate that `weaviate_start` started, with what it takes to start it again."""
@@ -219,6 +245,186 @@ def weaviate_start(
     raise ServiceUnavailable(
         f"Weaviate found one of its ports taken {attempts} times in a row:\n{output[-3000:]}"
     )
+
+
+@dataclass
+class WeaviateCluster:
+    """Weaviate nodes on this machine forming one RAFT cluster, each restartable on its ports
+    and data (a test's or a benchmark's stand-in for nodes on several hosts)."""
+
+    nodes: list[WeaviateServer]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    @property
+    def grpc_ports(self) -> list[int]:
+        return [node.ports.grpc for node in self.nodes]
+
+    def node_restart(self, index: int, *, timeout: float = 120) -> None:
+        """Start a stopped node again with its ports and data: it rejoins the cluster."""
+        node = self.nodes[index]
+        log_start = node.log_path.stat().st_size if node.log_path.exists() else 0
+        node.process = server_spawn(node.command, node.env, node.log_path)
+        if not _weaviate_ready_wait(node, timeout=timeout, log_start=log_start):
+            output = _log_read(node.log_path, log_start)
+            raise ServiceUnavailable(f"Weaviate node {index + 1} exited:\n{output[-3000:]}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.process.poll() is None:
+                node.process.terminate()
+        for node in self.nodes:
+            try:
+                node.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                node.process.wait()
+
+
+def weaviate_cluster_start(
+    *,
+    size: int,
+    data_dir: Path,
+    api_key: str,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> WeaviateCluster:
+    """`size` Weaviate nodes of the pinned binary as one cluster on local ports.
+
+    Weaviate on one machine: `CLUSTER_IN_LOCALHOST`, each node advertising 127.0.0.1 with ports
+    of its own, the others joining the first node's gossip port, and every node named in
+    `RAFT_JOIN` so that the first `size` to start elect a leader. A node reaches another's data
+    port at its gossip port + 1 and its Raft RPC port at its Raft port + 1, whatever that node
+    was told: each node's six ports are consecutive.
+    """
+    binary = weaviate_binary()
+    names = [f"node{number}" for number in range(1, size + 1)]
+    bases = [free_port_run(6) for _ in names]
+    ports = [WeaviatePorts(*range(base, base + 6)) for base in bases]
+    raft_join = ",".join(f"{name}:{node.raft}" for name, node in zip(names, ports, strict=True))
+    nodes = []
+    try:
+        for index, (name, node_ports) in enumerate(zip(names, ports, strict=True)):
+            node_env = {
+                **os.environ,
+                **weaviate_env(data_dir=data_dir / name, ports=node_ports, api_key=api_key),
+                "CLUSTER_HOSTNAME": name,
+                "CLUSTER_IN_LOCALHOST": "true",
+                "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+                "CLUSTER_JOIN": f"127.0.0.1:{ports[0].gossip}" if index else "",
+                "RAFT_JOIN": raft_join,
+                "RAFT_BOOTSTRAP_EXPECT": str(size),
+                **(env or {}),
+            }
+            command = weaviate_command(binary, node_ports.http)
+            log_path = log_dir / f"weaviate-{name}.log"
+            process = server_spawn(command, node_env, log_path)
+            nodes.append(WeaviateServer(node_ports, command, node_env, log_path, process))
+        cluster = WeaviateCluster(nodes)
+        for node in nodes:
+            if not _weaviate_ready_wait(node, timeout=timeout, log_start=0):
+                output = _log_read(node.log_path, 0)
+                raise ServiceUnavailable(f"A Weaviate node exited:\n{output[-3000:]}")
+        return cluster
+    except BaseException:
+        WeaviateCluster(nodes).stop()
+        raise
+
+
+@dataclass
+class Balancer:
+    """HAProxy in front of a Weaviate cluster: one HTTP and one gRPC address for DocDB."""
+
+    http_port: int
+    grpc_port: int
+    socket_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def connections(self) -> dict[str, int]:
+        """Open connections per node (both backends), from HAProxy's statistics."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(self.socket_path))
+            client.sendall(b"show stat\n")
+            text = b"".join(iter(lambda: client.recv(65536), b"")).decode()
+        header, *rows = [line for line in text.splitlines() if line]
+        columns = header.lstrip("# ").split(",")
+        counts: dict[str, int] = {}
+        for row in rows:
+            values = dict(zip(columns, row.split(","), strict=False))
+            if values["svname"] not in ("FRONTEND", "BACKEND"):
+                counts[values["svname"]] = counts.get(values["svname"], 0) + int(values["scur"])
+        return counts
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def haproxy_config(
+    cluster: WeaviateCluster, *, http_port: int, grpc_port: int, socket_path: Path
+) -> str:
+    """A TCP balancer over the nodes' HTTP and gRPC ports. A node counts as up while its HTTP
+    port answers ready (checked twice a second); a connection that fails goes to another node
+    (redispatch), so a node lost costs a client one reconnect."""
+    lines = [
+        "global",
+        f"    stats socket {socket_path} mode 600 level admin",
+        "defaults",
+        "    mode tcp",
+        "    timeout connect 2s",
+        "    timeout client 10m",
+        "    timeout server 10m",
+        "    retries 3",
+        "    option redispatch",
+    ]
+    for name, port, node_port in (("http", http_port, "http"), ("grpc", grpc_port, "grpc")):
+        lines += [
+            f"frontend {name}",
+            f"    bind 127.0.0.1:{port}",
+            f"    default_backend {name}_nodes",
+            f"backend {name}_nodes",
+            "    balance leastconn",
+            "    option httpchk GET /v1/.well-known/ready",
+        ]
+        for number, node in enumerate(cluster.nodes, start=1):
+            target = getattr(node.ports, node_port)
+            lines.append(
+                f"    server node{number} 127.0.0.1:{target} check port {node.ports.http} "
+                "inter 500 fall 2 rise 2"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def haproxy_start(cluster: WeaviateCluster, *, folder: Path, timeout: float = 30) -> Balancer:
+    """HAProxy (Debian's `haproxy`) on two free ports in front of the cluster's nodes."""
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    http_port, grpc_port = free_ports(2)
+    socket_path = folder / "haproxy.sock"
+    config = folder / "haproxy.cfg"
+    config.write_text(
+        haproxy_config(cluster, http_port=http_port, grpc_port=grpc_port, socket_path=socket_path)
+    )
+    process = server_spawn([binary, "-db", "-f", str(config)], os.environ, folder / "haproxy.log")
+    balancer = Balancer(http_port, grpc_port, socket_path, process)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceUnavailable(f"HAProxy exited:\n{_log_read(folder / 'haproxy.log', 0)}")
+        try:
+            if requests.get(f"{balancer.url}/v1/.well-known/ready", timeout=2).status_code == 200:
+                return balancer
+        except requests.RequestException:
+            pass  # still starting, or no node checked up yet
+        time.sleep(0.3)
+    balancer.stop()
+    raise ServiceUnavailable(f"HAProxy did not pass requests within {timeout:.0f} s")
 
 
 def _weaviate_ready_wait(server: WeaviateServer, *, timeout: float, log_start: int) -> bool:

@@ -185,6 +185,18 @@ WEAVIATE_HTTP_PORT = env_int("DOCDB_WEAVIATE_HTTP_PORT")
 WEAVIATE_GRPC_PORT = env_int("DOCDB_WEAVIATE_GRPC_PORT")
 WEAVIATE_URL = env_str("DOCDB_WEAVIATE_URL") or f"http://{WEAVIATE_HTTP_HOST}:{WEAVIATE_HTTP_PORT}"
 WEAVIATE_CLOUD = env_bool("DOCDB_WEAVIATE_CLOUD")
+# A cluster (docs/scaling.md): how many nodes hold each page, and how many must answer a write
+# and a read.
+WEAVIATE_REPLICATION_FACTOR = env_int("DOCDB_WEAVIATE_REPLICATION_FACTOR")
+WEAVIATE_SHARDS = env_int("DOCDB_WEAVIATE_SHARDS")
+WEAVIATE_WRITE_CONSISTENCY = env_str("DOCDB_WEAVIATE_WRITE_CONSISTENCY").upper()
+WEAVIATE_READ_CONSISTENCY = env_str("DOCDB_WEAVIATE_READ_CONSISTENCY").upper()
+for _name, _level in (
+    ("DOCDB_WEAVIATE_WRITE_CONSISTENCY", WEAVIATE_WRITE_CONSISTENCY),
+    ("DOCDB_WEAVIATE_READ_CONSISTENCY", WEAVIATE_READ_CONSISTENCY),
+):
+    if _level not in ("ONE", "QUORUM", "ALL"):
+        raise ValueError(f"{_name} must be ONE, QUORUM or ALL, not {_level!r}")
 # Weaviate's vectorizer module sends the key its client authenticated with to the embedder as
 # the bearer token, so self-hosted server-side vectorization needs API-key auth on Weaviate. The
 # default key is for one machine only.

@@ -4,7 +4,12 @@ Nothing else in DocDB imports `weaviate`. Every function takes plain values (ids
 bytes) so the pipeline and the search views stay free of client details.
 """
 
-from docdb.weaviate_store.client import WeaviateUnavailable, client_close, client_get
+from docdb.weaviate_store.client import (
+    WeaviateImportError,
+    WeaviateUnavailable,
+    client_close,
+    client_get,
+)
 from docdb.weaviate_store.inventory import (
     pages_delete_numbers,
     pages_delete_orphaned,
@@ -15,7 +20,6 @@ from docdb.weaviate_store.pages import (
     PageHit,
     PageObject,
     SearchMode,
-    WeaviateImportError,
     page_multivector,
     page_uuid,
     page_vector,

@@ -1,14 +1,19 @@
+import contextlib
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlparse
 
+import requests
 import weaviate
 from django.conf import settings
+from weaviate.classes.config import ConsistencyLevel
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+from weaviate.collections import Collection
 from weaviate.exceptions import WeaviateBaseError
 
 logger = logging.getLogger(__name__)
@@ -16,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 class WeaviateUnavailable(Exception):
     """Weaviate could not be reached or refused the request; usually worth a later retry."""
+
+
+class WeaviateImportError(Exception):
+    """Weaviate refused some page objects (e.g. the embedder failed on them)."""
 
 
 _lock = threading.Lock()
@@ -70,21 +79,82 @@ def client_get(*, attempts: int = 1, backoff_seconds: float = 1.0) -> weaviate.W
             except (WeaviateBaseError, OSError) as exc:
                 last_error = exc
                 logger.warning("Weaviate connect attempt %d failed: %s", attempt + 1, exc)
-                time.sleep(backoff_seconds * 2**attempt)
+                if attempt + 1 < attempts:
+                    time.sleep(backoff_seconds * 2**attempt)
         raise WeaviateUnavailable(
             f"Weaviate at {settings.WEAVIATE_URL} is not reachable: {last_error}"
         ) from last_error
 
 
-@contextmanager
-def weaviate_errors(failed: str) -> Iterator[None]:
-    """The one error boundary around Weaviate: whatever the client raises becomes
-    WeaviateUnavailable, saying what failed, which the pipeline retries and the pages show as
-    "unavailable". Usable as a decorator."""
+def _connection_lost(client: weaviate.WeaviateClient | None) -> bool:
+    """After a failed call: whether Weaviate answers again, so that the failure was the
+    connection's (a node of a cluster lost behind the load balancer, a restarted server). Then
+    the client is dropped, to be built afresh, and the call is worth one more try."""
+    global _client
+    if settings.WEAVIATE_CLOUD:
+        return False
     try:
-        yield
-    except WeaviateBaseError as exc:
-        raise WeaviateUnavailable(f"{failed}: {exc}") from exc
+        answer = requests.get(f"{settings.WEAVIATE_URL}/v1/.well-known/ready", timeout=2)
+    except requests.RequestException:
+        return False
+    if answer.status_code != 200:
+        return False
+    with _lock:
+        if _client is client and client is not None:
+            _client = None
+    if client is not None:
+        # Its connection is gone: nothing to close cleanly.
+        with contextlib.suppress(WeaviateBaseError, OSError):
+            client.close()
+    return True
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def weaviate_errors(failed: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The one error boundary around Weaviate, as a decorator: whatever the client raises
+    becomes WeaviateUnavailable, saying what failed, which the pipeline retries and the pages
+    show as "unavailable".
+
+    A call that failed while Weaviate still answers (a connection to a node of a cluster that
+    was lost, behind the load balancer) runs once more on a new connection, so that losing a
+    node fails no search and no write. Every wrapped call can run twice: reads, and writes of
+    deterministic ids (an upsert or delete twice is one)."""
+
+    def decorate(call: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(call)
+        def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+            used = _client
+            try:
+                return call(*args, **kwargs)
+            except (WeaviateBaseError, WeaviateUnavailable, WeaviateImportError) as exc:
+                if not _connection_lost(used or _client):
+                    raise _unavailable(failed, exc) from exc
+                logger.warning("%s (%s); trying once more on a new connection", failed, exc)
+            try:
+                return call(*args, **kwargs)
+            except WeaviateBaseError as exc:
+                raise _unavailable(failed, exc) from exc
+
+        return wrapped
+
+    return decorate
+
+
+def _unavailable(failed: str, exc: Exception) -> Exception:
+    if isinstance(exc, WeaviateUnavailable | WeaviateImportError):
+        return exc
+    return WeaviateUnavailable(f"{failed}: {exc}")
+
+
+def collection_get(*, write: bool = False) -> Collection:
+    """The page collection, asking as many replicas as the settings' consistency level for
+    writes or for reads (one replica per page on a single node: every level is the same)."""
+    level = settings.WEAVIATE_WRITE_CONSISTENCY if write else settings.WEAVIATE_READ_CONSISTENCY
+    collection = client_get().collections.use(settings.WEAVIATE_COLLECTION)
+    return collection.with_consistency_level(ConsistencyLevel[level])
 
 
 def client_close() -> None:

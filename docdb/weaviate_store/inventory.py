@@ -14,7 +14,7 @@ from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.query import Filter
 from weaviate.collections import Collection as WeaviateCollection
 
-from docdb.weaviate_store.client import client_get, weaviate_errors
+from docdb.weaviate_store.client import client_get, collection_get, weaviate_errors
 from docdb.weaviate_store.pages import objects_delete, page_uuid
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def pages_inventory(
     were listed: grouping by document reads every object (0.6 s for the 3 000).
     """
     document_ids = list(dict.fromkeys(documents))
-    collection = client_get().collections.use(settings.WEAVIATE_COLLECTION)
+    collection = collection_get()
     # Counted before listing, so that pages imported meanwhile (documents in the pipeline)
     # make the listing longer, never the count: only objects of other documents can.
     total = _objects_total(collection)
@@ -171,7 +171,7 @@ def pages_delete_numbers(*, document_id: uuid.UUID, numbers: list[int]) -> int:
     """Delete these pages' objects of one document (pages the database no longer has)."""
     if not numbers:
         return 0
-    collection = client_get().collections.use(settings.WEAVIATE_COLLECTION)
+    collection = collection_get(write=True)
     ids = [page_uuid(document_id, number) for number in numbers]
     result = collection.data.delete_many(where=Filter.by_id().contains_any(ids))
     return int(result.successful)
@@ -181,9 +181,8 @@ def pages_delete_orphaned(*, document_id: uuid.UUID) -> int:
     """Delete every object of a document id, whoever owns it: for documents no longer in the
     database, whose owner is unknown (`pages_delete` needs it).
     """
-    collection = client_get().collections.use(settings.WEAVIATE_COLLECTION)
     where = Filter.by_property("document_id").equal(str(document_id))
-    return objects_delete(collection, where, document_id=document_id)
+    return objects_delete(where, document_id=document_id)
 
 
 @weaviate_errors("Weaviate did not answer")

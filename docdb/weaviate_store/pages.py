@@ -15,7 +15,12 @@ from weaviate.util import generate_uuid5
 
 from docdb.embedder_client import EmbedderError, MultiVector, images_embed, query_embed
 from docdb.pooling import POOL_SIZE_DEFAULT, multivector_pool
-from docdb.weaviate_store.client import WeaviateUnavailable, client_get, weaviate_errors
+from docdb.weaviate_store.client import (
+    WeaviateImportError,
+    WeaviateUnavailable,
+    collection_get,
+    weaviate_errors,
+)
 from docdb.weaviate_store.schema import POOLED_VECTOR_NAME, VECTOR_NAME, vectorize_client_side
 
 # Search results are object ids alone, which DocDB maps to its Page rows (Page.search_id).
@@ -37,10 +42,6 @@ class SearchMode(StrEnum):
     VECTOR = "vector"
     HYBRID = "hybrid"
     KEYWORD = "keyword"
-
-
-class WeaviateImportError(Exception):
-    """Weaviate refused some page objects (e.g. the embedder failed on them)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ def page_uuid(document_id: uuid.UUID, page_number: int) -> str:
     return str(generate_uuid5(f"{document_id}:{page_number}"))
 
 
-def _collection() -> Collection:
-    return client_get().collections.use(settings.WEAVIATE_COLLECTION)
+def _collection(*, write: bool = False) -> Collection:
+    return collection_get(write=write)
 
 
 @weaviate_errors("Weaviate import failed")
@@ -81,7 +82,7 @@ def pages_upsert(pages: list[PageObject]) -> None:
     images go to the embedder in large batches first (unless `vectors` are given), and Weaviate
     stores the vectors and no image.
     """
-    collection = _collection()
+    collection = _collection(write=True)
     client_side = vectorize_client_side()
     pooled_size = 0
     if client_side:
@@ -159,14 +160,13 @@ def _search_filter(
 
 def pages_delete(*, owner_id: int, document_id: uuid.UUID) -> int:
     """Delete every object of one document; returns how many went."""
-    return objects_delete(
-        _collection(), _owner_filter(owner_id, document_id), document_id=document_id
-    )
+    return objects_delete(_owner_filter(owner_id, document_id), document_id=document_id)
 
 
 @weaviate_errors("Weaviate delete failed")
-def objects_delete(collection: Collection, where: _Filters, *, document_id: uuid.UUID) -> int:
+def objects_delete(where: _Filters, *, document_id: uuid.UUID) -> int:
     """Delete what `where` matches, in rounds (each deletes at most QUERY_MAXIMUM_RESULTS)."""
+    collection = _collection(write=True)
     deleted = 0
     for _ in range(_DELETE_ROUNDS):
         result = collection.data.delete_many(where=where)
@@ -538,6 +538,6 @@ def pages_retitle(*, document_id: uuid.UUID, page_numbers: Sequence[int], title:
     """
     if not page_numbers:
         return
-    collection = _collection()
+    collection = _collection(write=True)
     for number in page_numbers:
         collection.data.update(uuid=page_uuid(document_id, number), properties={"title": title})

@@ -5,6 +5,7 @@ from weaviate.classes.config import (
     Configure,
     DataType,
     Property,
+    ReplicationDeletionStrategy,
     Tokenization,
     VectorDistances,
 )
@@ -152,6 +153,28 @@ def vector_config() -> Any:
     )
 
 
+def replication_config() -> Any:
+    """How many nodes hold each page, for a new collection (None: Weaviate's default of one).
+
+    With replicas, async replication brings a node that was down back up to date, and a delete
+    that a node missed wins over the older object it still holds (time-based resolution), so a
+    deleted document does not come back from a node that was away."""
+    factor = settings.WEAVIATE_REPLICATION_FACTOR
+    if factor <= 1:
+        return None
+    # Weaviate 1.38+ runs async replication for any factor above 1 by itself.
+    return Configure.replication(
+        factor=factor,
+        deletion_strategy=ReplicationDeletionStrategy.TIME_BASED_RESOLUTION,
+    )
+
+
+def sharding_config() -> Any:
+    """The shard count for a new collection (None: Weaviate's default, one per node)."""
+    shards = settings.WEAVIATE_SHARDS
+    return Configure.sharding(desired_count=shards) if shards else None
+
+
 def _embeddings_url(base_url: object) -> str:
     """One spelling per endpoint: Weaviate adds a trailing slash, and no URL means hosted."""
     return str(base_url or HOSTED_EMBEDDINGS_URL).rstrip("/")
@@ -195,6 +218,8 @@ def collection_describe() -> dict[str, Any]:
         "properties": {prop.name: str(prop.data_type.value) for prop in config.properties},
         "vectors": vectorizers,
         "objects": len(client.collections.use(name)),
+        "replication_factor": config.replication_config.factor,
+        "shards": config.sharding_config.actual_count if config.sharding_config else 1,
     }
 
 
@@ -236,6 +261,8 @@ def collection_ensure() -> dict[str, Any]:
             description="One object per PDF page, vectorized with ColModernVBERT.",
             properties=_properties(),
             vector_config=vector_configs(),
+            replication_config=replication_config(),
+            sharding_config=sharding_config(),
         )
         return {**collection_describe(), "created": True}
     problems = _mismatches(description)
@@ -254,6 +281,15 @@ def collection_ensure() -> dict[str, Any]:
             "This collection has no pooled vectors, so semantic search runs in one stage "
             "(slower, or less exact, on large collections; docs/benchmarks.md). To add them, "
             f"rebuild the index: run `{REBUILD_COMMAND}`."
+        )
+    wanted_factor = max(settings.WEAVIATE_REPLICATION_FACTOR, 1)
+    if description["replication_factor"] != wanted_factor:
+        # Not a mismatch of vectors: the collection works, with its own number of replicas.
+        description["note"] = (
+            f"The collection keeps {description['replication_factor']} replica(s) of each page; "
+            f"DOCDB_WEAVIATE_REPLICATION_FACTOR asks for {wanted_factor}, which applies to new "
+            "collections. To change it, rebuild the index: run "
+            f"`{REBUILD_COMMAND}` (docs/scaling.md)."
         )
     return {**description, "created": False}
 
