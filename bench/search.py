@@ -21,7 +21,7 @@ from weaviate.classes.query import Filter
 from bench.common import API_KEY, Weaviate, percentile, table, weaviate_running
 from bench.synthetic import PAGE_CONCEPTS_OWN, Corpus, maxsim_exact
 from docdb.pooling import multivector_pool
-from docdb.weaviate_store.pages import two_stage_search
+from docdb.weaviate_store.pages import two_stage_search, two_stage_window
 from docdb.weaviate_store.schema import (
     POOLED_VECTOR_NAME,
     VECTOR_NAME,
@@ -307,7 +307,54 @@ def _two_stage_runs(
                 }
             )
             print(_run_line(runs[-1]))
+            if flat:
+                runs[-1]["windows"] = _window_queries(collection, queries, rerank)
     return runs
+
+
+# "More results": the search page's windows of 24 results (one more asked for, to know if
+# there are more).
+WINDOW = 24
+WINDOWS = 4
+
+
+def _window_queries(collection: Any, queries: np.ndarray, rerank: int) -> list[dict[str, Any]]:
+    """Latency of the search page's first windows of results: in tiers of `rerank` candidates
+    (DocDB's ranking, every window a slice of one ranking) against re-ranking max(`rerank`,
+    the results up to the window's end) candidates at once (before tiers)."""
+    filters = Filter.by_property("owner_id").equal(OWNER)
+    vectors = [query.tolist() for query in queries]
+    rows = []
+    for window in range(WINDOWS):
+        offset, limit = window * WINDOW, WINDOW + 1
+        tiers, at_once = [], []
+        for vector in vectors:
+            started = time.perf_counter()
+            two_stage_window(
+                collection, vector, filters=filters, tier=rerank, limit=limit, offset=offset
+            )
+            tiers.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            candidates = max(rerank, offset + limit)
+            two_stage_search(
+                collection, vector, filters=filters, candidates=candidates, return_properties=[]
+            )
+            at_once.append(time.perf_counter() - started)
+        row = {
+            "window": window + 1,
+            "tiers_p50_ms": percentile(tiers, 0.5) * 1000,
+            "tiers_p95_ms": percentile(tiers, 0.95) * 1000,
+            "at_once_p50_ms": percentile(at_once, 0.5) * 1000,
+            "at_once_p95_ms": percentile(at_once, 0.95) * 1000,
+        }
+        rows.append(row)
+        print(
+            f"    window {row['window']} (results {offset + 1}-{offset + WINDOW}), {rerank} a "
+            f"tier: p50 {row['tiers_p50_ms']:.1f} ms, p95 {row['tiers_p95_ms']:.1f} ms; "
+            f"re-ranked at once: p50 {row['at_once_p50_ms']:.1f} ms, "
+            f"p95 {row['at_once_p95_ms']:.1f} ms"
+        )
+    return rows
 
 
 def _two_stage_queries(

@@ -645,6 +645,16 @@ GROUPS = (
                 minimum=1,
             ),
             Setting(
+                "DOCDB_EMBEDDER_MAX_QUERY_TOKENS",
+                "int",
+                "8192",
+                "Longest query embedded, in tokens (the model's own included; at most what the "
+                "model reads, 8192 for ColModernVBERT): a longer one is refused with 413, and "
+                "one of more than 8 bytes a token before it is tokenized. Also the tokens of one "
+                "forward pass over queries.",
+                minimum=16,
+            ),
+            Setting(
                 "DOCDB_EMBEDDER_WORKERS",
                 "int",
                 "0",

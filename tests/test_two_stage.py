@@ -186,7 +186,7 @@ def test_server_side_pages_get_pooled_vectors_from_one_forward_pass(
     assert after["recent_hits"] - before["recent_hits"] == 5
 
     calls: list[str] = []
-    for name in ("two_stage_search", "two_stage_hybrid"):
+    for name in ("_semantic_tiers", "_hybrid_tiers"):
         original = getattr(weaviate_pages, name)
         monkeypatch.setattr(
             weaviate_pages,
@@ -197,7 +197,7 @@ def test_server_side_pages_get_pooled_vectors_from_one_forward_pass(
         )
     _check_pooled_and_exact_order(owner.pk, document.id)
     # Semantic search, similar pages and the five hybrid searches each took their two stages.
-    assert calls.count("two_stage_search") == 3 and calls.count("two_stage_hybrid") == 5
+    assert calls.count("_semantic_tiers") == 2 and calls.count("_hybrid_tiers") == 5
 
     # Turned off, search is one-stage again and ranks the pages in the same exact order.
     with override_settings(WEAVIATE_POOLED_VECTORS=0):

@@ -18,7 +18,7 @@ from PIL import Image
 
 from docdb.documents.models import Document, Page, Status
 from docdb.search import services as search_services
-from docdb.weaviate_store import PageHit, WeaviateUnavailable, page_uuid
+from docdb.weaviate_store import PageHit, Ranking, WeaviateUnavailable, page_uuid
 from tests.conftest import LoggedIn
 from tests.helpers import user_make
 
@@ -235,7 +235,7 @@ def test_unknown_page_numbers_are_404(db: None, logged_in: LoggedIn) -> None:
 def test_search_keeps_the_index_order_and_explains_an_index_that_does_not_answer(
     db: None, logged_in: LoggedIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Weaviate's `pages_search` is replaced here, at the boundary the search service calls, to
+    """Weaviate's `pages_ranked` is replaced here, at the boundary the search service calls, to
     check what the service and the view make of its answers without a server; the real index is
     searched in test_ui_live.py (the same messages with Weaviate gone) and test_two_stage.py."""
     owner, stranger = user_make(), user_make()
@@ -251,14 +251,14 @@ def test_search_keeps_the_index_order_and_explains_an_index_that_does_not_answer
     answers: list[list[PageHit] | Exception] = [hits, WeaviateUnavailable("down")]
     asked: list[dict[str, object]] = []
 
-    def pages_search(**kwargs: object) -> list[PageHit]:
+    def pages_ranked(**kwargs: object) -> Ranking:
         asked.append(kwargs)
         answer = answers[min(len(asked), len(answers)) - 1]
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return Ranking(hits=answer, best_score=answer[0].score)
 
-    monkeypatch.setattr(search_services, "pages_search", pages_search)
+    monkeypatch.setattr(search_services, "pages_ranked", pages_ranked)
     client = logged_in(owner)
     url = reverse("search:search")
 

@@ -26,7 +26,12 @@ from docdb.documents.services import (
     document_retry,
     document_upload,
 )
-from docdb.search.services import MAX_LIMIT, SearchUnavailable, page_results_search
+from docdb.search.services import (
+    MAX_LIMIT,
+    QueryRejected,
+    SearchUnavailable,
+    page_results_search,
+)
 from docdb.weaviate_store import SearchMode, WeaviateUnavailable
 
 # A token's last use is recorded at most this often, so reads do not all turn into writes.
@@ -154,6 +159,8 @@ class SearchHitOut(Schema):
     document_id: uuid.UUID
     title: str
     page_number: int
+    # As the mode makes it (semantic: MaxSim; keyword: BM25; hybrid: fused 0 to 1); equal
+    # scores come by document, then page.
     score: float
     thumbnail_url: str
     image_url: str
@@ -274,6 +281,8 @@ def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
             limit=params.limit,
             document_id=params.document_id,
         )
+    except QueryRejected as exc:
+        return 400, Error(detail=str(exc))
     except SearchUnavailable as exc:
         return 503, Error(detail=str(exc))
     hits = []

@@ -3,7 +3,7 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -279,8 +279,24 @@ def page_detail(request: AuthenticatedRequest, document_id: uuid.UUID, number: i
             "previous": number - 1 if number > 1 else None,
             "next": number + 1 if number < total else None,
             "query": " ".join(request.GET.get("q", "").split())[:500],
+            "search_query": _search_query(request),
         },
     )
+
+
+# What a search is made of, carried from its results through a page view (and its previous and
+# next links) back to the same results.
+_SEARCH_PARAMS = ("q", "mode", "alpha", "document", "date_from", "date_to")
+
+
+def _search_query(request: AuthenticatedRequest) -> str:
+    """The search the page was opened from, as a query string ("" when none)."""
+    kept = QueryDict(mutable=True)
+    for name in _SEARCH_PARAMS:
+        values = [value[:500] for value in request.GET.getlist(name) if value]
+        if values:
+            kept.setlist(name, values)
+    return kept.urlencode() if kept.get("q") else ""
 
 
 @require_GET

@@ -1,7 +1,9 @@
 """The one thread that runs the model, fed by every request.
 
 Inputs queue by kind (page image or query); the thread runs as many of one kind as a batch holds,
-whichever requests they came from, so concurrent requests share forward passes.
+whichever requests they came from, so concurrent requests share forward passes. A batch of
+queries is bounded in tokens as well, and when both kinds wait they take turns: pages waiting
+behind queries wait for at most one forward pass, of at most one longest query's tokens.
 """
 
 import itertools
@@ -35,9 +37,17 @@ class Batcher:
     """The one thread that runs the model, on queued inputs of one kind from any requests."""
 
     def __init__(
-        self, embedder: Embedder, *, batch_size: int, wait_s: float, image_delay_s: float = 0.0
+        self,
+        embedder: Embedder,
+        *,
+        batch_size: int,
+        wait_s: float,
+        query_batch_tokens: int,
+        image_delay_s: float = 0.0,
     ) -> None:
         self.batch_size = batch_size
+        # Padded tokens (queries x the longest of them) in one forward pass over queries.
+        self.query_batch_tokens = query_batch_tokens
         self.forward_passes = 0
         self.largest_batch = 0
         # Wall time in forward passes: against the uptime, how busy this process kept the model.
@@ -47,6 +57,7 @@ class Batcher:
         self._image_delay_s = image_delay_s
         self._pending: dict[Kind, deque[_Job]] = {"image": deque(), "query": deque()}
         self._sequence = itertools.count()
+        self._last_kind: Kind | None = None
         self._changed = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="embedder-model", daemon=True)
@@ -79,18 +90,33 @@ class Batcher:
             self._changed.wait_for(lambda: self._stopping or any(self._pending.values()))
             if self._stopping:
                 return None
-            # Serve the kind whose oldest input has waited longest, so neither starves.
-            kind = min(
+            # When both kinds wait they take turns (the oldest first at the start), so neither
+            # waits for more than one forward pass of the other.
+            waiting = sorted(
                 (kind for kind, queue in self._pending.items() if queue),
-                key=lambda kind: self._pending[kind][0].sequence,
+                key=lambda kind: (kind == self._last_kind, self._pending[kind][0].sequence),
             )
+            kind = self._last_kind = waiting[0]
             queue = self._pending[kind]
             deadline = time.monotonic() + self._wait_s
             while len(queue) < self.batch_size and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._changed.wait(remaining):
                     break
-            return [queue.popleft() for _ in range(min(len(queue), self.batch_size))]
+            return [queue.popleft() for _ in range(self._batch_length(kind, queue))]
+
+    def _batch_length(self, kind: Kind, queue: deque[_Job]) -> int:
+        """How many of the queued inputs the next batch takes: up to the batch size, and for
+        queries, as many as fit in the token budget once padded to the longest (at least one)."""
+        count = min(len(queue), self.batch_size)
+        if kind == "image":
+            return count
+        longest = 0
+        for taken, job in enumerate(itertools.islice(queue, count)):
+            longest = max(longest, job.features["input_ids"].shape[1])
+            if taken and (taken + 1) * longest > self.query_batch_tokens:
+                return taken
+        return count
 
     def _forward(self, batch: list[_Job]) -> None:
         started = time.perf_counter()

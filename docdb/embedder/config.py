@@ -32,6 +32,7 @@ def _settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "batch_size": env_int("DOCDB_EMBEDDER_BATCH_SIZE", environ) or None,
         "batch_wait_ms": env_int("DOCDB_EMBEDDER_BATCH_WAIT_MS", environ),
         "max_inputs": env_int("DOCDB_EMBEDDER_MAX_INPUTS", environ),
+        "max_query_tokens": env_int("DOCDB_EMBEDDER_MAX_QUERY_TOKENS", environ),
         "recent_pages": env_int("DOCDB_EMBEDDER_RECENT_PAGES", environ),
         "cache_dir": Path(
             env_str("DOCDB_EMBEDDER_CACHE_DIR", environ) or data_dir(environ) / "models"
@@ -71,6 +72,7 @@ class EmbedderConfig:
     batch_size: int | None = _DEFAULTS["batch_size"]
     batch_wait_ms: int = _DEFAULTS["batch_wait_ms"]
     max_inputs: int = _DEFAULTS["max_inputs"]
+    max_query_tokens: int = _DEFAULTS["max_query_tokens"]
     recent_pages: int = _DEFAULTS["recent_pages"]
     cache_dir: Path = _DEFAULTS["cache_dir"]
     # None: as many as the device keeps busy (docdb/embedder/__main__.py, workers_resolve).

@@ -33,6 +33,10 @@ from docdb.embedder.testmodel import TINY_MODEL
 from docdb.pooling import multivector_pool, pooled_model_parse
 
 PREPARE_WORKERS = min(16, os.cpu_count() or 1)
+# A query of more bytes than this many per token it may have is refused before it is tokenized:
+# the ModernBERT tokenizer's tokens average ~4 bytes of English, and no query needs the tokenizer
+# to read megabytes to learn that it is too long.
+QUERY_BYTES_PER_TOKEN = 8
 # How long a worker waits for a page another worker is computing before computing it itself.
 SHARED_WAIT_S = 120.0
 
@@ -63,10 +67,13 @@ class EmbedService:
         self.config = config
         self.embedder = embedder
         self.counters = Counters()
+        # The setting, but never more than the model's text positions.
+        self.max_query_tokens = min(config.max_query_tokens, _text_positions(embedder))
         self.batcher = Batcher(
             embedder,
             batch_size=config.batch_size or (32 if embedder.device.type == "cuda" else 8),
             wait_s=config.batch_wait_ms / 1000,
+            query_batch_tokens=self.max_query_tokens,
             image_delay_s=config.test_delay_ms / 1000,
         )
         self.pool = ThreadPoolExecutor(PREPARE_WORKERS, thread_name_prefix="embedder-prepare")
@@ -112,6 +119,8 @@ class EmbedService:
         return content, len(vectors), kind
 
     async def _queries_embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        for index, text in enumerate(texts):
+            self._query_bytes_check(index, text)
         loop = asyncio.get_running_loop()
         items = await asyncio.gather(
             *(
@@ -119,6 +128,8 @@ class EmbedService:
                 for index, text in enumerate(texts)
             )
         )
+        for index, features in enumerate(items):
+            self._query_tokens_check(index, features)
         futures = self.batcher.submit("query", items)
         return list(await asyncio.gather(*(asyncio.wrap_future(future) for future in futures)))
 
@@ -197,10 +208,12 @@ class EmbedService:
         return sorted(left)
 
     async def query_tokens(self, body: QueryTokensRequest) -> dict[str, Any]:
+        self._query_bytes_check(0, body.input)
         loop = asyncio.get_running_loop()
         features, tokens = await loop.run_in_executor(
             self.pool, self.embedder.query_tokens, body.input
         )
+        self._query_tokens_check(0, features)
         (future,) = self.batcher.submit("query", [features])
         try:
             vectors = await asyncio.wrap_future(future)
@@ -222,6 +235,7 @@ class EmbedService:
             "status": "ok",
             **self.embedder.info(),
             "batch_size": self.batcher.batch_size,
+            "max_query_tokens": self.max_query_tokens,
             "test_delay_ms": self.config.test_delay_ms,
             # With several workers each answers for itself: its process, counters and memory.
             "workers": self.config.workers or 1,
@@ -259,12 +273,45 @@ class EmbedService:
                 400, f"This model only makes {self.embedder.dim}-dimensional vectors."
             )
 
+    def _query_bytes_check(self, index: int, text: str) -> None:
+        """Refuse a query too long to be worth tokenizing (413).
+
+        Refused rather than cut: a query cut short ranks pages for words the person did not
+        stop at, and Weaviate, which also sends queries here, could not tell them so.
+        """
+        limit = self.max_query_tokens * QUERY_BYTES_PER_TOKEN
+        # Characters first: a character is at least a byte, and counting them costs nothing.
+        if len(text) > limit or len(text.encode()) > limit:
+            raise HTTPException(
+                413,
+                f"input[{index}] is a query of more than {limit} bytes; this embedder reads "
+                f"queries of at most {self.max_query_tokens} tokens "
+                "(DOCDB_EMBEDDER_MAX_QUERY_TOKENS). Shorten it.",
+            )
+
+    def _query_tokens_check(self, index: int, features: Features) -> None:
+        tokens = features["input_ids"].shape[1]
+        if tokens > self.max_query_tokens:
+            raise HTTPException(
+                413,
+                f"input[{index}] is a query of {tokens} tokens (with those the model adds); "
+                f"this embedder reads at most {self.max_query_tokens} "
+                "(DOCDB_EMBEDDER_MAX_QUERY_TOKENS). Shorten it.",
+            )
+
     def _count(self, kind: Kind, inputs: int) -> None:
         self.counters.requests += 1
         if kind == "query":
             self.counters.queries_embedded += inputs
         else:
             self.counters.images_embedded += inputs
+
+
+def _text_positions(embedder: Embedder) -> int:
+    """The most tokens the model's text encoder reads (ModernBERT: 8192)."""
+    text_config = embedder.model.config.vlm_config.text_config
+    positions: int = text_config.max_position_embeddings
+    return positions
 
 
 def _content_keys(texts: Sequence[str]) -> list[bytes]:

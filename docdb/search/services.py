@@ -10,10 +10,12 @@ from docdb.documents.models import Document, Page, Status
 from docdb.search.snippets import Snippet, query_terms, snippet_make
 from docdb.weaviate_store import (
     PageHit,
+    QueryRefused,
     SearchMode,
+    TieKeys,
     WeaviateUnavailable,
     page_multivector,
-    pages_search,
+    pages_ranked,
     pages_similar,
 )
 
@@ -25,6 +27,11 @@ MAX_OFFSET = 5000
 
 class SearchUnavailable(Exception):
     """The search backend is down; the message is fit to show."""
+
+
+class QueryRejected(Exception):
+    """The query cannot be searched as it is (too long for the model); the message is fit to
+    show."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,18 @@ class SearchResponse:
     results: list[SearchResult]
     seconds: float
     has_more: bool = False
+    # The score of the first result of the whole ranking (also when this is a later window):
+    # what the search page shows scores relative to.
+    best_score: float | None = None
+
+
+def score_share(score: float, best: float | None) -> float:
+    """A score as a share of the best result's, 0 to 1: what a person can read, where raw
+    scores range as each mode makes them (semantic MaxSim ~10 to ~200 with the query's length,
+    BM25 unbounded, hybrid fused 0 to 1)."""
+    if best is None or best <= 0:
+        return 0.0
+    return min(1.0, max(0.0, score / best))
 
 
 @dataclass(frozen=True)
@@ -118,7 +137,7 @@ def page_results_search(
     started = time.monotonic()
     limit = max(1, min(limit, MAX_LIMIT))
     try:
-        hits = pages_search(
+        ranking = pages_ranked(
             owner_id=user.pk,
             query=query,
             mode=mode,
@@ -127,17 +146,40 @@ def page_results_search(
             document_ids=document_ids,
             alpha=min(1.0, max(0.0, alpha)),
             offset=max(0, min(offset, MAX_OFFSET)),
+            tie_keys=page_order_keys(owner_id=user.pk),
         )
+    except QueryRefused as exc:
+        raise QueryRejected(f"The model refused it: {exc}") from exc
     except WeaviateUnavailable as exc:
         raise SearchUnavailable(
             "Search is unavailable right now: the search index did not answer. "
             "Try again in a moment."
         ) from exc
+    hits = ranking.hits
     terms = query_terms(query) if snippets else None
     results = _results(user.pk, hits[:limit], snippet_terms=terms)
     return SearchResponse(
-        results=results, seconds=time.monotonic() - started, has_more=len(hits) > limit
+        results=results,
+        seconds=time.monotonic() - started,
+        has_more=len(hits) > limit,
+        best_score=ranking.best_score,
     )
+
+
+def page_order_keys(*, owner_id: int) -> TieKeys:
+    """How pages of equal score are ordered: by document, then page number (from the rows)."""
+
+    def keys(search_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
+        rows = Page.objects.filter(
+            search_id__in=search_ids, document__owner_id=owner_id
+        ).values_list("search_id", "document_id", "number")
+        return {
+            search_id: (str(document_id), number)
+            for search_id, document_id, number in rows
+            if search_id is not None
+        }
+
+    return keys
 
 
 def page_similar_search(*, page: Page, limit: int = 8) -> list[SearchResult]:
@@ -155,6 +197,7 @@ def page_similar_search(*, page: Page, limit: int = 8) -> list[SearchResult]:
             exclude_document_id=page.document_id,
             exclude_page_number=page.number,
             limit=limit,
+            tie_keys=page_order_keys(owner_id=owner_id),
         )
     except WeaviateUnavailable as exc:
         raise SearchUnavailable(

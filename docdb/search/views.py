@@ -12,6 +12,7 @@ from docdb.search.forms import MODES, SearchForm
 from docdb.search.maps import MapsUnavailable, page_maps_make
 from docdb.search.services import (
     PAGE_SIZE,
+    QueryRejected,
     SearchUnavailable,
     page_similar_search,
     search_run,
@@ -73,17 +74,26 @@ def search(request: AuthenticatedRequest) -> HttpResponse:
             :MAX_FILTER_DOCUMENTS
         ],
     }
+    # A partial answer's status; the full page explains an error itself.
+    status = 200
     if form.is_valid() and form.cleaned_data["q"]:
         criteria = form.criteria()
         context["criteria"] = criteria
         context["mode_label"] = dict(MODES)[criteria.mode]
         try:
             response = search_run(user=request.user, criteria=criteria)
-        except SearchUnavailable as exc:
+        except QueryRejected as exc:
+            context["error_title"] = "This query cannot be searched."
             context["error"] = str(exc)
+            status = 400
+        except SearchUnavailable as exc:
+            context["error_title"] = "Search is unavailable."
+            context["error"] = str(exc)
+            status = 503
         else:
             first_rank = (criteria.page - 1) * PAGE_SIZE + 1
             context["results"] = response.results
+            context["best_score"] = response.best_score
             context["milliseconds"] = round(response.seconds * 1000)
             context["first_rank"] = first_rank
             context["last_rank"] = first_rank + len(response.results) - 1
@@ -93,7 +103,6 @@ def search(request: AuthenticatedRequest) -> HttpResponse:
     if request.GET.get("partial"):
         # "More results" asks for the next cards alone, to append them; on an error the script
         # opens the full page instead, which explains it.
-        status = 503 if "error" in context else 200
         return render(request, "search/_results.html", context, status=status)
     return render(request, "search/search.html", context)
 

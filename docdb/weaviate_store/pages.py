@@ -1,7 +1,8 @@
 import base64
 import time
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -13,7 +14,13 @@ from weaviate.collections import Collection
 from weaviate.collections.classes.filters import _Filters
 from weaviate.util import generate_uuid5
 
-from docdb.embedder_client import EmbedderError, MultiVector, images_embed, query_embed
+from docdb.embedder_client import (
+    EmbedderError,
+    EmbedderRefused,
+    MultiVector,
+    images_embed,
+    query_embed,
+)
 from docdb.pooling import POOL_SIZE_DEFAULT, multivector_pool
 from docdb.weaviate_store.client import (
     WeaviateImportError,
@@ -31,8 +38,6 @@ _RESULT_PROPERTIES: list[str] = []
 _DELETE_ROUNDS = 100
 # What keyword search (and hybrid search's keyword half) matches.
 _KEYWORD_PROPERTIES = ("text", "title")
-# Two-stage search re-ranks at most this many pages; "more results" past them is one-stage.
-_TWO_STAGE_MAX_CANDIDATES = 1000
 # How long a process trusts what it last read of the collection's named vectors.
 _VECTOR_NAMES_TTL_SECONDS = 10.0
 _vector_names_seen: dict[str, tuple[float, frozenset[str]]] = {}
@@ -188,6 +193,31 @@ def pages_count(*, owner_id: int | None = None, document_id: uuid.UUID | None = 
     return result.total_count or 0
 
 
+# Weaviate answers at most QUERY_MAXIMUM_RESULTS results, the offset included.
+_MAX_RESULTS = 10_000
+# Asked for past a window, so that a run of equal scores at its end is mostly seen in one call.
+_TIE_MARGIN = 8
+
+# The (document id, page number) of object ids: how pages of equal score are ordered. The
+# search service reads them from DocDB's rows, which Weaviate would only give by reading whole
+# objects (page images included).
+TieKeys = Callable[[Sequence[uuid.UUID]], Mapping[uuid.UUID, tuple[str, int]]]
+# Ids without a page row go after those with one, in id order.
+_NO_KEY = ("\uffff", 0)
+
+
+def _no_tie_keys(ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, tuple[str, int]]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A window of ranked pages, and the score of the first page of the whole ranking."""
+
+    hits: list[PageHit]
+    best_score: float | None
+
+
 @dataclass(frozen=True)
 class _Search:
     """One search, as every mode's function takes it."""
@@ -195,24 +225,31 @@ class _Search:
     collection: Collection
     query: str
     # The query's multi-vector when DocDB embedded it (self-hosted); None: Weaviate embeds.
-    vector: MultiVector | None
+    vector: Sequence[Sequence[float]] | None
     filters: _Filters | None
     limit: int
     offset: int
     alpha: float
+    tie_keys: TieKeys
+    # Two-stage search ranks its first-stage candidates in tiers of this many.
+    tier: int = 40
 
     @property
     def wanted(self) -> int:
         return self.limit + self.offset
 
-    def page(self, hits: list[PageHit]) -> list[PageHit]:
-        return hits[self.offset : self.offset + self.limit]
+    def window(self, ranked: Sequence[PageHit | None]) -> Ranking:
+        """The asked-for slice of a ranking; None stands for pages left unranked (tiers)."""
+        first = ranked[0] if ranked else None
+        return Ranking(
+            hits=[hit for hit in ranked[self.offset : self.wanted] if hit is not None],
+            best_score=first.score if first is not None else None,
+        )
 
 
 _METADATA = MetadataQuery(score=True, distance=True)
 
 
-@weaviate_errors("Weaviate search failed")
 def pages_search(
     *,
     owner_id: int,
@@ -223,14 +260,45 @@ def pages_search(
     document_id: uuid.UUID | None = None,
     document_ids: Sequence[uuid.UUID] | None = None,
     offset: int = 0,
+    tie_keys: TieKeys = _no_tie_keys,
 ) -> list[PageHit]:
+    """Pages of one owner ranked for `query` (`pages_ranked` without the best score)."""
+    return pages_ranked(
+        owner_id=owner_id,
+        query=query,
+        mode=mode,
+        limit=limit,
+        alpha=alpha,
+        document_id=document_id,
+        document_ids=document_ids,
+        offset=offset,
+        tie_keys=tie_keys,
+    ).hits
+
+
+@weaviate_errors("Weaviate search failed")
+def pages_ranked(
+    *,
+    owner_id: int,
+    query: str,
+    mode: SearchMode,
+    limit: int,
+    alpha: float = 0.5,
+    document_id: uuid.UUID | None = None,
+    document_ids: Sequence[uuid.UUID] | None = None,
+    offset: int = 0,
+    tie_keys: TieKeys = _no_tie_keys,
+) -> Ranking:
     """Pages of one owner ranked for `query`. The owner filter is applied inside Weaviate.
 
     `document_ids` narrows to those documents (an empty list matches nothing); `offset` skips
-    the first results, for "more results".
+    the first results, for "more results". Every mode ranks by score, then by document and page
+    (`tie_keys`), in each of its stages, and its ranking does not depend on `offset` or `limit`:
+    windows asked for one after the other neither repeat nor skip a page (Weaviate's own order
+    of equal scores changes from call to call).
     """
     if document_ids is not None and not document_ids:
-        return []
+        return Ranking(hits=[], best_score=None)
     # Self-hosted, DocDB asks the embedder for the query's vectors itself: once for both stages
     # of semantic search, and without the hop through Weaviate's module (hybrid search took a
     # fifth less time, docs/benchmarks.md). On Weaviate Cloud, Weaviate embeds the query.
@@ -243,90 +311,89 @@ def pages_search(
         limit=limit,
         offset=offset,
         alpha=alpha,
+        tie_keys=tie_keys,
+        tier=max(1, settings.WEAVIATE_RERANK_CANDIDATES),
     )
     return _SEARCHES[mode](search)
+
+
+class QueryRefused(Exception):
+    """The embedder turned the query down (too long, say); the message is its reason."""
 
 
 def _query_vector(query: str) -> MultiVector:
     try:
         return query_embed(query)
+    except EmbedderRefused as exc:
+        raise QueryRefused(exc.detail) from exc
     except EmbedderError as exc:
         # What Weaviate's module failing to embed the query would be: search is unavailable.
         raise WeaviateUnavailable(str(exc)) from exc
 
 
-def _shortlist(search: _Search) -> int:
-    return max(settings.WEAVIATE_RERANK_CANDIDATES, search.wanted)
-
-
-def _semantic_search(search: _Search) -> list[PageHit]:
-    if search.vector is not None and _two_stage(search.collection, search.wanted):
-        objects = two_stage_search(
-            search.collection,
-            search.vector,
-            filters=search.filters,
-            candidates=_shortlist(search),
-            return_properties=_RESULT_PROPERTIES,
-        )
-        return search.page(_hits(objects, by_distance=True))
+def _semantic_search(search: _Search) -> Ranking:
+    if search.vector is not None and _two_stage(search.collection):
+        return search.window(_semantic_tiers(search, search.vector))
     # MUVERA re-ranks exactly only twice the limit asked for when Weaviate scans (an owner with
     # fewer pages than WEAVIATE_FLAT_SEARCH_CUTOFF), ef of them otherwise: ask for more
     # candidates and keep the best (docs/benchmarks.md).
     candidates = settings.WEAVIATE_SEARCH_CANDIDATES // 2
-    wide = candidates > search.wanted
-    window: dict[str, Any] = {
-        "target_vector": VECTOR_NAME,
-        "limit": candidates if wide else search.limit,
-        "offset": 0 if wide else search.offset,
-        "filters": search.filters,
-        "return_metadata": _METADATA,
-        "return_properties": _RESULT_PROPERTIES,
-    }
-    if search.vector is not None:
-        response = search.collection.query.near_vector(near_vector=search.vector, **window)
-    else:
-        response = search.collection.query.near_text(query=search.query, **window)
-    hits = _hits(response.objects, by_distance=True)
-    return search.page(hits) if wide else hits
+
+    def fetch(size: int) -> list[PageHit]:
+        window: dict[str, Any] = {
+            "target_vector": VECTOR_NAME,
+            "limit": min(max(size, candidates), _MAX_RESULTS),
+            "filters": search.filters,
+            "return_metadata": _METADATA,
+            "return_properties": _RESULT_PROPERTIES,
+        }
+        if search.vector is not None:
+            response = search.collection.query.near_vector(near_vector=search.vector, **window)
+        else:
+            response = search.collection.query.near_text(query=search.query, **window)
+        return _hits(response.objects, by_distance=True)
+
+    return search.window(_best(fetch, search.wanted, search.tie_keys))
 
 
-def _hybrid_search(search: _Search) -> list[PageHit]:
-    if search.vector is not None and _two_stage(search.collection, search.wanted):
-        objects = two_stage_hybrid(
-            search.collection,
-            search.query,
-            search.vector,
+def _hybrid_search(search: _Search) -> Ranking:
+    if search.vector is not None and _two_stage(search.collection):
+        return search.window(_hybrid_tiers(search, search.vector))
+
+    def fetch(size: int) -> list[PageHit]:
+        response = search.collection.query.hybrid(
+            query=search.query,
+            vector=search.vector,
             alpha=search.alpha,
+            target_vector=VECTOR_NAME,
+            query_properties=list(_KEYWORD_PROPERTIES),
+            limit=size,
             filters=search.filters,
-            candidates=_shortlist(search),
+            return_metadata=_METADATA,
+            return_properties=_RESULT_PROPERTIES,
         )
-        return search.page(_hits(objects, by_distance=False))
-    response = search.collection.query.hybrid(
-        query=search.query,
-        vector=search.vector,
-        alpha=search.alpha,
-        target_vector=VECTOR_NAME,
-        query_properties=list(_KEYWORD_PROPERTIES),
-        limit=search.limit,
-        offset=search.offset,
-        filters=search.filters,
-        return_metadata=_METADATA,
-        return_properties=_RESULT_PROPERTIES,
-    )
-    return _hits(response.objects, by_distance=False)
+        return _hits(response.objects, by_distance=False)
+
+    return search.window(_best(fetch, search.wanted, search.tie_keys))
 
 
-def _keyword_search(search: _Search) -> list[PageHit]:
-    response = search.collection.query.bm25(
-        query=search.query,
-        query_properties=list(_KEYWORD_PROPERTIES),
-        limit=search.limit,
-        offset=search.offset,
-        filters=search.filters,
-        return_metadata=_METADATA,
-        return_properties=_RESULT_PROPERTIES,
-    )
-    return _hits(response.objects, by_distance=False)
+def _keyword_search(search: _Search) -> Ranking:
+    return search.window(_keyword_best(search, search.wanted))
+
+
+def _keyword_best(search: _Search, size: int) -> list[PageHit]:
+    def fetch(size: int) -> list[PageHit]:
+        response = search.collection.query.bm25(
+            query=search.query,
+            query_properties=list(_KEYWORD_PROPERTIES),
+            limit=size,
+            filters=search.filters,
+            return_metadata=_METADATA,
+            return_properties=_RESULT_PROPERTIES,
+        )
+        return _hits(response.objects, by_distance=False)
+
+    return _best(fetch, size, search.tie_keys)
 
 
 _SEARCHES = {
@@ -334,6 +401,167 @@ _SEARCHES = {
     SearchMode.HYBRID: _hybrid_search,
     SearchMode.KEYWORD: _keyword_search,
 }
+
+
+def _best(fetch: Callable[[int], list[PageHit]], size: int, tie_keys: TieKeys) -> list[PageHit]:
+    """The `size` best hits `fetch` finds, by score, then document and page.
+
+    Which of several equal scores Weaviate returns at the end of a window, and in what order,
+    changes from call to call; so the window is widened until the score at its end is followed
+    by a lower one, and the order is DocDB's.
+    """
+    asked = min(size + _TIE_MARGIN, _MAX_RESULTS)
+    while True:
+        hits = sorted(fetch(asked), key=lambda hit: -hit.score)
+        complete = len(hits) < asked or len(hits) <= size or asked >= _MAX_RESULTS
+        if complete or hits[-1].score < hits[size - 1].score:
+            return _ordered(hits, tie_keys)[:size]
+        asked = min(asked * 2, _MAX_RESULTS)
+
+
+def _ordered(hits: Sequence[PageHit], tie_keys: TieKeys) -> list[PageHit]:
+    """Hits by score, equal scores by document and page."""
+    counts = Counter(hit.score for hit in hits)
+    tied = [hit.object_id for hit in hits if counts[hit.score] > 1]
+    keys = tie_keys(tied) if tied else {}
+    return sorted(
+        hits,
+        key=lambda hit: (-hit.score, keys.get(hit.object_id, _NO_KEY), str(hit.object_id)),
+    )
+
+
+def _tiers_ranked(search: _Search, sizes: Sequence[int]) -> set[int]:
+    """Which tiers of these sizes must be ranked: those the window overlaps, and the first
+    (the best score)."""
+    ranked = {0}
+    start = 0
+    for index, size in enumerate(sizes):
+        if start < search.wanted and start + size > search.offset:
+            ranked.add(index)
+        start += size
+    return ranked
+
+
+def _semantic_tiers(search: _Search, vector: Sequence[Sequence[float]]) -> list[PageHit | None]:
+    """Two-stage semantic search in tiers: the first-stage ranking (MaxSim over pooled vectors)
+    cut into tiers of WEAVIATE_RERANK_CANDIDATES pages, each tier ranked by exact MaxSim, the
+    tiers one after the other.
+
+    Re-ranking all the candidates a window needs together would let a later window's larger
+    candidate set reorder what an earlier one showed; tiers keep every window a slice of one
+    ranking, and rank only the tiers a window overlaps. Those not ranked stand as None.
+    """
+    tier = search.tier
+    first = _pooled_ranking(search, vector, -(-search.wanted // tier) * tier)
+    tiers = [first[start : start + tier] for start in range(0, len(first), tier)]
+    ranked = _tiers_ranked(search, [len(candidates) for candidates in tiers])
+    scored_ids = [hit.object_id for index in ranked if index < len(tiers) for hit in tiers[index]]
+    exact = _exact_scores(search.collection, vector, scored_ids, filters=search.filters)
+    ranking: list[PageHit | None] = []
+    for index, candidates in enumerate(tiers):
+        if index not in ranked:
+            ranking += [None] * len(candidates)
+            continue
+        scored = [
+            PageHit(object_id=hit.object_id, score=exact[hit.object_id])
+            for hit in candidates
+            if hit.object_id in exact
+        ]
+        ranking += _ordered(scored, search.tie_keys)
+    return ranking
+
+
+def _hybrid_tiers(search: _Search, vector: Sequence[Sequence[float]]) -> list[PageHit | None]:
+    """Two-stage hybrid search in tiers: tier t holds the pages ranked t * N to (t + 1) * N by
+    the first stage of each half (MaxSim over pooled vectors, BM25), N being
+    WEAVIATE_RERANK_CANDIDATES, less those of earlier tiers; Weaviate fuses each tier on its
+    own (`_hybrid_fused`), and the tiers follow one another (see `_semantic_tiers`).
+
+    So `alpha=1` ranks each tier like semantic search, and `alpha=0` like keyword search.
+    """
+    tier = search.tier
+    # The first n tiers hold at least n * N pages: all those of the first stage's n * N best.
+    count = -(-search.wanted // tier)
+    nearest = _pooled_ranking(search, vector, count * tier)
+    keyword = _keyword_best(search, count * tier)
+    seen: set[uuid.UUID] = set()
+    tiers: list[list[uuid.UUID]] = []
+    for start in range(0, count * tier, tier):
+        hits = (*nearest[start : start + tier], *keyword[start : start + tier])
+        ids = list(dict.fromkeys(hit.object_id for hit in hits if hit.object_id not in seen))
+        seen.update(ids)
+        tiers.append(ids)
+    ranked = _tiers_ranked(search, [len(ids) for ids in tiers])
+    ranking: list[PageHit | None] = []
+    for index, ids in enumerate(tiers):
+        if index not in ranked:
+            ranking += [None] * len(ids)
+        elif ids:
+            objects = _hybrid_fused(search, vector, ids)
+            ranking += _ordered(_hits(objects, by_distance=False), search.tie_keys)
+    return ranking
+
+
+def _pooled_ranking(search: _Search, vector: Sequence[Sequence[float]], size: int) -> list[PageHit]:
+    """The first stage: the `size` pages nearest by MaxSim over their pooled vectors."""
+
+    def fetch(limit: int) -> list[PageHit]:
+        response = search.collection.query.near_vector(
+            near_vector=vector,
+            target_vector=POOLED_VECTOR_NAME,
+            limit=limit,
+            filters=search.filters,
+            return_metadata=MetadataQuery(distance=True),
+            return_properties=[],
+        )
+        return _hits(response.objects, by_distance=True)
+
+    return _best(fetch, size, search.tie_keys)
+
+
+def _exact_scores(
+    collection: Collection,
+    vector: Sequence[Sequence[float]],
+    ids: Sequence[uuid.UUID],
+    *,
+    filters: _Filters | None,
+) -> dict[uuid.UUID, float]:
+    """Exact MaxSim over the full vectors of these pages.
+
+    The filter allows only them, fewer than the flat search cutoff, so Weaviate scans them, and
+    a scan re-ranks twice the limit asked for with MaxSim over the full vectors: every one of
+    them (hnsw/search.go in Weaviate 1.39).
+    """
+    if not ids:
+        return {}
+    response = collection.query.near_vector(
+        near_vector=vector,
+        target_vector=VECTOR_NAME,
+        limit=len(ids),
+        filters=_only(ids, filters),
+        return_metadata=MetadataQuery(distance=True),
+        return_properties=[],
+    )
+    return {hit.object_id: hit.score for hit in _hits(response.objects, by_distance=True)}
+
+
+def _hybrid_fused(
+    search: _Search, vector: Sequence[Sequence[float]], ids: Sequence[uuid.UUID]
+) -> list[Any]:
+    """Weaviate's fusion of exact MaxSim and BM25 over these pages alone (relative scores,
+    `alpha`): an allow-list below the flat cutoff is scanned, and all of it is asked for."""
+    response = search.collection.query.hybrid(
+        query=search.query,
+        vector=vector,
+        alpha=search.alpha,
+        target_vector=VECTOR_NAME,
+        query_properties=list(_KEYWORD_PROPERTIES),
+        limit=len(ids),
+        filters=_only(ids, search.filters),
+        return_metadata=MetadataQuery(score=True),
+        return_properties=[],
+    )
+    return list(response.objects)
 
 
 def two_stage_search(
@@ -344,15 +572,24 @@ def two_stage_search(
     candidates: int,
     return_properties: Sequence[str],
 ) -> list[Any]:
-    """Pages by exact MaxSim, among the `candidates` best by MaxSim over pooled vectors.
+    """Pages by exact MaxSim, among the `candidates` best by MaxSim over pooled vectors: one
+    tier of `_semantic_tiers`, as objects with `return_properties` (similar pages, benchmarks).
 
     The pooled index scores a page against a few dozen vectors instead of ~900, so finding
-    candidates is cheap and close to exact; the second query re-ranks all of them exactly. Its
-    filter allows only the candidates, fewer than the flat search cutoff, so Weaviate scans
-    them, and a scan re-ranks twice the limit asked for with MaxSim over the full vectors:
-    every candidate (hnsw/search.go in Weaviate 1.39).
+    candidates is cheap and close to exact; the second query re-ranks all of them exactly.
+    Equal scores come in id order.
     """
-    ids = _pooled_nearest(collection, vector, filters=filters, limit=candidates)
+    search = _Search(
+        collection=collection,
+        query="",
+        vector=None,
+        filters=filters,
+        limit=candidates,
+        offset=0,
+        alpha=1.0,
+        tie_keys=_no_tie_keys,
+    )
+    ids = [hit.object_id for hit in _pooled_ranking(search, vector, candidates)]
     if not ids:
         return []
     second = collection.query.near_vector(
@@ -363,83 +600,44 @@ def two_stage_search(
         return_metadata=MetadataQuery(distance=True),
         return_properties=list(return_properties),
     )
-    return list(second.objects)
+    return sorted(second.objects, key=lambda obj: (obj.metadata.distance, str(obj.uuid)))
 
 
-def two_stage_hybrid(
-    collection: Collection,
-    query: str,
-    vector: Sequence[Sequence[float]],
-    *,
-    alpha: float,
-    filters: _Filters | None,
-    candidates: int,
-) -> list[Any]:
-    """Hybrid search over the best `candidates` pages of each half: the nearest by MaxSim over
-    pooled vectors (as in `two_stage_search`) and the best by BM25.
-
-    Weaviate then fuses the two halves over those pages alone, as it always does (relative
-    scores, `alpha`), its vector half scoring every one of them by exact MaxSim over the full
-    vectors: an allow-list below the flat cutoff is scanned, and all of it is asked for. So
-    `alpha=1` ranks like semantic search, and `alpha=0` like keyword search.
-    """
-    nearest = _pooled_nearest(collection, vector, filters=filters, limit=candidates)
-    keyword = collection.query.bm25(
-        query=query,
-        query_properties=list(_KEYWORD_PROPERTIES),
-        limit=candidates,
-        filters=filters,
-        return_properties=[],
-    )
-    ids = list(dict.fromkeys([*nearest, *(obj.uuid for obj in keyword.objects)]))
-    if not ids:
-        return []
-    response = collection.query.hybrid(
-        query=query,
-        vector=vector,
-        alpha=alpha,
-        target_vector=VECTOR_NAME,
-        query_properties=list(_KEYWORD_PROPERTIES),
-        limit=len(ids),
-        filters=_only(ids, filters),
-        return_metadata=MetadataQuery(score=True),
-        return_properties=[],
-    )
-    return list(response.objects)
-
-
-def _pooled_nearest(
+def two_stage_window(
     collection: Collection,
     vector: Sequence[Sequence[float]],
     *,
     filters: _Filters | None,
+    tier: int,
     limit: int,
-) -> list[Any]:
-    """The ids of the `limit` pages nearest by MaxSim over their pooled vectors."""
-    response = collection.query.near_vector(
-        near_vector=vector,
-        target_vector=POOLED_VECTOR_NAME,
-        limit=limit,
+    offset: int,
+) -> list[PageHit]:
+    """One window of two-stage semantic search as `pages_ranked` takes it (`_semantic_tiers`),
+    equal scores in id order: for benchmarks, which have no DocDB rows."""
+    search = _Search(
+        collection=collection,
+        query="",
+        vector=vector,
         filters=filters,
-        return_properties=[],
+        limit=limit,
+        offset=offset,
+        alpha=1.0,
+        tie_keys=_no_tie_keys,
+        tier=tier,
     )
-    return [obj.uuid for obj in response.objects]
+    return search.window(_semantic_tiers(search, vector)).hits
 
 
 def _only(ids: Sequence[Any], filters: _Filters | None) -> _Filters:
     """`filters`, narrowed to these object ids."""
-    only_ids = Filter.by_id().contains_any(list(ids))
+    only_ids = Filter.by_id().contains_any([str(value) for value in ids])
     return only_ids if filters is None else filters & only_ids
 
 
-def _two_stage(collection: Collection, wanted: int) -> bool:
-    """Whether semantic search can run in two stages: on (pooled vectors set to more than 0),
-    the collection holds pooled vectors, and the results asked for lie among the candidates."""
-    return (
-        settings.WEAVIATE_POOLED_VECTORS > 0
-        and wanted <= _TWO_STAGE_MAX_CANDIDATES
-        and POOLED_VECTOR_NAME in _vector_names(collection)
-    )
+def _two_stage(collection: Collection) -> bool:
+    """Whether semantic search can run in two stages: on (pooled vectors set to more than 0)
+    and the collection holds pooled vectors."""
+    return settings.WEAVIATE_POOLED_VECTORS > 0 and POOLED_VECTOR_NAME in _vector_names(collection)
 
 
 def _vector_names(collection: Collection, *, fresh: bool = False) -> frozenset[str]:
@@ -503,30 +701,25 @@ def pages_similar(
     exclude_document_id: uuid.UUID,
     exclude_page_number: int,
     limit: int,
+    tie_keys: TieKeys = _no_tie_keys,
 ) -> list[PageHit]:
-    """The owner's pages nearest to a page's own multi-vector (MaxSim), that page left out."""
+    """The owner's pages nearest to a page's own multi-vector (MaxSim), that page left out,
+    ranked as semantic search ranks pages for a query."""
     filters = _owner_filter(owner_id) & Filter.by_id().not_equal(
         page_uuid(exclude_document_id, exclude_page_number)
     )
-    collection = _collection()
-    if _two_stage(collection, limit):
-        objects = two_stage_search(
-            collection,
-            vector,
-            filters=filters,
-            candidates=max(settings.WEAVIATE_RERANK_CANDIDATES, limit),
-            return_properties=_RESULT_PROPERTIES,
-        )
-        return _hits(objects, by_distance=True)[:limit]
-    response = collection.query.near_vector(
-        near_vector=vector,
-        target_vector=VECTOR_NAME,
-        limit=limit,
+    search = _Search(
+        collection=_collection(),
+        query="",
+        vector=vector,
         filters=filters,
-        return_metadata=MetadataQuery(distance=True),
-        return_properties=_RESULT_PROPERTIES,
+        limit=limit,
+        offset=0,
+        alpha=1.0,
+        tie_keys=tie_keys,
+        tier=max(1, settings.WEAVIATE_RERANK_CANDIDATES),
     )
-    return _hits(response.objects, by_distance=True)
+    return _semantic_search(search).hits
 
 
 @weaviate_errors("Weaviate update failed")
