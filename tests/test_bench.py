@@ -61,3 +61,18 @@ def test_gpu_embedder_script_runs_on_a_cpu_with_the_tiny_model(tmp_path: Path) -
     result = json.loads(out.read_text())
     assert result["model_only"]["pages_per_s"] > 0
     assert result["service"]["as shipped"][0]["pages"] == 2
+
+
+def test_embedder_soak_runs_its_mix_and_reports_memory(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    output = _run(
+        ["-m", "bench.soak", "--seconds", "12", "--threads", "1", "--sample-every", "1",
+         "--out", str(out)],
+        timeout=300,
+    )  # fmt: skip
+    assert "== Embedder soak" in output
+    result = json.loads(out.read_text())
+    kinds = {key.rsplit(" ", 1)[0] for key in result["requests"]}
+    assert {"pages", "query"} <= kinds
+    assert result["server_errors"] == 0
+    assert result["rss_mb"]["peak"] >= result["rss_mb"]["first"] > 0
