@@ -55,10 +55,11 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not services" $(PYTEST_ARGS)
 
 # Every test that uses the database, on a PostgreSQL server the tests start (tests/postgres.py).
-# The corpus tests exercise PDF handling, which the database does not change: SQLite runs them.
+# The corpus tests exercise PDF handling and the cluster tests Weaviate's replication, which the
+# database does not change: SQLite runs them.
 test-postgres: install-test
 	scripts/system-deps.sh $(POSTGRES_PACKAGES)
-	$(PY) -m pytest --postgres -m "not corpus" $(PYTEST_ARGS)
+	$(PY) -m pytest --postgres -m "not corpus and not cluster" $(PYTEST_ARGS)
 
 # Every stage of ingestion, both vector modes, search at scale, the web: prints the tables and
 # writes docs/benchmarks.md with its plots (~30 min on 2 cores; BENCH_ARGS=--quick for a minute).

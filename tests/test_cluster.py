@@ -34,7 +34,7 @@ from tests.conftest import API_KEY, Service, Stack, beat_start, worker_start
 from tests.helpers import document_wait, user_make
 from tests.pdf_factory import pdf_make
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.cluster]
 
 COLLECTION = "DocDBPage"
 DOCUMENTS = 4
