@@ -581,6 +581,16 @@ GROUPS = (
                 "http://127.0.0.1:DOCDB_EMBEDDER_PORT).",
             ),
             Setting(
+                "DOCDB_EMBEDDER_URLS",
+                "list",
+                "",
+                "Several embedders, comma-separated, for DocDB's own calls (client-side vectors, "
+                "DOCDB_VECTORIZE=client, and queries): each batch of pages goes to the next, "
+                "one batch per embedder at once, and to another when one does not answer "
+                "(empty: DOCDB_EMBEDDER_URL alone). Weaviate's module knows one base_url: for "
+                "server-side vectors put a load balancer in front (docs/scaling.md).",
+            ),
+            Setting(
                 "DOCDB_EMBEDDER_MODEL",
                 "str",
                 "ModernVBERT/colmodernvbert-merged",

@@ -7,9 +7,11 @@ what it means to the people waiting.
 """
 
 import base64
+import logging
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -17,6 +19,8 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+logger = logging.getLogger(__name__)
 
 MultiVector = list[list[float]]
 
@@ -52,21 +56,39 @@ def health_fetch() -> dict[str, Any]:
     return answer
 
 
+def embedder_urls() -> list[str]:
+    """The embedders DocDB's own calls go to: EMBEDDER_URLS, else EMBEDDER_URL."""
+    return [url.rstrip("/") for url in settings.EMBEDDER_URLS or [settings.EMBEDDER_URL]]
+
+
 def images_embed(images: Sequence[bytes]) -> list[MultiVector]:
     """One multi-vector per page image (JPEG bytes), in requests of up to
     EMBEDDER_CLIENT_BATCH_SIZE images.
 
     The call is the one Weaviate's multi2multivec-weaviate module makes (the Weaviate Embeddings
     protocol), but with many page images per request instead of two, so a GPU embedder runs full
-    batches.
+    batches. With several embedders, batch i goes to embedder i (round robin), one batch per
+    embedder at a time, and a batch whose embedder does not answer goes to the others.
     """
     size = max(1, settings.EMBEDDER_CLIENT_BATCH_SIZE)
-    vectors: list[MultiVector] = []
-    for start in range(0, len(images), size):
-        inputs = [base64.b64encode(image).decode("ascii") for image in images[start : start + size]]
+    batches = [
+        [base64.b64encode(image).decode("ascii") for image in images[start : start + size]]
+        for start in range(0, len(images), size)
+    ]
+    urls = embedder_urls()
+
+    def batch_embed(index: int) -> list[MultiVector]:
         # As long as Weaviate gives its module calls: a CPU embeds a page in ~15 s.
-        vectors += _embed(inputs, query=False, read=settings.WEAVIATE_TIMEOUT_SECONDS)
-    return vectors
+        return _embed(
+            batches[index], query=False, read=settings.WEAVIATE_TIMEOUT_SECONDS, first=index
+        )
+
+    if len(urls) == 1 or len(batches) <= 1:
+        results = [batch_embed(index) for index in range(len(batches))]
+    else:
+        with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+            results = list(pool.map(batch_embed, range(len(batches))))
+    return [vectors for batch in results for vectors in batch]
 
 
 def query_embed(text: str) -> MultiVector:
@@ -100,12 +122,25 @@ def query_tokens_fetch(text: str) -> dict[str, Any]:
     return answer
 
 
-def _embed(inputs: list[str], *, query: bool, read: float) -> list[MultiVector]:
+def _embed(inputs: list[str], *, query: bool, read: float, first: int = 0) -> list[MultiVector]:
     body: dict[str, Any] = {"input": inputs, "model": settings.WEAVIATE_MODEL}
     if query:
         body["is_search_query"] = True
-    # A person waits for a query; pages are the pipeline's, which can wait for the embedder.
-    answer = _call("POST", "/v1/embeddings/embed", body, patient=not query, read=read)
+    urls = embedder_urls()
+    # Starting with embedder `first`, the next when one does not answer; a refusal (4xx) would
+    # be the same anywhere.
+    for attempt in range(len(urls)):
+        base = urls[(first + attempt) % len(urls)]
+        try:
+            # A person waits for a query; pages are the pipeline's, which can wait for it.
+            answer = _call(
+                "POST", "/v1/embeddings/embed", body, patient=not query, read=read, base=base
+            )
+            break
+        except EmbedderUnavailable:
+            if attempt + 1 == len(urls):
+                raise
+            logger.warning("embedder %s did not answer; trying the next", base)
     embeddings = answer.get("embeddings") if isinstance(answer, dict) else None
     if not isinstance(embeddings, list) or len(embeddings) != len(inputs):
         raise EmbedderUnavailable(f"The embedder sent no list of {len(inputs)} embeddings")
@@ -113,9 +148,15 @@ def _embed(inputs: list[str], *, query: bool, read: float) -> list[MultiVector]:
 
 
 def _call(
-    method: str, path: str, body: dict[str, Any] | None = None, *, patient: bool, read: float
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    patient: bool,
+    read: float,
+    base: str | None = None,
 ) -> Any:
-    url = f"{settings.EMBEDDER_URL.rstrip('/')}{path}"
+    url = f"{base or embedder_urls()[0]}{path}"
     # The embedder accepts the Weaviate API key, which Weaviate forwards in server mode.
     headers = {"Authorization": f"Bearer {settings.WEAVIATE_API_KEY}"}
     if body is not None:

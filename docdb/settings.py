@@ -238,6 +238,8 @@ EMBEDDER_CLIENT_BATCH_SIZE = env_int("DOCDB_EMBEDDER_CLIENT_BATCH_SIZE")
 EMBEDDER_URL = env_str("DOCDB_EMBEDDER_URL") or (
     f"http://127.0.0.1:{env_int('DOCDB_EMBEDDER_PORT')}"
 )
+# DocDB's own calls may spread over several (empty: EMBEDDER_URL alone).
+EMBEDDER_URLS = env_list("DOCDB_EMBEDDER_URLS")
 # DocDB's own calls: connecting, then waiting for a query's or a map's answer (page batches
 # wait WEAVIATE_TIMEOUT_SECONDS, as Weaviate's module calls do).
 EMBEDDER_CONNECT_TIMEOUT_SECONDS = env_int("DOCDB_EMBEDDER_CONNECT_TIMEOUT_SECONDS")
