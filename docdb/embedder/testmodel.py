@@ -79,16 +79,13 @@ TINY_CORPUS = [
     "Figure 3 shows the attention map of the retrieval model.",
     "Which report describes the budget for the new school year, and who signed it?",
     "Invoice number, date, tax, payment due, total due in EUR and USD.",
+    "what is the revenue by region for this year, and which page shows it?",
 ]
 
 
 def tiny_model_build(path: Path) -> Path:
     """Build the random test model in `path`: offline, deterministic, about a second."""
-    processor = ColModernVBertProcessor(
-        image_processor=_tiny_image_processor(),
-        tokenizer=tiny_tokenizer(),
-        image_seq_len=TOKENS_PER_TILE,
-    )
+    processor = tiny_processor()
     torch.manual_seed(0)
     model = ColModernVBertForRetrieval(_tiny_config(processor.tokenizer))
     path.mkdir(parents=True, exist_ok=True)
@@ -125,6 +122,15 @@ def _tiny_is_built(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return marker.get("recipe_version") == TINY_RECIPE_VERSION
+
+
+def tiny_processor() -> Any:
+    """The test model's processor: the real one's image processing, prompt and geometry."""
+    return ColModernVBertProcessor(
+        image_processor=_tiny_image_processor(),
+        tokenizer=tiny_tokenizer(),
+        image_seq_len=TOKENS_PER_TILE,
+    )
 
 
 def tiny_tokenizer() -> Any:
