@@ -49,7 +49,15 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--full-pages", type=int, default=2, help="pages through the full model")
     parser.add_argument("--vectorize-pages", type=int, default=32)
     parser.add_argument("--search-sizes", default="1000,10000")
-    parser.add_argument("--search-tokens", type=int, default=885, help="vectors per page")
+    parser.add_argument(
+        "--search-tokens",
+        type=int,
+        help="vectors of every page (default: A4 and US Letter pages, with the real model's "
+        "vectors for each, bench/geometry.py)",
+    )
+    parser.add_argument(
+        "--letter-share", type=float, default=0.5, help="share of US Letter pages (else A4)"
+    )
     parser.add_argument("--plain-max-pages", type=int, default=1000, help="largest plain index")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--efs", default="64,128,256,512")
@@ -186,6 +194,16 @@ def _django_setup() -> None:
     django.setup()
 
 
+def _page_mix(letter_share: float) -> dict[int, float]:
+    """Vectors per page -> share of the pages, for a library of A4 and US Letter pages."""
+    from bench.geometry import paper_vectors
+
+    return {
+        paper_vectors("A4").vectors: 1 - letter_share,
+        paper_vectors("US Letter").vectors: letter_share,
+    }
+
+
 def _search_section(args: argparse.Namespace, prefix: str) -> None:
     _django_setup()
     from bench import search
@@ -193,7 +211,7 @@ def _search_section(args: argparse.Namespace, prefix: str) -> None:
     print("\n== Search at scale")
     result = search.run(
         sizes=[int(size) for size in args.search_sizes.split(",")],
-        tokens=args.search_tokens,
+        tokens=args.search_tokens or _page_mix(args.letter_share),
         plain_max_pages=args.plain_max_pages,
         queries=args.queries,
         efs=[int(ef) for ef in args.efs.split(",")],

@@ -4,7 +4,8 @@ Weights do not change speed, so a randomly initialised model of the real shape m
 real checkpoint costs. It is built like the tiny test model (docdb.embedder.testmodel), with the
 dims of the real one (the config.json of ModernVBERT/colmodernvbert-merged on the Hugging Face
 hub): ModernBERT-base text model, SigLIP base vision tower on 512-px tiles, patch 16, pixel
-shuffle 4, pages up to 2048 px.
+shuffle 4, pages up to 2048 px. Its processor is the test model's, which has the real geometry
+and prompt.
 """
 
 from pathlib import Path
@@ -13,19 +14,20 @@ import torch
 from transformers import (
     ColModernVBertConfig,
     ColModernVBertForRetrieval,
-    ColModernVBertProcessor,
-    Idefics3ImageProcessorPil,
     ModernBertConfig,
     ModernVBertConfig,
     SiglipVisionConfig,
 )
 
-from docdb.embedder.testmodel import EMBEDDING_DIM, TINY_MARKER, tiny_tokenizer
+from docdb.embedder.testmodel import (
+    EMBEDDING_DIM,
+    PATCH_SIZE,
+    PIXEL_SHUFFLE,
+    TILE_SIZE,
+    TINY_MARKER,
+    tiny_processor,
+)
 
-LONGEST_EDGE = 2048
-TILE_SIZE = 512
-PATCH_SIZE = 16
-PIXEL_SHUFFLE = 4
 # ModernBERT's 50 368 tokens plus the 40 the checkpoint adds; our tokenizer uses a few hundred
 # of them, but the embedding table has the real size.
 VOCAB_SIZE = 50_368 + 40
@@ -36,23 +38,15 @@ def fullsize_model_build(path: Path, *, device: str = "cpu") -> Path:
 
     On a GPU (`device="cuda"`) the random initialisation takes a second instead of a minute.
     """
-    tokenizer = tiny_tokenizer()
-    processor = ColModernVBertProcessor(
-        image_processor=Idefics3ImageProcessorPil(
-            size={"longest_edge": LONGEST_EDGE},
-            max_image_size={"longest_edge": TILE_SIZE},
-            do_image_splitting=True,
-        ),
-        tokenizer=tokenizer,
-        image_seq_len=(TILE_SIZE // PATCH_SIZE // PIXEL_SHUFFLE) ** 2,
-    )
+    processor = tiny_processor()
+    tokenizer = processor.tokenizer
     text = ModernBertConfig(
         vocab_size=VOCAB_SIZE,
         pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-        eos_token_id=None,
-        cls_token_id=None,
-        sep_token_id=None,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
     )  # the defaults are ModernBERT-base: 768 hidden, 22 layers, 12 heads
     vision = SiglipVisionConfig(image_size=TILE_SIZE, patch_size=PATCH_SIZE)  # base: 768, 12
     config = ColModernVBertConfig(

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import ingest, search, vectorize, web
+from bench import geometry, ingest, search, vectorize, web
 from bench.common import REPO_DIR, results_load, table
 
 GPU_RESULTS = REPO_DIR / "bench" / "results"
@@ -466,7 +466,7 @@ def _ingest_section(result: dict[str, Any]) -> str:
     tiny = models["tiny"]
     notes.append(
         f"Tiny: the random test model (`DOCDB_EMBEDDER_MODEL=tiny`, "
-        f"{tiny['vectors_per_page']:.0f} vectors per page at 512 px) shows the pipeline's own "
+        f"{tiny['vectors_per_page']:.0f} vectors per page) shows the pipeline's own "
         "overhead: what a GPU embedder would leave to the rest of the pipeline."
     )
     queries = ", ".join(
@@ -517,7 +517,7 @@ def _search_section(result: dict[str, Any]) -> str:
     plain_sizes = sorted({run["pages"] for run in result["indexes"] if run["index"] != "MUVERA"})
     return (
         "## 3. Search at scale\n\n"
-        f"Synthetic pages of {result['tokens_per_page']} unit 128-dim vectors (the shape of "
+        f"Synthetic pages of {_pages_described(result)} unit 128-dim vectors (the shape of "
         f"ColModernVBERT's), {', '.join(f'{size:,}' for size in sizes)} pages; "
         f"{result['queries']} queries of {result['query_tokens']} vectors. The vectors have a "
         "structure like real ones (`bench/synthetic.py`: a direction all tokens share, pages in "
@@ -541,12 +541,111 @@ def _search_section(result: dict[str, Any]) -> str:
         "MaxSim by a scan of the MUVERA index limited to their ids; the latency is both "
         "queries'.\n\n"
         f"Plain multi-vector HNSW was measured up to {max(plain_sizes or [0]):,} pages: it "
-        "indexes every token vector (885 per page), and its import rate on two cores "
-        "(table below) would take about an hour for 10 000 pages, with ~4.5 GB of vectors "
+        f"indexes every token vector ({result['tokens_per_page']:,.0f} a page), and its import "
+        "rate on two cores (table below) would take about an hour for 10 000 pages, with "
+        f"~{geometry.vector_bytes(result['tokens_per_page']) * 10_000 / 1e9:.1f} GB of vectors "
         "held in memory.\n\n"
         + search.report(result)
         + "\n\n![Latency against recall](bench-search.png)"
         + _sensitivity_section(result)
+        + _sizing_section(result)
+    )
+
+
+def _more(rows: list[list[Any]], column: int) -> str:
+    """How much more the last library's column is than the first's, as a percentage."""
+    return f"{rows[-1][column] / rows[0][column] - 1:.0%}"
+
+
+def _pages_described(result: dict[str, Any]) -> str:
+    """ "1,014" or, for pages of several sizes, which and how many of each."""
+    mix = result.get("tokens_mix")
+    if not mix:
+        return f"{result['tokens_per_page']:,.0f}"
+    shares = ", ".join(
+        f"{float(share):.0%} of {int(tokens):,}"
+        for tokens, share in sorted(mix.items(), key=lambda item: int(item[0]))
+    )
+    return f"A4 and US Letter shapes ({shares}; {result['tokens_per_page']:,.0f} on average)"
+
+
+def _sizing_section(result: dict[str, Any]) -> str:
+    """What a library costs in Weaviate by its paper sizes, from the footprint measured here.
+
+    A page's full multi-vector lies on disk as float32 whatever the index; beside MUVERA it is
+    read only to re-rank, so memory holds the fixed-size MUVERA encoding and pooled vectors and
+    does not grow with the page's vectors, while the plain multi-vector index holds a graph node
+    for every vector. So disk takes the measured footprint less the measured pages' vectors plus
+    each page's own; plain-index memory scales with the vectors.
+    """
+    runs = [run for run in result["indexes"] if not run["index"].startswith("two-stage")]
+    muvera = max(
+        (run for run in runs if run["index"] == "MUVERA"),
+        key=lambda run: run["pages"],
+        default=None,
+    )
+    plain = max(
+        (run for run in runs if run["index"] != "MUVERA"),
+        key=lambda run: run["pages"],
+        default=None,
+    )
+    if muvera is None:
+        return ""
+    measured = result["tokens_per_page"]
+    fixed_disk = muvera["disk_bytes_per_page"] - geometry.vector_bytes(measured)
+    pages = 100_000
+    rows = []
+    for name, letter_share in geometry.LIBRARIES.items():
+        vectors = geometry.library_vectors_per_page(letter_share)
+        row = [
+            name,
+            f"{letter_share:.0%}",
+            vectors,
+            geometry.vector_bytes(vectors) * pages / 2**30,
+            (fixed_disk + geometry.vector_bytes(vectors)) * pages / 2**30,
+            muvera["memory_bytes_per_page"] * pages / 2**30,
+        ]
+        if plain:
+            row.append(plain["memory_bytes_per_page"] * vectors / measured * pages / 2**30)
+        rows.append(row)
+    headers = [
+        "library",
+        "US Letter pages",
+        "vectors a page",
+        "vectors GiB",
+        "disk GiB",
+        "memory GiB",
+    ]
+    if plain:
+        headers.append("memory GiB, plain multi-vector HNSW")
+    a4, letter = geometry.paper_vectors("A4"), geometry.paper_vectors("US Letter")
+    return (
+        "\n\n**Sizing: what the paper size costs.** The processor stretches a page to 2048 px on "
+        "its longest edge and cuts it into 512-px tiles plus the whole page as one more, 64 "
+        f"vectors a tile: an A4 page is {a4.tiles} tiles and {a4.vectors:,} vectors, a US "
+        f"Letter page, a little wider, {letter.tiles} tiles and {letter.vectors:,} vectors "
+        f"({letter.vectors / a4.vectors - 1:.0%} more; `bench/geometry.py` derives them from "
+        "the processor, and a US Legal page is 13 tiles like A4). Each vector is 128 float32, "
+        f"{geometry.vector_bytes(1) / 1024:.1f} KiB. For {pages:,} pages, from the footprint "
+        f"measured above (MUVERA with pooled vectors at {muvera['pages']:,} pages: "
+        f"{muvera['disk_bytes_per_page'] / 1024:.0f} KiB of disk and "
+        f"{muvera['memory_bytes_per_page'] / 1024:.0f} KiB of memory a page, with "
+        f"{measured:,.0f} vectors a page): on disk each page holds its full vectors plus "
+        f"{fixed_disk / 1024:.0f} KiB that do not depend on its size (MUVERA encoding, pooled "
+        "vectors, properties). Memory held less than a page's vectors alone: the MUVERA "
+        "encoding and the pooled vectors' index, the same size for every page, while the full "
+        "vectors are read from disk to re-rank. So a Letter-heavy library needs "
+        f"{_more(rows, 4)} more disk than an A4-heavy one and the same memory"
+        + (
+            "; a plain multi-vector index, which keeps a graph node for every vector, would "
+            f"need {_more(rows, 6)} more memory (scaled from its "
+            f"{plain['memory_bytes_per_page'] / 1024:,.0f} KiB a page at "
+            f"{plain['pages']:,} pages)"
+            if plain
+            else ""
+        )
+        + ".\n\n"
+        + table(headers, rows)
     )
 
 

@@ -10,6 +10,7 @@ vectors. Query embedding is not included (see the ingestion benchmark).
 """
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,7 @@ def two_stage_name(pooled: int) -> str:
 def run(
     *,
     sizes: list[int],
-    tokens: int,
+    tokens: int | Mapping[int, float],
     plain_max_pages: int,
     queries: int,
     efs: list[int],
@@ -62,7 +63,9 @@ def run(
     query_vectors = np.stack([corpus.query(number, pages=min(sizes)) for number in range(queries)])
     exact = _exact(corpus, query_vectors, pages=max(sizes))
     result: dict[str, Any] = {
-        "tokens_per_page": tokens,
+        "tokens_per_page": corpus.mean_tokens,
+        # Vectors per page -> share of the pages, when pages come in several sizes.
+        "tokens_mix": None if isinstance(tokens, int) else {str(k): v for k, v in tokens.items()},
         "queries": queries,
         "query_tokens": int(query_vectors.shape[1]),
         "exact_ms_per_query_per_1000_pages": exact["ms_per_query_per_1000_pages"],
@@ -104,7 +107,7 @@ def run(
 def pooling_sensitivity(
     *,
     pages: int,
-    tokens: int,
+    tokens: int | Mapping[int, float],
     queries: int,
     own_concepts: list[int],
     pool_sizes: list[int],

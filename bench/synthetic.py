@@ -12,10 +12,11 @@ nothing about recall. So each page is built from
 and a query is 20 noisy tokens about 4 concepts of one page. So a query has one best page, then
 pages of the same document that share some of its concepts, then the rest. Every page is generated
 from its number alone, so the ground truth can regenerate pages chunk by chunk instead of holding
-10 000 x 885 x 128 floats at once.
+10 000 x 1 000 x 128 floats at once. Pages can come in several sizes, as A4 and US Letter pages
+do (882 and 1 146 vectors; bench/geometry.py).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -37,12 +38,21 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 
 class Corpus:
-    """Pages 0..n-1 of `tokens_per_page` vectors each, reproducible from `seed`."""
+    """Pages 0..n-1, reproducible from `seed`, of `tokens_per_page` vectors each: one count for
+    every page, or counts with their shares of the pages (e.g. {882: 0.5, 1146: 0.5})."""
 
     def __init__(
-        self, *, tokens_per_page: int, seed: int = 7, own_concepts: int = PAGE_CONCEPTS_OWN
+        self,
+        *,
+        tokens_per_page: int | Mapping[int, float],
+        seed: int = 7,
+        own_concepts: int = PAGE_CONCEPTS_OWN,
     ) -> None:
-        self.tokens_per_page = tokens_per_page
+        mix = {tokens_per_page: 1.0} if isinstance(tokens_per_page, int) else tokens_per_page
+        self._counts = np.array(list(mix), dtype=np.int64)
+        self._shares = np.array(list(mix.values()), dtype=np.float64) / sum(mix.values())
+        self.max_tokens = int(self._counts.max())
+        self.mean_tokens = float(self._counts @ self._shares)
         self.seed = seed
         # More concepts of its own make a page's tokens spread wider (harder to pool).
         self.own_concepts = own_concepts
@@ -64,17 +74,28 @@ class Corpus:
         own = _unit(rng.standard_normal((self.own_concepts, DIM)))
         return np.concatenate([shared, own])
 
+    def tokens(self, page: int) -> int:
+        """How many vectors the page has (its paper size)."""
+        if len(self._counts) == 1:
+            return int(self._counts[0])
+        rng = np.random.default_rng((self.seed, page, 4))
+        return int(rng.choice(self._counts, p=self._shares))
+
     def page(self, page: int) -> np.ndarray:
-        """(tokens_per_page, 128) float32 unit vectors."""
+        """(tokens, 128) float32 unit vectors."""
         rng = np.random.default_rng((self.seed, page, 1))
         concepts = self.concepts(page)
-        chosen = concepts[rng.integers(0, len(concepts), self.tokens_per_page)]
-        noise = rng.standard_normal((self.tokens_per_page, DIM)) / np.sqrt(DIM)
+        tokens = self.tokens(page)
+        chosen = concepts[rng.integers(0, len(concepts), tokens)]
+        noise = rng.standard_normal((tokens, DIM)) / np.sqrt(DIM)
         return _unit(_SHARED_WEIGHT * self.shared + chosen + _TOKEN_NOISE * noise)
 
     def pages(self, start: int, stop: int) -> np.ndarray:
-        """Pages start..stop-1 stacked: (pages, tokens_per_page, 128)."""
-        return np.stack([self.page(number) for number in range(start, stop)])
+        """Pages start..stop-1 stacked: (pages, max_tokens, 128). A page with fewer vectors
+        repeats its own, which leaves its MaxSim against any query as it is."""
+        return np.stack(
+            [np.resize(self.page(number), (self.max_tokens, DIM)) for number in range(start, stop)]
+        )
 
     def query(self, number: int, *, pages: int) -> np.ndarray:
         """A query about one of the first `pages` pages: (QUERY_TOKENS, 128)."""

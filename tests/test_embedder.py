@@ -31,6 +31,7 @@ from embedder_helpers import (
 )
 from fastapi.testclient import TestClient
 from PIL import Image
+from transformers.image_utils import PILImageResampling
 
 from docdb.embedder.__main__ import gpu_workers, main, workers_resolve
 from docdb.embedder.app import create_app
@@ -55,9 +56,21 @@ needs_torchvision = pytest.mark.skipif(
     TORCHVISION_ERROR is not None,
     reason=f"torchvision cannot be imported ({TORCHVISION_ERROR}); `pip install -e '.[dev]'`",
 )
-# For the tiny model: 2 x 2 tiles and the global one (portrait, landscape, a small image scaled
-# up), and 1 x 2 and the global one (a banner).
+# Stretched to 2048 px on their longest edge and cut into 512-px tiles: 4 x 3 tiles and the
+# global one (A4 portrait), 3 x 4 (landscape, a small image scaled up), and 1 x 4 (a banner).
 PAGE_SIZES = [(1240, 1754), (2000, 1100), (300, 200), (2000, 120)]
+# Pages as the pipeline renders them (2048 px on the longest edge), the tiles the processor cuts
+# them into (rows x columns of 512 px, plus the whole page shrunk to one) and the vectors they
+# become: 64 a tile, the tile markers and row ends, and the prompt's 19 tokens ([CLS],
+# "<|begin_of_text|>User:" in 9 ordinary pieces, "Describe the image.", <end_of_utterance>,
+# "\nAssistant:", [SEP]). The real tokenizer may cut the prompt's words into a few more or fewer
+# pieces; the tiles and their tokens are the real ones.
+REAL_PAGES = {
+    "A4": ((1448, 2048), (4, 3), 882),
+    "US Letter": ((1583, 2048), (4, 4), 1146),
+    "landscape slide": ((2048, 1152), (3, 4), 881),
+    "receipt, 80 x 360 mm": ((455, 2048), (4, 1), 354),
+}
 
 
 @pytest.fixture(scope="module")
@@ -112,12 +125,13 @@ def test_health_describes_the_tiny_model(service: EmbedderProcess) -> None:
     assert (health["device"], health["dtype"], health["dim"]) == ("cpu", "float32", 128)
     # On a CPU the default stays PIL, whether torchvision is installed or not.
     assert (health["image_backend"], health["image_device"]) == ("pil", "cpu")
+    # The real checkpoint's.
     assert health["geometry"] == {
-        "longest_edge": 512,
-        "tile_size": 256,
+        "longest_edge": 2048,
+        "tile_size": 512,
         "image_splitting": True,
         "patch_size": 16,
-        "pixel_shuffle_factor": 2,
+        "pixel_shuffle_factor": 4,
         "tile_grid": 8,
         "tokens_per_tile": 64,
     }
@@ -139,8 +153,8 @@ def test_page_image_becomes_a_deterministic_unit_multivector(
     body = response.json()
     [vectors] = [np.asarray(v, dtype=np.float32) for v in body["embeddings"]]
     assert_unit_multivector(vectors)
-    # An A4 page is 2 x 2 tiles plus a global view, 64 tokens each, plus the prompt's tokens.
-    assert vectors.shape[0] > 5 * 64
+    # An A4 page is 4 x 3 tiles plus a global view, 64 tokens each, plus the prompt's tokens.
+    assert vectors.shape[0] == REAL_PAGES["A4"][2]
     assert body["metadata"]["model"] == "tiny"
     assert body["metadata"]["num_embeddings_inferred"] == 1
     assert body["metadata"]["time_taken_inference"] >= 0
@@ -300,6 +314,44 @@ def test_a_model_failure_answers_500_with_the_reason(tiny_embedder: Embedder) ->
         )
     assert response.status_code == 500
     assert "CUDA out of memory" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("page", REAL_PAGES)
+def test_pages_become_the_real_model_s_tiles_and_vectors(
+    tiny_embedder: Embedder, page: str
+) -> None:
+    size, (rows, cols), vectors = REAL_PAGES[page]
+    features = tiny_embedder.image_prepare(page_image("A page", size))
+    assert tuple(features["pixel_values"].shape[1:]) == (rows * cols + 1, 3, 512, 512)
+    layout = tiny_embedder.image_layout(*size)
+    assert (layout["rows"], layout["cols"]) == (rows, cols)
+    assert len(layout["tiles"]) == rows * cols + 1 and layout["length"] == vectors
+    [embedded] = tiny_embedder.forward([features])
+    assert embedded.shape == (vectors, 128)
+
+
+def test_the_test_model_prepares_inputs_as_the_real_checkpoint_does(
+    tiny_embedder: Embedder,
+) -> None:
+    processor = tiny_embedder.processor
+    image_processor = processor.image_processor
+    assert image_processor.resample == PILImageResampling.LANCZOS
+    assert list(image_processor.image_mean) == list(image_processor.image_std) == [0.5] * 3
+    tokenizer = processor.tokenizer
+    assert tokenizer.model_max_length == 8192
+    # ModernBERT's template wraps every text in [CLS] ... [SEP]; `<|begin_of_text|>` is no token
+    # of its vocabulary, so the image prompt's copy is ordinary pieces.
+    page = tiny_embedder.image_prepare(page_image("A page"))["input_ids"][0].tolist()
+    assert "<|begin_of_text|>" not in tokenizer.get_vocab()
+    assert [page[0], page[-1]] == [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    assert tokenizer.decode(page[1:10]) == "<|begin_of_text|>User:"
+    assert page[10] == processor.fake_image_token_id
+    assert tokenizer.decode(page[-9:-1]) == "Describe the image.<end_of_utterance>\nAssistant:"
+    # A query: no prefix, then 10 <end_of_utterance> tokens that pad its embedding.
+    query = tiny_embedder.query_prepare("total due")["input_ids"][0].tolist()
+    end_of_utterance = tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+    assert query[0] == tokenizer.cls_token_id and tokenizer.decode(query[1:-11]) == "total due"
+    assert query[-11:] == [end_of_utterance] * 10 + [tokenizer.sep_token_id]
 
 
 def test_tiny_model_build_is_deterministic_and_cached(tmp_path: Path) -> None:

@@ -13,17 +13,25 @@ from django.urls import reverse
 from docdb.documents import services
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.states import document_transition
-from docdb.weaviate_store import SearchMode, page_vector, pages_count, pages_search
+from docdb.search.maps import page_maps_make
+from docdb.weaviate_store import (
+    SearchMode,
+    page_multivector,
+    page_vector,
+    pages_count,
+    pages_search,
+)
 from tests.conftest import LoggedIn, Stack
 from tests.helpers import (
     PAGE_TEXTS,
     UNIQUE_PAGE,
     UNIQUE_PHRASE,
+    document_stored,
     document_wait,
     report_pdf,
     user_make,
 )
-from tests.pdf_factory import file_make_not_pdf, pdf_make
+from tests.pdf_factory import file_make_not_pdf, pdf_make, pdf_make_raw_pages
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -198,3 +206,35 @@ def test_ingest_twice_overwrites_instead_of_duplicating(live: Stack, tmp_path: P
 
     # A ready document is not claimed again by a stray duplicate task.
     assert not document_transition(document_id=document.id, to=Status.PROCESSING)
+
+
+# Page shapes in PDF points, the tiles ColModernVBERT's processor cuts them into (rows x columns
+# of 512 px, plus the whole page) and the vectors stored for them (test_embedder.REAL_PAGES says
+# how they add up).
+PAGE_SHAPES = [
+    ("A4", "0 0 595 842", (4, 3), 882),
+    ("US Letter", "0 0 612 792", (4, 4), 1146),
+    ("landscape slide, 16:9", "0 0 960 540", (3, 4), 881),
+    ("receipt, 80 x 360 mm", "0 0 227 1020", (4, 1), 354),
+]
+
+
+def test_pages_of_each_shape_are_stored_with_the_real_model_s_tiles(
+    live: Stack, tmp_path: Path
+) -> None:
+    """Rendered, embedded by Weaviate through the embedder and stored: each page keeps as many
+    vectors as its tiles make, and its similarity maps cover its tile grid."""
+    owner = user_make()
+    path = pdf_make_raw_pages(
+        tmp_path / "shapes.pdf", media_boxes=[box for _, box, _, _ in PAGE_SHAPES]
+    )
+    document = document_stored(owner, path)
+    services.document_ingest(document_id=document.id)
+    assert Document.objects.get(id=document.id).status == Status.READY
+
+    for number, (shape, _, (rows, cols), vectors) in enumerate(PAGE_SHAPES, start=1):
+        stored = page_multivector(owner_id=owner.pk, document_id=document.id, page_number=number)
+        assert stored is not None and len(stored) == vectors, shape
+        page = Page.objects.get(document=document, number=number)
+        maps = page_maps_make(page=page, query="total due")
+        assert (maps.rows, maps.cols) == (rows * 8, cols * 8), shape

@@ -136,10 +136,12 @@ def test_similar_pages_and_similarity_maps(
     )
     answer = maps.json()
     assert "error" not in answer, answer
-    assert answer["rows"] == answer["cols"] == 16  # tiny model: 2 x 2 tiles of 8 x 8 patches
-    assert [token["text"] for token in answer["tokens"]][:2] == ["Quar", "terly"]
+    # A US Letter page: 4 x 4 tiles of 8 x 8 image tokens, as with the real model.
+    assert answer["rows"] == answer["cols"] == 32
+    # The query's words, without [CLS], [SEP] and the augmentation tokens.
+    assert [token["text"] for token in answer["tokens"]] == ["Quarterly", "revenue", "by", "region"]
     for cells in [answer["combined"], *(token["cells"] for token in answer["tokens"])]:
-        assert len(cells) == 16 * 16 and min(cells) >= 0 and max(cells) == 1
+        assert len(cells) == 32 * 32 and min(cells) >= 0 and max(cells) == 1
     # The stranger gets no map of this page, even naming it exactly.
     denied = stranger_client.get(reverse("search:page_maps", args=[report.id, 1]), {"q": "revenue"})
     assert denied.status_code == 404
@@ -172,7 +174,11 @@ def test_query_tokens_are_the_query_embedding_with_its_tokens(live: Stack) -> No
     ).json()["embeddings"][0]
     np.testing.assert_allclose(np.asarray(answer["embeddings"]), np.asarray(embedded), atol=1e-5)
     assert len(answer["tokens"]) == len(embedded)
-    assert answer["tokens"][-1] == {"text": "<end_of_utterance>", "special": True}
+    # [CLS] ... [SEP] around the query and its 10 augmentation tokens, as ModernBERT's do.
+    assert answer["tokens"][0] == {"text": "[CLS]", "special": True}
+    assert answer["tokens"][-11:] == [{"text": "<end_of_utterance>", "special": True}] * 10 + [
+        {"text": "[SEP]", "special": True}
+    ]
     too_big = requests.post(
         f"{live.embedder.url}/v1/docdb/image-layout",
         json={"width": 9000, "height": 9000},
