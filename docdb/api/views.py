@@ -141,6 +141,8 @@ class DocumentList(Schema):
 class ListParams(Schema):
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0, le=1_000_000_000)
+    # Only your document of this file (its SHA-256, lower-case hex): ask before uploading it.
+    sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
 
 
 class SearchParams(Schema):
@@ -177,11 +179,19 @@ def _document_get(request: ApiRequest, document_id: uuid.UUID) -> Document:
     return get_object_or_404(Document, id=document_id, owner=request.auth)
 
 
-@api.post("/documents", response={201: UploadOut, 400: UploadOut, **COMMON}, tags=["documents"])
+@api.post(
+    "/documents",
+    response={201: UploadOut, 400: UploadOut, 409: UploadOut, 413: Error, **COMMON},
+    tags=["documents"],
+)
 def documents_upload(
     request: ApiRequest, file: list[UploadedFile] = File(...)
 ) -> tuple[int, UploadOut]:
-    """Upload one or several PDFs (repeat the multipart field `file`); each is queued."""
+    """Upload one or several PDFs (repeat the multipart field `file`); each is queued.
+
+    201 when at least one was stored; else 409 when every file was one you had uploaded
+    already (`duplicate_of` names your document of it), 400 when any was refused otherwise.
+    413 when the request or a file is larger than the limit."""
     created, rejected = [], []
     for upload in file:
         try:
@@ -196,12 +206,20 @@ def documents_upload(
             )
         else:
             created.append(DocumentOut.from_document(document))
-    return (201 if created else 400), UploadOut(documents=created, rejected=rejected)
+    if created:
+        status = 201
+    elif all(rejection.duplicate_of for rejection in rejected):
+        status = 409
+    else:
+        status = 400
+    return status, UploadOut(documents=created, rejected=rejected)
 
 
 @api.get("/documents", response={200: DocumentList, **COMMON}, tags=["documents"])
 def documents_list(request: ApiRequest, params: Query[ListParams]) -> DocumentList:
     documents = Document.objects.filter(owner=request.auth).order_by("-created_at")
+    if params.sha256:
+        documents = documents.filter(sha256=params.sha256)
     window = list(documents[params.offset : params.offset + params.limit])
     progress = documents_progress(window)
     return DocumentList(
