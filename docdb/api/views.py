@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.http import HttpRequest
+from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils import timezone
@@ -26,6 +28,7 @@ from docdb.documents.services import (
     document_retry,
     document_upload,
 )
+from docdb.documents.uploads import UploadTooLarge, too_large_response
 from docdb.search.services import MAX_LIMIT, SearchUnavailable, page_results_search
 from docdb.weaviate_store import SearchMode, WeaviateUnavailable
 
@@ -66,6 +69,22 @@ api = NinjaAPI(
 
 class Error(Schema):
     detail: str
+
+
+def _bad_request(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # Malformed multipart (no boundary, too many files, oversized part headers) and other
+    # requests Django finds suspicious: a JSON 400 like every other client error here, whatever
+    # DEBUG says (Ninja would answer them with a 500 and a plain-text traceback).
+    return api.create_response(request, {"detail": f"Bad request: {exc}"}, status=400)
+
+
+def _too_large(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return too_large_response(request, str(exc))
+
+
+for _exception in (MultiPartParserError, SuspiciousOperation, BadRequest):
+    api.add_exception_handler(_exception, _bad_request)
+api.add_exception_handler(UploadTooLarge, _too_large)
 
 
 class InvalidRequest(Schema):

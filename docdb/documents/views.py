@@ -23,6 +23,7 @@ from docdb.documents.services import (
     document_upload,
     document_with_checksum,
 )
+from docdb.documents.uploads import upload_files
 from docdb.weaviate_store import WeaviateUnavailable
 
 LIST_PAGE_SIZE = 25
@@ -138,6 +139,7 @@ def document_upload_view(request: AuthenticatedRequest) -> HttpResponse:
     return redirect("documents:list")
 
 
+@upload_files(1)
 @require_POST
 def document_upload_file(request: AuthenticatedRequest) -> JsonResponse:
     """One file from the upload page's script; the answer says what became of it."""
