@@ -102,11 +102,11 @@ def test_a_file_over_the_limit_is_stopped_while_it_streams(
 
     response = _api_for(user.username).post("/api/documents", {"file": files()})
     assert response.status_code == 413
-    assert response.json()["detail"] == "big.pdf: The upload is larger than the 97.7\xa0KB limit."
+    assert response.json()["detail"] == "big.pdf: the file is larger than the 97.7\xa0KB limit."
 
     response = logged_in(user).post(reverse("documents:upload"), {"file": files()})
     assert response.status_code == 413
-    assert "big.pdf: The upload is larger than the 97.7\xa0KB limit." in response.content.decode()
+    assert "big.pdf: the file is larger than the 97.7\xa0KB limit." in response.content.decode()
     assert not Document.objects.exists()
 
 

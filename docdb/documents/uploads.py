@@ -51,7 +51,8 @@ class UploadSizeLimitHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
         if self.received > settings.UPLOAD_MAX_BYTES:
-            raise UploadTooLarge(f"{self.file_name}: {too_large_message()}")
+            limit = filesizeformat(settings.UPLOAD_MAX_BYTES)
+            raise UploadTooLarge(f"{self.file_name}: the file is larger than the {limit} limit.")
         return raw_data
 
     def file_complete(self, file_size: int) -> None:
