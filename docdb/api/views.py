@@ -71,14 +71,14 @@ class Error(Schema):
     detail: str
 
 
-def _bad_request(request: HttpRequest, exc: Exception) -> HttpResponse:
+def _bad_request(request: HttpRequest, exc: object) -> HttpResponse:
     # Malformed multipart (no boundary, too many files, oversized part headers) and other
     # requests Django finds suspicious: a JSON 400 like every other client error here, whatever
     # DEBUG says (Ninja would answer them with a 500 and a plain-text traceback).
     return api.create_response(request, {"detail": f"Bad request: {exc}"}, status=400)
 
 
-def _too_large(request: HttpRequest, exc: Exception) -> HttpResponse:
+def _too_large(request: HttpRequest, exc: object) -> HttpResponse:
     return too_large_response(request, str(exc))
 
 
