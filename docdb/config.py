@@ -134,6 +134,21 @@ GROUPS = (
                 "Trust the X-Forwarded-Proto header: only behind a proxy that sets it itself.",
             ),
             Setting(
+                "DOCDB_LOGIN_FAILURE_LIMIT",
+                "int",
+                "5",
+                "Failed logins (the site's and the admin's) of one username from one address "
+                "before that pair is locked out.",
+                minimum=1,
+            ),
+            Setting(
+                "DOCDB_LOGIN_LOCKOUT_MINUTES",
+                "int",
+                "15",
+                "How long a locked-out username and address pair must wait before trying again.",
+                minimum=1,
+            ),
+            Setting(
                 "DOCDB_STATIC_ROOT",
                 "str",
                 None,

@@ -6,10 +6,12 @@ real environment variables win over it.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from dotenv import load_dotenv
 from kombu import Queue
 
@@ -59,6 +61,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "ninja",
+    "axes",
+    "csp",
     "docdb.documents",
     "docdb.search",
     "docdb.api",
@@ -66,17 +70,24 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: Docker's health check asks http://127.0.0.1:8000/healthz, which the host check and
+    # Outermost, so that every response gets the headers, the health check's included.
+    "docdb.headers.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Docker's health check asks http://127.0.0.1:8000/healthz, which the host check and
     # the HTTPS redirect below would refuse.
     "docdb.healthz.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, which reads the form: an upload over the limit is refused unread.
+    "docdb.documents.uploads.UploadLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Last, as django-axes asks: it turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if not DEBUG:
@@ -135,6 +146,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes), on the site's login and the admin's alike: after
+# DOCDB_LOGIN_FAILURE_LIMIT failures, that username from that address is refused (even with the
+# right password) until DOCDB_LOGIN_LOCKOUT_MINUTES have passed; a success clears the count.
+# By username and address together, so nobody can lock another person out from elsewhere. The
+# address is REMOTE_ADDR (axes's default): a client-set X-Forwarded-For would dodge the lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("DOCDB_LOGIN_FAILURE_LIMIT")
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("DOCDB_LOGIN_LOCKOUT_MINUTES"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# Without its banner at every start, which would land in the standard output of every management
+# command (the log goes there); failures and lockouts are still logged.
+AXES_VERBOSE = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "documents:list"
 LOGOUT_REDIRECT_URL = "login"
@@ -158,6 +188,42 @@ STORAGES = {
 }
 
 SESSION_COOKIE_HTTPONLY = True
+# Scripts, styles, fonts and fetches only from DocDB itself, and no inline script or style: an
+# injected <script> or style attribute does nothing. Images may be data: URLs (the blurred
+# placeholders of the result cards). The admin and the API's docs pass with the same policy.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "frame-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [SELF],
+    }
+}
+# Browser features no page of DocDB uses: denied to it and to anything it embeds.
+PERMISSIONS_POLICY_DENIED = (
+    "accelerometer",
+    "autoplay",
+    "camera",
+    "display-capture",
+    "geolocation",
+    "gyroscope",
+    "magnetometer",
+    "microphone",
+    "midi",
+    "payment",
+    "publickey-credentials-get",
+    "screen-wake-lock",
+    "serial",
+    "usb",
+    "xr-spatial-tracking",
+)
 # SAMEORIGIN rather than DENY: no other site may frame DocDB (the clickjacking that check
 # security.W019 is about), while DocDB's own pages may still embed its PDFs and page images.
 X_FRAME_OPTIONS = "SAMEORIGIN"
@@ -169,6 +235,12 @@ UPLOAD_MAX_FILES = env_int("DOCDB_UPLOAD_MAX_FILES")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+FILE_UPLOAD_HANDLERS = [
+    # Stops a file over UPLOAD_MAX_BYTES while it streams; the others keep the bytes.
+    "docdb.documents.uploads.UploadSizeLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # Ingestion
 PDF_MAX_PAGES = env_int("DOCDB_PDF_MAX_PAGES")

@@ -19,7 +19,7 @@ import pytest
 import requests
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -476,7 +476,9 @@ def logged_in() -> LoggedIn:
 
     def client_for(user: AbstractBaseUser, *, enforce_csrf_checks: bool = False) -> Client:
         client = Client(enforce_csrf_checks=enforce_csrf_checks)
-        assert client.login(username=user.get_username(), password=PASSWORD)
+        # The login throttle (django-axes) needs the request a login comes with.
+        request = RequestFactory().post("/login/")
+        assert client.login(request=request, username=user.get_username(), password=PASSWORD)
         return client
 
     return client_for

@@ -3,6 +3,7 @@
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
@@ -10,6 +11,9 @@ from django.core.files import File
 
 from docdb.documents.models import Document, Status
 from tests.pdf_factory import pdf_make
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 PASSWORD = "correct horse battery staple"
 
@@ -65,3 +69,14 @@ def document_stored(owner: AbstractUser, path: Path) -> Document:
     with path.open("rb") as handle:
         document.file.save("original.pdf", File(handle), save=True)
     return document
+
+
+def page_wait(page: "Page", predicate: str, *, timeout: float = 30) -> None:
+    """Wait until the JavaScript expression is true in the page. Playwright's wait_for_function
+    runs it with eval(), which the Content-Security-Policy forbids; page.evaluate goes through
+    the DevTools protocol, outside the policy."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never true within {timeout}s: {predicate}")
+        page.wait_for_timeout(100)

@@ -9,7 +9,7 @@ from playwright.sync_api import Browser, Page, expect
 from docdb.documents.models import PipelineRun, RunKind, Status
 from docdb.weaviate_store import pages_delete_numbers
 from tests.conftest import REPO_DIR, Stack
-from tests.helpers import PASSWORD, document_wait, report_pdf, user_make
+from tests.helpers import PASSWORD, document_wait, page_wait, report_pdf, user_make
 from tests.ops_helpers import document_add, document_ready, run_wait, small_pdf, staff_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -34,9 +34,10 @@ def _reload_until(page: Page, text: str) -> None:
 
 def _images_loaded(page: Page) -> None:
     """Every thumbnail on the page decoded (served by the staff view), none broken."""
-    page.wait_for_function(
+    page_wait(
+        page,
         "[...document.querySelectorAll('img.docdb-thumb')]"
-        ".every(image => image.complete && image.naturalWidth > 0)"
+        ".every(image => image.complete && image.naturalWidth > 0)",
     )
 
 

@@ -27,6 +27,7 @@ from tests.helpers import (
     UNIQUE_PAGE,
     UNIQUE_PHRASE,
     document_wait,
+    page_wait,
     report_pdf,
     user_make,
 )
@@ -174,8 +175,9 @@ def test_drop_upload_watch_and_manage(
     # The document: its pages as thumbnails, and a search within it.
     rows.filter(has_text="report").locator("a.doc-title").click()
     expect(page.locator(".page-grid li")).to_have_count(5)
-    page.wait_for_function(
-        "Array.from(document.querySelectorAll('.page-grid img')).every((i) => i.naturalWidth > 0)"
+    page_wait(
+        page,
+        "Array.from(document.querySelectorAll('.page-grid img')).every((i) => i.naturalWidth > 0)",
     )
     _shot(page, f"{viewport}-09-document")
     page.fill(".search-form.compact input[name=q]", UNIQUE_PHRASE)
@@ -228,8 +230,8 @@ def test_search_modes_filters_page_view_similar_and_maps(
     expect(first.locator(".snippet mark").first).to_have_text("xylophone")
     expect(page.locator(".result-summary")).to_contain_text(" ms")
     # The sharp thumbnail has replaced its blurred placeholder (faded in completely).
-    page.wait_for_function(
-        "getComputedStyle(document.querySelector('.results img.sharp')).opacity === '1'"
+    page_wait(
+        page, "getComputedStyle(document.querySelector('.results img.sharp')).opacity === '1'"
     )
     _shot(page, f"{viewport}-10-search-keyword")
 
@@ -288,7 +290,7 @@ def test_search_modes_filters_page_view_similar_and_maps(
     page.goto(f"{base}/search/?q={UNIQUE_PHRASE.replace(' ', '+')}&mode=keyword")
     page.locator(".results li a").first.click()
     expect(page.locator("[data-page-label]")).to_have_text(f"Page {UNIQUE_PAGE} of 5")
-    page.wait_for_function("document.querySelector('.page-frame img').naturalWidth > 0")
+    page_wait(page, "document.querySelector('.page-frame img').naturalWidth > 0")
     similar = page.locator(".similar-list li")
     expect(similar.first).to_be_visible()
     expect(similar).to_have_count(6)  # every other page of both documents, never itself

@@ -1,9 +1,13 @@
 """PipelineRun moved from the ops app to documents in the migration state only: a database made
 before the move keeps its runs, and the permissions given on them."""
 
+from datetime import timedelta
+from typing import Any
+
 from django.apps.registry import Apps
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 MOVE_BEFORE = [("documents", "0004_document_turns"), ("ops", "0001_initial")]
 MOVE_AFTER = [("documents", "0005_pipelinerun"), ("ops", "0002_delete_pipelinerun")]
@@ -52,5 +56,50 @@ def test_runs_and_their_permissions_stay_when_the_model_moves_to_documents(
         assert not content_types.filter(app_label="ops", model="pipelinerun").exists()
     finally:
         # Later tests in this session need every table of the latest migrations back.
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_copies_stored_before_the_constraint_are_kept_and_marked(transactional_db: None) -> None:
+    """Racing uploads could store one file twice before migration 0006; it keeps every copy,
+    the oldest of each owner's file as the one document, the later ones marked."""
+    try:
+        executor = MigrationExecutor(connection)
+        old = _migrated(
+            executor, [("documents", "0005_pipelinerun"), ("ops", "0002_delete_pipelinerun")]
+        )
+        users = old.get_model("auth", "User").objects
+        owner, other = users.create(username="copies-owner"), users.create(username="copies-other")
+        documents = old.get_model("documents", "Document").objects
+
+        def stored(user: object, sha256: str, title: str) -> Any:
+            document = documents.create(
+                owner=user, title=title, original_name=f"{title}.pdf", sha256=sha256
+            )
+            # Upload order, whatever the clock's resolution.
+            created = timezone.now() + timedelta(seconds=documents.count())
+            documents.filter(id=document.id).update(created_at=created)
+            return document
+
+        first = stored(owner, "a" * 64, "first")
+        second, third = stored(owner, "a" * 64, "second"), stored(owner, "a" * 64, "third")
+        others = stored(other, "a" * 64, "other's")
+        alone = stored(owner, "b" * 64, "alone")
+
+        new = _migrated(
+            MigrationExecutor(connection),
+            [("documents", "0006_document_owner_sha256_uniq"), ("ops", "0002_delete_pipelinerun")],
+        )
+        marked = dict(
+            new.get_model("documents", "Document").objects.values_list("id", "legacy_duplicate")
+        )
+        assert marked == {
+            first.id: False,
+            second.id: True,
+            third.id: True,
+            others.id: False,
+            alone.id: False,
+        }
+    finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())

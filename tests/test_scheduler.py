@@ -220,3 +220,34 @@ def test_an_estimate_does_not_grow_while_nothing_moves() -> None:
     between = documents_progress([Document.objects.get(id=working.id)])[working.id]
     assert between["phase"] == "waiting" and between["status_label"] == "Waiting"
     assert "Cancel" in between["status_html"]
+
+
+def test_another_persons_documents_never_change_my_place_in_the_queue() -> None:
+    """However many documents someone else has, older than mine, started or held by a worker,
+    my place and the count ahead of me are among my own documents only (list, API, statuses)."""
+    me, other = user_make(), user_make()
+    mine = [_queued(me, f"mine {n}", pages=3) for n in range(2)]
+
+    def my_places() -> list[tuple[int, int]]:
+        progress = documents_progress(list(Document.objects.filter(owner=me)))
+        return [(progress[d.id]["queue_position"], progress[d.id]["waiting_behind"]) for d in mine]
+
+    before = my_places()
+    assert before == [(1, 0), (2, 1)]
+    now = timezone.now()
+    for n in range(10):
+        _queued(other, f"theirs {n}", pages=40)
+    _queued(
+        other,
+        "theirs, being worked on",
+        pages=40,
+        status=Status.PROCESSING,
+        started_at=now - timedelta(days=2),
+        holder="worker-1/task",
+        heartbeat_at=now,
+    )
+    # Uploaded long before mine: a queue of everyone's documents would put them first.
+    Document.objects.filter(owner=other).update(created_at=now - timedelta(days=1))
+    assert my_places() == before
+    for document in mine:
+        assert "theirs" not in str(documents_progress([document]))

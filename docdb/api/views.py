@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.http import HttpRequest
+from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils import timezone
@@ -26,6 +28,7 @@ from docdb.documents.services import (
     document_retry,
     document_upload,
 )
+from docdb.documents.uploads import UploadTooLarge, too_large_response
 from docdb.search.services import (
     MAX_LIMIT,
     QueryRejected,
@@ -71,6 +74,22 @@ api = NinjaAPI(
 
 class Error(Schema):
     detail: str
+
+
+def _bad_request(request: HttpRequest, exc: object) -> HttpResponse:
+    # Malformed multipart (no boundary, too many files, oversized part headers) and other
+    # requests Django finds suspicious: a JSON 400 like every other client error here, whatever
+    # DEBUG says (Ninja would answer them with a 500 and a plain-text traceback).
+    return api.create_response(request, {"detail": f"Bad request: {exc}"}, status=400)
+
+
+def _too_large(request: HttpRequest, exc: object) -> HttpResponse:
+    return too_large_response(request, str(exc))
+
+
+for _exception in (MultiPartParserError, SuspiciousOperation, BadRequest):
+    api.add_exception_handler(_exception, _bad_request)
+api.add_exception_handler(UploadTooLarge, _too_large)
 
 
 class InvalidRequest(Schema):
@@ -146,6 +165,8 @@ class DocumentList(Schema):
 class ListParams(Schema):
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0, le=1_000_000_000)
+    # Only your document of this file (its SHA-256, lower-case hex): ask before uploading it.
+    sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
 
 
 class SearchParams(Schema):
@@ -184,11 +205,19 @@ def _document_get(request: ApiRequest, document_id: uuid.UUID) -> Document:
     return get_object_or_404(Document, id=document_id, owner=request.auth)
 
 
-@api.post("/documents", response={201: UploadOut, 400: UploadOut, **COMMON}, tags=["documents"])
+@api.post(
+    "/documents",
+    response={201: UploadOut, 400: UploadOut, 409: UploadOut, 413: Error, **COMMON},
+    tags=["documents"],
+)
 def documents_upload(
     request: ApiRequest, file: list[UploadedFile] = File(...)
 ) -> tuple[int, UploadOut]:
-    """Upload one or several PDFs (repeat the multipart field `file`); each is queued."""
+    """Upload one or several PDFs (repeat the multipart field `file`); each is queued.
+
+    201 when at least one was stored; else 409 when every file was one you had uploaded
+    already (`duplicate_of` names your document of it), 400 when any was refused otherwise.
+    413 when the request or a file is larger than the limit."""
     created, rejected = [], []
     for upload in file:
         try:
@@ -203,12 +232,20 @@ def documents_upload(
             )
         else:
             created.append(DocumentOut.from_document(document))
-    return (201 if created else 400), UploadOut(documents=created, rejected=rejected)
+    if created:
+        status = 201
+    elif all(rejection.duplicate_of for rejection in rejected):
+        status = 409
+    else:
+        status = 400
+    return status, UploadOut(documents=created, rejected=rejected)
 
 
 @api.get("/documents", response={200: DocumentList, **COMMON}, tags=["documents"])
 def documents_list(request: ApiRequest, params: Query[ListParams]) -> DocumentList:
     documents = Document.objects.filter(owner=request.auth).order_by("-created_at")
+    if params.sha256:
+        documents = documents.filter(sha256=params.sha256)
     window = list(documents[params.offset : params.offset + params.limit])
     progress = documents_progress(window)
     return DocumentList(

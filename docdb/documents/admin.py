@@ -43,12 +43,12 @@ from docdb.weaviate_store import WeaviateUnavailable, pages_count, server_descri
 # The change page shows this many page thumbnails; the Page list has them all.
 GALLERY_PAGES = 60
 
-_STATUS_COLOURS = {
-    Status.QUEUED: "#5f6b7a",
-    Status.PROCESSING: "#0b5cad",
-    Status.READY: "#1b7f3b",
-    Status.FAILED: "#b3261e",
-    Status.CANCELLED: "#5f6b7a",
+_STATUS_TONES = {
+    Status.QUEUED: "grey",
+    Status.PROCESSING: "blue",
+    Status.READY: "green",
+    Status.FAILED: "red",
+    Status.CANCELLED: "grey",
 }
 
 
@@ -58,8 +58,7 @@ def _thumbnail_url(document_id: uuid.UUID, number: int) -> str:
 
 def _thumbnail(document_id: uuid.UUID, number: int, *, width: int = 48) -> SafeString:
     return format_html(
-        '<img src="{}" alt="page {}" width="{}" loading="lazy" class="docdb-thumb" '
-        'style="border:1px solid #ccc;background:#fff;vertical-align:middle">',
+        '<img src="{}" alt="page {}" width="{}" loading="lazy" class="docdb-thumb">',
         _thumbnail_url(document_id, number),
         number,
         width,
@@ -79,13 +78,9 @@ def duration_text(duration: timedelta | None) -> str:
     return f"{hours} h {minutes} min"
 
 
-def badge(label: str, colour: str) -> SafeString:
-    return format_html(
-        '<span style="color:#fff;background:{};padding:2px 8px;border-radius:9px;'
-        'font-size:11px;font-weight:600;white-space:nowrap">{}</span>',
-        colour,
-        label,
-    )
+def badge(label: str, tone: str) -> SafeString:
+    # Styled by static/docdb/admin.css: the Content-Security-Policy forbids style attributes.
+    return format_html('<span class="docdb-badge docdb-badge-{}">{}</span>', tone, label)
 
 
 class PipelineRunInline(admin.TabularInline):
@@ -194,7 +189,7 @@ class DocumentAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, document: Document) -> SafeString:
         # The phase, as the documents pages say it ("Waiting" between two turns, say).
-        return badge(phase_label(document), _STATUS_COLOURS[Status(document.status)])
+        return badge(phase_label(document), _STATUS_TONES[Status(document.status)])
 
     @admin.display(description="pages", ordering="pages_total")
     def pages(self, document: Document) -> str:
@@ -230,9 +225,7 @@ class DocumentAdmin(admin.ModelAdmin):
         if not document.error:
             return "—"
         # In full, wrapped: this is what an operator acts on.
-        return format_html(
-            '<pre style="white-space:pre-wrap;margin:0;color:#b3261e">{}</pre>', document.error
-        )
+        return format_html('<pre class="docdb-pre docdb-error">{}</pre>', document.error)
 
     @admin.display(description="pages")
     def page_gallery(self, document: Document) -> SafeString | str:
@@ -241,8 +234,7 @@ class DocumentAdmin(admin.ModelAdmin):
             return "No pages yet."
         items = format_html_join(
             "",
-            '<a href="{}" title="page {}{}" style="display:inline-block;margin:0 8px 8px 0;'
-            'text-align:center;font-size:11px">{}<br>{}{}</a>',
+            '<a href="{}" title="page {}{}" class="docdb-gallery-page">{}<br>{}{}</a>',
             (
                 (
                     reverse("admin:documents_page_change", args=[page.id]),
@@ -516,13 +508,13 @@ class PageAdmin(admin.ModelAdmin):
         return f"{page.width} x {page.height}"
 
 
-_RUN_STATE_COLOURS = {
-    RunState.QUEUED: "#5f6b7a",
-    RunState.RUNNING: "#0b5cad",
-    RunState.RETRYING: "#8a5300",
-    RunState.SUCCEEDED: "#1b7f3b",
-    RunState.FAILED: "#b3261e",
-    RunState.SKIPPED: "#5f6b7a",
+_RUN_STATE_TONES = {
+    RunState.QUEUED: "grey",
+    RunState.RUNNING: "blue",
+    RunState.RETRYING: "amber",
+    RunState.SUCCEEDED: "green",
+    RunState.FAILED: "red",
+    RunState.SKIPPED: "grey",
 }
 
 
@@ -580,7 +572,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, run: PipelineRun) -> SafeString:
-        return badge(run.get_state_display(), _RUN_STATE_COLOURS[RunState(run.state)])
+        return badge(run.get_state_display(), _RUN_STATE_TONES[RunState(run.state)])
 
     @admin.display(description="queued at", ordering="queued_at")
     def queued(self, run: PipelineRun) -> str:
@@ -599,4 +591,4 @@ class PipelineRunAdmin(admin.ModelAdmin):
     def error_full(self, run: PipelineRun) -> SafeString | str:
         if not run.error:
             return "—"
-        return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', run.error)
+        return format_html('<pre class="docdb-pre">{}</pre>', run.error)

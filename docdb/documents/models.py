@@ -55,6 +55,10 @@ class Document(models.Model):
     file = models.FileField(upload_to=_original_upload_to, max_length=300)
     size_bytes = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64)
+    # A second copy of a file its owner had already uploaded, made before one copy per owner
+    # was enforced (migration 0006 marks them). Kept: deleting people's documents is theirs
+    # to do. Only unmarked documents are unique per owner and checksum.
+    legacy_duplicate = models.BooleanField(default=False, editable=False)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     pages_total = models.PositiveIntegerField(default=0)
     pages_done = models.PositiveIntegerField(default=0)
@@ -84,12 +88,21 @@ class Document(models.Model):
         indexes = [
             # The documents list: one owner's documents, newest first.
             models.Index(fields=["owner", "-created_at"], name="document_owner_created_idx"),
-            # Duplicate detection at upload: does this owner already have this file?
+            # Duplicate detection at upload: does this owner already have this file (any copy)?
             models.Index(fields=["owner", "sha256"], name="document_owner_sha256_idx"),
             # The sweeper and the operations page look documents up by state.
             models.Index(fields=["status"], name="document_status_idx"),
             # The scheduler: unfinished documents of each person, in upload order.
             models.Index(fields=["status", "owner", "created_at"], name="document_turn_idx"),
+        ]
+        constraints = [
+            # One document per owner and file, even when two uploads of it race: the second
+            # insert fails, and the upload answers it as a duplicate of the first.
+            models.UniqueConstraint(
+                fields=["owner", "sha256"],
+                condition=models.Q(legacy_duplicate=False),
+                name="document_owner_sha256_uniq",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
@@ -63,16 +63,24 @@ def _upload_check(upload: UploadedFile) -> None:
         raise UploadRejected(f"{name}: this file is not a PDF.")
 
 
+def document_with_checksum(*, owner: User, sha256: str) -> Document | None:
+    """The owner's document of this file (its first copy), if they uploaded it already."""
+    return Document.objects.filter(owner=owner, sha256=sha256).order_by("created_at", "id").first()
+
+
+def _duplicate_rejection(name: str | None, original: Document) -> UploadRejected:
+    return UploadRejected(
+        f"{name}: this file was already uploaded as “{original.title}”.", duplicate_of=original
+    )
+
+
 def document_upload(*, owner: User, upload: UploadedFile) -> Document:
     """Store an uploaded PDF and queue its ingestion once the row is committed."""
     _upload_check(upload)
     sha256 = _sha256_of(upload)
-    duplicate = Document.objects.filter(owner=owner, sha256=sha256).first()
+    duplicate = document_with_checksum(owner=owner, sha256=sha256)
     if duplicate is not None:
-        raise UploadRejected(
-            f"{upload.name}: this file was already uploaded as “{duplicate.title}”.",
-            duplicate_of=duplicate,
-        )
+        raise _duplicate_rejection(upload.name, duplicate)
     original_name = Path((upload.name or "file.pdf").replace("\\", "/")).name[:300]
     document = Document(
         owner=owner,
@@ -81,10 +89,19 @@ def document_upload(*, owner: User, upload: UploadedFile) -> Document:
         size_bytes=upload.size or 0,
         sha256=sha256,
     )
-    with transaction.atomic():
-        document.file.save("original.pdf", upload, save=False)
-        document.save()
-        document_queue(document_id=document.id)
+    try:
+        with transaction.atomic():
+            document.file.save("original.pdf", upload, save=False)
+            document.save()
+            document_queue(document_id=document.id)
+    except IntegrityError:
+        # Another upload of the same file committed between the check above and this insert:
+        # the unique constraint let only one through.
+        shutil.rmtree(document.directory, ignore_errors=True)
+        original = document_with_checksum(owner=owner, sha256=sha256)
+        if original is None:
+            raise
+        raise _duplicate_rejection(upload.name, original) from None
     logger.info("document %s uploaded (%d bytes)", document.id, document.size_bytes)
     return document
 

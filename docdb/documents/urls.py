@@ -9,6 +9,7 @@ urlpatterns = [
     path("upload/", views.document_upload_view, name="upload"),
     path("upload/file/", views.document_upload_file, name="upload_file"),
     path("status/", views.document_statuses, name="statuses"),
+    path("checksum/", views.document_checksum, name="checksum"),
     path("<uuid:document_id>/", views.document_detail, name="detail"),
     path("<uuid:document_id>/retry/", views.document_retry_view, name="retry"),
     path("<uuid:document_id>/cancel/", views.document_cancel_view, name="cancel"),

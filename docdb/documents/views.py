@@ -1,3 +1,4 @@
+import re
 import uuid
 
 from django.conf import settings
@@ -20,10 +21,13 @@ from docdb.documents.services import (
     document_rename,
     document_retry,
     document_upload,
+    document_with_checksum,
 )
+from docdb.documents.uploads import upload_files
 from docdb.weaviate_store import WeaviateUnavailable
 
 LIST_PAGE_SIZE = 25
+_SHA256 = re.compile("[0-9a-f]{64}")
 NO_WORKER_MESSAGE = (
     "No worker is running, so nothing is being processed. Queued documents go on as soon as "
     "one starts (make run starts one; so does: celery -A docdb.celery worker)."
@@ -135,6 +139,7 @@ def document_upload_view(request: AuthenticatedRequest) -> HttpResponse:
     return redirect("documents:list")
 
 
+@upload_files(1)
 @require_POST
 def document_upload_file(request: AuthenticatedRequest) -> JsonResponse:
     """One file from the upload page's script; the answer says what became of it."""
@@ -147,14 +152,28 @@ def document_upload_file(request: AuthenticatedRequest) -> JsonResponse:
         body: dict[str, object] = {"error": exc.reason}
         if exc.duplicate_of is None:
             return JsonResponse(body, status=400)
-        original = exc.duplicate_of
-        body["duplicate_of"] = {
-            "id": str(original.id),
-            "title": original.title,
-            "url": reverse("documents:detail", args=[original.id]),
-        }
+        body["duplicate_of"] = _duplicate_body(exc.duplicate_of)
         return JsonResponse(body, status=409)
     return JsonResponse({"document": document_progress(document)}, status=201)
+
+
+def _duplicate_body(original: Document) -> dict[str, str]:
+    return {
+        "id": str(original.id),
+        "title": original.title,
+        "url": reverse("documents:detail", args=[original.id]),
+    }
+
+
+@require_GET
+def document_checksum(request: AuthenticatedRequest) -> JsonResponse:
+    """Does the person have this file already? The upload page asks with the SHA-256 it
+    computed, before sending the file; only the person's own documents are looked at."""
+    sha256 = request.GET.get("sha256", "")
+    if not _SHA256.fullmatch(sha256):
+        return JsonResponse({"error": "Give sha256, 64 lower-case hex digits."}, status=400)
+    original = document_with_checksum(owner=request.user, sha256=sha256)
+    return JsonResponse({"duplicate_of": _duplicate_body(original) if original else None})
 
 
 @require_GET

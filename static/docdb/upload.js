@@ -73,8 +73,34 @@
       setState(item, "rejected", ...children);
     }
 
-    function send(file, item) {
-      return new Promise((resolve) => {
+    function hex(buffer) {
+      return Array.from(new Uint8Array(buffer), (byte) => byte.toString(16).padStart(2, "0")).join("");
+    }
+
+    // Asks the server whether this person has the file already, by its SHA-256, so a duplicate
+    // is caught before its bytes travel. crypto.subtle exists only on secure origins (HTTPS,
+    // localhost); elsewhere, or when the question fails, the server's own check after the
+    // upload answers instead.
+    async function knownCopy(file) {
+      if (!window.crypto || !window.crypto.subtle) return null;
+      try {
+        const digest = await window.crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+        const url = form.dataset.checksumUrl + "?sha256=" + hex(digest);
+        const response = await fetch(url, { headers: { Accept: "application/json" } });
+        return response.ok ? (await response.json()).duplicate_of : null;
+      } catch (error) {
+        return null;
+      }
+    }
+
+    async function send(file, item) {
+      setState(item, "checking", element("span", "progress-text", "checking for an earlier copy…"));
+      const original = await knownCopy(file);
+      if (original) {
+        duplicate(item, { duplicate_of: original });
+        return;
+      }
+      await new Promise((resolve) => {
         const bar = element("progress");
         bar.max = 100;
         bar.value = 0;
@@ -97,7 +123,7 @@
           const body = xhr.response || {};
           if (xhr.status === 201) accepted(item, body.document);
           else if (xhr.status === 409 && body.duplicate_of) duplicate(item, body);
-          else if (xhr.status === 400 && body.error) failed(item, file, body.error, false);
+          else if ((xhr.status === 400 || xhr.status === 413) && body.error) failed(item, file, body.error, false);
           else failed(item, file, "The server answered " + xhr.status + ".", true);
           resolve();
         });

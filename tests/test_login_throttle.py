@@ -1,0 +1,82 @@
+"""Login throttling (django-axes) on the site's login and the admin's: after the failure limit a
+username is locked out from that address, with a clear page, even with the right password;
+other addresses and other usernames are not; the lockout expires."""
+
+from datetime import timedelta
+
+import pytest
+from axes.models import AccessAttempt, AccessAttemptExpiration
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.helpers import PASSWORD, user_make
+
+pytestmark = pytest.mark.django_db
+
+ATTACKER = "203.0.113.7"
+ELSEWHERE = "198.51.100.20"
+
+
+def _login(url: str, username: str, password: str, address: str = ATTACKER) -> object:
+    return Client(REMOTE_ADDR=address).post(url, {"username": username, "password": password})
+
+
+def test_a_login_is_locked_out_by_user_and_address_and_the_lockout_expires() -> None:
+    user = user_make()
+    bystander = user_make()
+    url = reverse("login")
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = _login(url, user.username, "wrong")
+        assert response.status_code == 200
+        assert "didn't match" in response.content.decode()
+    locked = _login(url, user.username, "wrong")
+    assert locked.status_code == 429
+    # Now even the right password is refused, with a page that says why and for how long.
+    locked = _login(url, user.username, PASSWORD)
+    assert locked.status_code == 429
+    page = locked.content.decode()
+    assert "Too many failed logins" in page
+    assert f"failed {settings.AXES_FAILURE_LIMIT} times" in page
+    assert "Try again in 15 minutes" in page
+    assert "_auth_user_id" not in Client().session
+
+    # By user and address together: the same person from elsewhere, and another person from
+    # the attacker's address, log in.
+    assert _login(url, user.username, PASSWORD, ELSEWHERE).status_code == 302
+    assert _login(url, bystander.username, PASSWORD).status_code == 302
+
+    # DOCDB_LOGIN_LOCKOUT_MINUTES later the pair may try again.
+    past = timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1)
+    AccessAttempt.objects.filter(username=user.username).update(attempt_time=past)
+    AccessAttemptExpiration.objects.filter(access_attempt__username=user.username).update(
+        expires_at=past
+    )
+    assert _login(url, user.username, PASSWORD).status_code == 302
+
+
+def test_the_admin_login_is_throttled_too() -> None:
+    staff = get_user_model().objects.create_user("staff-throttled", password=PASSWORD)
+    staff.is_staff = True
+    staff.save()
+    url = reverse("admin:login")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _login(url, staff.username, "wrong")
+    locked = _login(url, staff.username, PASSWORD)
+    assert locked.status_code == 429
+    assert "Too many failed logins" in locked.content.decode()
+    # The site's login shares the count: the pair is locked out there as well.
+    assert _login(reverse("login"), staff.username, PASSWORD).status_code == 429
+
+
+def test_a_success_clears_the_count() -> None:
+    user = user_make()
+    url = reverse("login")
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        _login(url, user.username, "wrong")
+    assert _login(url, user.username, PASSWORD).status_code == 302
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        _login(url, user.username, "wrong")
+    assert _login(url, user.username, PASSWORD).status_code == 302
