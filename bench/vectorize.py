@@ -25,6 +25,7 @@ from django.core.files import File
 from django.test import override_settings
 
 from bench.common import table
+from bench.results import VectorizeResult
 from docdb import pdf
 from docdb.documents.models import Document, Status
 from docdb.documents.services import document_ingest
@@ -162,16 +163,11 @@ def _embed_and_import(jpegs: list[bytes], owner_id: int, *, per_call: int) -> di
     return {"embed_import_pages_per_s": len(objects) / seconds, "pages_per_call": per_call}
 
 
-def report(result: dict[str, Any]) -> str:
+def report(result: VectorizeResult) -> str:
     return table(
         ["mode", "whole pipeline pages/s", "embed + import pages/s", "pages per call"],
         [
-            [
-                run["mode"],
-                run["pipeline_pages_per_s"],
-                run["embed_import_pages_per_s"],
-                run["pages_per_call"],
-            ]
-            for run in result["runs"]
+            [run.mode, run.pipeline_pages_per_s, run.embed_import_pages_per_s, run.pages_per_call]
+            for run in result.runs
         ],
     )
