@@ -152,7 +152,7 @@ def _stack() -> Iterator[Path]:
 
 
 def _stack_sections(sections: list[str], args: argparse.Namespace, models_dir: Path) -> None:
-    from bench import ingest, vectorize, web
+    from bench import ingest, tables, vectorize, web
 
     if "ingest" in sections:
         print("\n== Ingestion by stage")
@@ -160,16 +160,16 @@ def _stack_sections(sections: list[str], args: argparse.Namespace, models_dir: P
             pdf_path=args.pdf, pages=args.pages, full_pages=args.full_pages, models_dir=models_dir
         )
         saved = results_save(args.results, "ingest", result)
-        print(ingest.report(result_load(saved, IngestResult)))
+        print(tables.ingest_table(result_load(saved, IngestResult)))
     if "vectorize" in sections or "web" in sections:
         print("\n== Server-side vs client-side vectors")
         measured = vectorize.run(pdf_path=args.pdf, pages=args.vectorize_pages)
         if "vectorize" in sections:
             saved = results_save(args.results, "vectorize", measured)
-            print(vectorize.report(result_load(saved, VectorizeResult)))
+            print(tables.vectorize_table(result_load(saved, VectorizeResult)))
         else:  # measured only for the web section: shown, not saved
             typed = VectorizeResult.model_validate({**measured, "machine": machine_describe()})
-            print(vectorize.report(typed))
+            print(tables.vectorize_table(typed))
     if "web" in sections:
         from django.test import override_settings
 
@@ -185,7 +185,7 @@ def _stack_sections(sections: list[str], args: argparse.Namespace, models_dir: P
                 result["modes"][mode] = web.run(repeats=1 if args.quick else 3)
             client_close()
         saved = results_save(args.results, "web", result)
-        print(web.report(result_load(saved, WebResult)))
+        print(tables.web_table(result_load(saved, WebResult)))
 
 
 def _django_setup() -> None:
@@ -198,7 +198,7 @@ def _django_setup() -> None:
 
 def _search_section(args: argparse.Namespace) -> None:
     _django_setup()
-    from bench import search
+    from bench import search, tables
 
     print("\n== Search at scale")
     result = search.run(
@@ -213,7 +213,7 @@ def _search_section(args: argparse.Namespace) -> None:
         reranks=[int(rerank) for rerank in args.reranks.split(",")],
     )
     saved = results_save(args.results, "search", result)
-    print(search.report(result_load(saved, SearchResult)))
+    print(tables.search_table(result_load(saved, SearchResult)))
 
 
 if __name__ == "__main__":

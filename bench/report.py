@@ -19,9 +19,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import ingest, search, vectorize, web
+from bench import tables
 from bench.common import PUBLISHED_RESULTS_DIR, cell_format
 from bench.results import (
+    MUVERA,
+    PLAIN,
     GpuResult,
     IngestResult,
     ResultT,
@@ -31,7 +33,9 @@ from bench.results import (
     ServiceRun,
     VectorizeResult,
     WebResult,
+    mode_name,
     result_load,
+    two_stage_name,
 )
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -197,7 +201,7 @@ def _run_where(
 def _shipped_search(result: SearchResult, pages: int) -> SearchRun | None:
     """The run that measured DocDB's settings at `pages` pages for one owner."""
     settings = _docdb_settings()
-    two_stage = search.two_stage_name(result.pooled_vectors)
+    two_stage = two_stage_name(result.pooled_vectors)
     if pages < settings.WEAVIATE_FLAT_SEARCH_CUTOFF:
         return _run_where(result, two_stage, pages, path="flat",
                           fetch=settings.WEAVIATE_RERANK_CANDIDATES)  # fmt: skip
@@ -255,8 +259,8 @@ def _targets(results: Results) -> dict[str, Any]:
 def _decisions(results: Results) -> dict[str, Any]:
     """The runs whose numbers decided DocDB's defaults."""
     vector_runs = {run.mode: run for run in (results.vectorize.runs if results.vectorize else [])}
-    server = vector_runs.get(vectorize.mode_name("server", True))
-    client = vector_runs.get(vectorize.mode_name("client", True))
+    server = vector_runs.get(mode_name("server", True))
+    client = vector_runs.get(mode_name("client", True))
     full = results.ingest.models.get("full-size") if results.ingest else None
     numbers: dict[str, Any] = {"vectors": None, "search": None}
     if server and client:
@@ -274,14 +278,14 @@ def _decisions(results: Results) -> dict[str, Any]:
         largest = _largest(result.indexes)
         numbers["search"] = {
             "largest": largest,
-            "plain": footprint.get((search.PLAIN, 1000)),
-            "muvera": footprint.get((search.MUVERA, 1000)),
-            "muvera_large": footprint.get((search.MUVERA, largest)) if largest > 1000 else None,
-            "flat_plain": _run_where(result, search.PLAIN, 1000, path="flat"),
-            "chosen_1000": _run_where(result, search.MUVERA, 1000, path="flat", fetch=100),
+            "plain": footprint.get((PLAIN, 1000)),
+            "muvera": footprint.get((MUVERA, 1000)),
+            "muvera_large": footprint.get((MUVERA, largest)) if largest > 1000 else None,
+            "flat_plain": _run_where(result, PLAIN, 1000, path="flat"),
+            "chosen_1000": _run_where(result, MUVERA, 1000, path="flat", fetch=100),
             "two_stage": _two_stage_numbers(result, largest),
-            "large": _run_where(result, search.MUVERA, largest, path="HNSW", ef=256),
-            "large_flat": _run_where(result, search.MUVERA, largest, path="flat", fetch=100),
+            "large": _run_where(result, MUVERA, largest, path="HNSW", ef=256),
+            "large_flat": _run_where(result, MUVERA, largest, path="flat", fetch=100),
         }
     return numbers
 
@@ -297,12 +301,12 @@ def _two_stage_numbers(result: SearchResult, largest: int) -> dict[str, Any] | N
         "settings": _docdb_settings(),
         "small": small,
         "large": large,
-        "one_stage": _run_where(result, search.MUVERA, largest, path="HNSW", ef=256),
+        "one_stage": _run_where(result, MUVERA, largest, path="HNSW", ef=256),
         "footprint": next(
             (
                 run
                 for run in result.indexes
-                if run.index == search.MUVERA and run.pages == largest and not run.owner_filter
+                if run.index == MUVERA and run.pages == largest and not run.owner_filter
             ),
             None,
         ),
@@ -338,7 +342,7 @@ def _not_met(results: Results) -> dict[str, Any] | None:
 
 
 def _ingest_numbers(result: IngestResult) -> dict[str, Any]:
-    return {"full": result.models.get("full-size"), "table": ingest.report(result)}
+    return {"full": result.models.get("full-size"), "table": tables.ingest_table(result)}
 
 
 def _vectorize_numbers(result: VectorizeResult, gpu: GpuResult | None) -> dict[str, Any]:
@@ -351,24 +355,24 @@ def _vectorize_numbers(result: VectorizeResult, gpu: GpuResult | None) -> dict[s
             if run.pages_per_s is not None
         }
     return {
-        "table": vectorize.report(result),
+        "table": tables.vectorize_table(result),
         "shipped_two": runs.get(("as shipped", 2)),
         "shipped_batch": runs.get(("as shipped", 32)),
     }
 
 
 def _search_numbers(result: SearchResult) -> dict[str, Any]:
-    plain_sizes = {run.pages for run in result.indexes if run.index != search.MUVERA}
+    plain_sizes = {run.pages for run in result.indexes if run.index != MUVERA}
     return {
         "sizes": sorted({run.pages for run in result.indexes}),
         "plain_largest": max(plain_sizes, default=0),
-        "table": search.report(result),
-        "sensitivity": search.sensitivity_report(result),
+        "table": tables.search_table(result),
+        "sensitivity": tables.sensitivity_table(result),
     }
 
 
 def _web_numbers(result: WebResult) -> dict[str, Any]:
-    return {"first": next(iter(result.modes.values())), "table": web.report(result)}
+    return {"first": next(iter(result.modes.values())), "table": tables.web_table(result)}
 
 
 def _gpu_numbers(gpu: GpuResult) -> dict[str, Any]:
@@ -424,7 +428,7 @@ def _plot_ingest(result: IngestResult, path: Path) -> None:
 
 def _plot_search(result: SearchResult, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(8, 5))
-    markers = {search.MUVERA: "o", search.PLAIN: "s"}
+    markers = {MUVERA: "o", PLAIN: "s"}
     markers.update({run.index: "^" for run in result.indexes if "two-stage" in run.index})
     groups: dict[tuple[str, int, str], list[SearchRun]] = {}
     for run in result.indexes:

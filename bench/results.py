@@ -12,6 +12,19 @@ from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
+# The names runs are saved under.
+MUVERA = "MUVERA"
+PLAIN = "multi-vector HNSW"
+
+
+def mode_name(vectorize: str, muvera: bool, import_batch: int | None = None) -> str:
+    name = f"{vectorize}-side, {MUVERA if muvera else PLAIN}"
+    return f"{name}, import batch {import_batch}" if import_batch else name
+
+
+def two_stage_name(pooled: int) -> str:
+    return f"two-stage, pooled {pooled}"
+
 
 class ResultError(Exception):
     """A result file that is not what its section saves."""
