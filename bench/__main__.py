@@ -2,11 +2,11 @@
 
 Starts its own Weaviate and embedder (tiny model, CPU) on free ports with data in a temporary
 folder, so it runs beside `make run` or the tests and leaves nothing behind. Results go to
-data/bench/*.json; the report is built from them (and from bench/results/gpu-*.json, which a
-GPU machine produced with bench/gpu_embedder.py).
+bench/results/*.json, committed with the page, which is built from them (and from the
+gpu-*.json there, which a GPU machine produced with bench/gpu_embedder.py).
 
     python -m bench                  # everything, ~30 min on 2 cores
-    python -m bench --quick          # tiny sizes, a minute; report into data/bench/quick/
+    python -m bench --quick          # tiny sizes, a minute; results and report in data/bench/quick/
     python -m bench --only search --search-sizes 1000
     python -m bench --only report    # rebuild docs/benchmarks.md from the saved results
 """
@@ -29,11 +29,19 @@ from bench.common import (  # noqa: E402
     API_KEY,
     CORPUS_PDF,
     DOCS_DIR,
+    PUBLISHED_RESULTS_DIR,
     RESULTS_DIR,
     machine_describe,
     results_save,
     service_wait_healthy,
     weaviate_running,
+)
+from bench.results import (  # noqa: E402
+    IngestResult,
+    SearchResult,
+    VectorizeResult,
+    WebResult,
+    result_load,
 )
 from docdb.localstack import free_port  # noqa: E402
 
@@ -72,6 +80,8 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         args.search_sizes, args.search_tokens, args.plain_max_pages = "60", 32, 60
         args.queries, args.efs, args.fetches = 5, "64", "10"
         args.pooled, args.pooled_efs, args.reranks = 8, "32", "10"
+    # Quick results are only a check that everything runs: never beside the published ones.
+    args.results = RESULTS_DIR / "quick" if args.quick else PUBLISHED_RESULTS_DIR
     if args.docs is None:
         args.docs = RESULTS_DIR / "quick" if args.quick else DOCS_DIR
     return args
@@ -83,19 +93,18 @@ def main(argv: Sequence[str]) -> int:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         sys.exit(f"unknown sections: {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
-    prefix = "quick-" if args.quick else ""
     print(f"machine: {machine_describe()}")
     stack_sections = [name for name in sections if name in ("ingest", "vectorize", "web")]
     if stack_sections:
         with _stack() as models_dir:
-            _stack_sections(stack_sections, args, prefix, models_dir)
+            _stack_sections(stack_sections, args, models_dir)
     if "search" in sections:
-        _search_section(args, prefix)
+        _search_section(args)
     if "report" in sections:
         _django_setup()
         from bench import report
 
-        path = report.write(args.docs, prefix=prefix)
+        path = report.write(args.docs, report.results_read(args.results))
         print(f"report written to {path}")
     return 0
 
@@ -150,24 +159,25 @@ def _stack() -> Iterator[Path]:
             embedder.wait(30)
 
 
-def _stack_sections(
-    sections: list[str], args: argparse.Namespace, prefix: str, models_dir: Path
-) -> None:
-    from bench import ingest, vectorize, web
+def _stack_sections(sections: list[str], args: argparse.Namespace, models_dir: Path) -> None:
+    from bench import ingest, tables, vectorize, web
 
     if "ingest" in sections:
         print("\n== Ingestion by stage")
         result = ingest.run(
             pdf_path=args.pdf, pages=args.pages, full_pages=args.full_pages, models_dir=models_dir
         )
-        results_save(f"{prefix}ingest", result)
-        print(ingest.report(result))
+        saved = results_save(args.results, "ingest", result)
+        print(tables.ingest_table(result_load(saved, IngestResult)))
     if "vectorize" in sections or "web" in sections:
         print("\n== Server-side vs client-side vectors")
-        result = vectorize.run(pdf_path=args.pdf, pages=args.vectorize_pages)
+        measured = vectorize.run(pdf_path=args.pdf, pages=args.vectorize_pages)
         if "vectorize" in sections:
-            results_save(f"{prefix}vectorize", result)
-        print(vectorize.report(result))
+            saved = results_save(args.results, "vectorize", measured)
+            print(tables.vectorize_table(result_load(saved, VectorizeResult)))
+        else:  # measured only for the web section: shown, not saved
+            typed = VectorizeResult.model_validate({**measured, "machine": machine_describe()})
+            print(tables.vectorize_table(typed))
     if "web" in sections:
         from django.test import override_settings
 
@@ -182,8 +192,8 @@ def _stack_sections(
                 client_close()
                 result["modes"][mode] = web.run(repeats=1 if args.quick else 3)
             client_close()
-        results_save(f"{prefix}web", result)
-        print(web.report(result))
+        saved = results_save(args.results, "web", result)
+        print(tables.web_table(result_load(saved, WebResult)))
 
 
 def _django_setup() -> None:
@@ -204,9 +214,9 @@ def _page_mix(letter_share: float) -> dict[int, float]:
     }
 
 
-def _search_section(args: argparse.Namespace, prefix: str) -> None:
+def _search_section(args: argparse.Namespace) -> None:
     _django_setup()
-    from bench import search
+    from bench import search, tables
 
     print("\n== Search at scale")
     result = search.run(
@@ -220,8 +230,8 @@ def _search_section(args: argparse.Namespace, prefix: str) -> None:
         pooled_efs=[int(ef) for ef in args.pooled_efs.split(",")],
         reranks=[int(rerank) for rerank in args.reranks.split(",")],
     )
-    results_save(f"{prefix}search", result)
-    print(search.report(result))
+    saved = results_save(args.results, "search", result)
+    print(tables.search_table(result_load(saved, SearchResult)))
 
 
 if __name__ == "__main__":

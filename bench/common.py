@@ -20,6 +20,9 @@ from docdb.localstack import weaviate_start
 REPO_DIR = Path(__file__).resolve().parent.parent
 CORPUS_PDF = REPO_DIR.parent / "shared" / "corpus" / "real" / "freeculture.pdf"
 RESULTS_DIR = REPO_DIR / "data" / "bench"
+# The results docs/benchmarks.md is built from, committed with it: the page can be rebuilt from a
+# clone, and a change of its numbers shows in the results' diff.
+PUBLISHED_RESULTS_DIR = REPO_DIR / "bench" / "results"
 DOCS_DIR = REPO_DIR / "docs"
 API_KEY = "bench-weaviate-key"
 
@@ -101,13 +104,14 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table; numbers get a sensible number of digits."""
-    cells = [[_cell(value) for value in row] for row in rows]
+    cells = [[cell_format(value) for value in row] for row in rows]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
+def cell_format(value: Any) -> str:
+    """A table cell: floats to a few significant digits, NaN as -, ints with thousands commas."""
     if isinstance(value, float):
         if value != value:  # NaN
             return "-"
@@ -121,16 +125,12 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def results_save(name: str, data: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps({**data, "machine": machine_describe()}, indent=2))
+def results_save(folder: Path, name: str, data: dict[str, Any]) -> Path:
+    """`data` and the machine it was measured on, in folder/name.json (read by bench/results.py)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({**data, "machine": machine_describe()}, indent=2) + "\n")
     return path
-
-
-def results_load(name: str) -> dict[str, Any] | None:
-    path = RESULTS_DIR / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def machine_describe() -> dict[str, Any]:

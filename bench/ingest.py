@@ -29,7 +29,7 @@ import numpy as np
 from django.conf import settings
 from django.test import override_settings
 
-from bench.common import Stopwatch, table
+from bench.common import Stopwatch
 from bench.models import fullsize_model_build
 from docdb import pdf
 from docdb.embedder.model import Embedder, embedder_load
@@ -183,32 +183,3 @@ def _import_stage(vectors: list[np.ndarray], pages: int) -> float:
         seconds = time.perf_counter() - started
     client_close()
     return seconds / pages
-
-
-def report(result: dict[str, Any]) -> str:
-    names = list(result["models"])
-    stages = list(next(iter(result["models"].values()))["s_per_page"])
-    rows = []
-    for stage in stages:
-        row: list[Any] = [stage]
-        for name in names:
-            model = result["models"][name]
-            seconds = model["s_per_page"][stage]
-            row += [seconds * 1000, 1 / seconds if seconds else float("nan"), model["share"][stage]]
-        rows.append(row)
-    total: list[Any] = ["**total**"]
-    for name in names:
-        model = result["models"][name]
-        total += [model["total_s_per_page"] * 1000, model["pages_per_s"], 1.0]
-    rows.append(total)
-    headers = ["stage"]
-    for name in names:
-        headers += [f"{name} ms/page", f"{name} pages/s", f"{name} share"]
-    formatted = [
-        [
-            f"{value:.1%}" if index % 3 == 0 and index > 0 and isinstance(value, float) else value
-            for index, value in enumerate(row)
-        ]
-        for row in rows
-    ]
-    return table(headers, formatted)

@@ -19,7 +19,8 @@ from weaviate.classes.config import DataType, Property, Reconfigure
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter
 
-from bench.common import API_KEY, Weaviate, percentile, table, weaviate_running
+from bench.common import API_KEY, Weaviate, percentile, weaviate_running
+from bench.results import MUVERA, PLAIN, two_stage_name
 from bench.synthetic import PAGE_CONCEPTS_OWN, Corpus, maxsim_exact
 from docdb.pooling import multivector_pool
 from docdb.weaviate_store.pages import two_stage_search, two_stage_window
@@ -39,12 +40,6 @@ FLAT_NEVER = 0
 FLAT_RERANK = 2000
 # Concepts of a page's own, from the corpus default (4) to pages whose tokens spread wide.
 SENSITIVITY_OWN_CONCEPTS = [PAGE_CONCEPTS_OWN, 24, 60]
-MUVERA = "MUVERA"
-PLAIN = "multi-vector HNSW"
-
-
-def two_stage_name(pooled: int) -> str:
-    return f"two-stage, pooled {pooled}"
 
 
 def run(
@@ -461,68 +456,3 @@ def _run_line(run: dict[str, Any]) -> str:
         f"{run['candidates']} re-ranked: p50 {run['p50_ms']:.1f} ms, p95 {run['p95_ms']:.1f} ms, "
         f"recall@10 {run['recall_at_10']:.3f}"
     )
-
-
-def _candidates_cell(run: dict[str, Any]) -> Any:
-    if run["candidates"] is not None:
-        return run["candidates"]
-    return "all" if run["path"] == "flat" else "-"  # plain multi-vector: its own candidates
-
-
-def sensitivity_report(result: dict[str, Any]) -> str:
-    rows = result.get("pooling_sensitivity") or []
-    if not rows:
-        return ""
-    counts = [key.removeprefix("recall_in_") for key in rows[0] if key.startswith("recall_in_")]
-    return table(
-        ["own concepts", "pooled", "exact score #1", "#10", "#50"]
-        + [f"top 10 in best {count}" for count in counts],
-        [
-            [row["own_concepts"], row["pooled"], row["score_1"], row["score_10"], row["score_50"]]
-            + [row[f"recall_in_{count}"] for count in counts]
-            for row in rows
-        ],
-    )
-
-
-def report(result: dict[str, Any]) -> str:
-    rows = [
-        [
-            run["index"],
-            run["pages"],
-            "owner" if run["owner_filter"] else "none",
-            run["path"],
-            "-" if run["path"] == "flat" else ("dynamic" if run["ef"] < 0 else run["ef"]),
-            _candidates_cell(run),
-            run["p50_ms"],
-            run["p95_ms"],
-            run["recall_at_10"],
-        ]
-        for run in result["indexes"]
-    ]
-    search = table(
-        ["index", "pages", "filter", "search", "ef", "re-ranked", "p50 ms", "p95 ms", "recall@10"],
-        rows,
-    )
-    seen = {}
-    for run in result["indexes"]:
-        # Two-stage rows share the MUVERA collection (and its pooled vectors) and footprint.
-        index = run["index"]
-        if index == MUVERA and result.get("pooled_vectors"):
-            index = f"{MUVERA} + pooled {result['pooled_vectors']}"
-        if not index.startswith("two-stage"):
-            seen[(index, run["pages"])] = run
-    footprint = table(
-        ["index", "pages", "import pages/s", "memory KiB/page", "disk KiB/page"],
-        [
-            [
-                index,
-                pages,
-                run["import_pages_per_s"],
-                run["memory_bytes_per_page"] / 1024,
-                run["disk_bytes_per_page"] / 1024,
-            ]
-            for (index, pages), run in seen.items()
-        ],
-    )
-    return search + "\n\n" + footprint

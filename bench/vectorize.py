@@ -24,7 +24,7 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.test import override_settings
 
-from bench.common import table
+from bench.results import mode_name
 from docdb import pdf
 from docdb.documents.models import Document, Status
 from docdb.documents.services import document_ingest
@@ -41,11 +41,6 @@ MODES = [("server", False), ("server", True), ("client", False), ("client", True
 # larger batch keeps more requests in flight, which the embedder merges into its own batches.
 WIDE_IMPORT_BATCH = 32
 REPEATS = 2
-
-
-def mode_name(vectorize: str, muvera: bool, import_batch: int | None = None) -> str:
-    name = f"{vectorize}-side, {'MUVERA' if muvera else 'multi-vector HNSW'}"
-    return f"{name}, import batch {import_batch}" if import_batch else name
 
 
 def default_mode() -> tuple[str, bool]:
@@ -160,18 +155,3 @@ def _embed_and_import(jpegs: list[bytes], owner_id: int, *, per_call: int) -> di
         pages_upsert(objects[start : start + per_call])
     seconds = time.perf_counter() - started
     return {"embed_import_pages_per_s": len(objects) / seconds, "pages_per_call": per_call}
-
-
-def report(result: dict[str, Any]) -> str:
-    return table(
-        ["mode", "whole pipeline pages/s", "embed + import pages/s", "pages per call"],
-        [
-            [
-                run["mode"],
-                run["pipeline_pages_per_s"],
-                run["embed_import_pages_per_s"],
-                run["pages_per_call"],
-            ]
-            for run in result["runs"]
-        ],
-    )

@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from bench.common import percentile, table
+from bench.common import percentile
 from docdb.api.models import ApiToken
 from docdb.documents.models import Document, Status
 
@@ -81,23 +81,3 @@ def _thumbnails(client: Client, html: str) -> int:
             else len(response.content)
         )
     return total
-
-
-def report(result: dict[str, Any]) -> str:
-    rows = [
-        [
-            f"{mode}-side",
-            run["endpoint"],
-            run["mode"],
-            run["p50_ms"],
-            run["p95_ms"],
-            run["bytes"] / 1024,
-            run["thumbnail_bytes"] / 1024 if "thumbnail_bytes" in run else "-",
-        ]
-        for mode, measured in result["modes"].items()
-        for run in measured["endpoints"]
-    ]
-    return table(
-        ["vectors", "endpoint", "search", "p50 ms", "p95 ms", "response KiB", "thumbnails KiB"],
-        rows,
-    )
