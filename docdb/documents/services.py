@@ -57,7 +57,7 @@ def _upload_check(upload: UploadedFile) -> None:
         limit = filesizeformat(settings.UPLOAD_MAX_BYTES)
         raise UploadRejected(f"{name}: the file is larger than the {limit} limit.")
     upload.seek(0)
-    head = upload.read(1024)
+    head = upload.read(pdf.SNIFF_HEAD)
     upload.seek(0)
     if not pdf.pdf_sniff(head):
         raise UploadRejected(f"{name}: this file is not a PDF.")
