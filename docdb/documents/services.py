@@ -100,6 +100,7 @@ def document_queue(*, document_id: uuid.UUID) -> None:
 
 _REQUEUED = {
     "error": "",
+    "error_code": "",
     "pages_done": 0,
     "resume_count": 0,
     "started_at": None,
@@ -189,6 +190,6 @@ def document_ingest(*, document_id: uuid.UUID) -> None:
         while document_turn_run(document_id=document_id, holder=turn.holder):
             pass
     except pdf.PdfError as exc:
-        document_fail(document_id=document_id, reason=exc.reason)
+        document_fail(document_id=document_id, reason=exc.reason, code=exc.code)
     finally:
         hold_release(turn)

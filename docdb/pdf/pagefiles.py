@@ -8,6 +8,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import cast
 
 from PIL import Image
 
@@ -100,5 +101,5 @@ def size_within(width: int, height: int, max_pixels: int) -> tuple[int, int]:
 
 def image_blank(image: Image.Image) -> bool:
     """Whether nothing is drawn on the page: every pixel white (JPEG may leave a trace)."""
-    low, _high = image.convert("L").getextrema()  # type: ignore[misc]
-    return bool(low >= 250)
+    low, _high = cast(tuple[int, int], image.convert("L").getextrema())  # one band: a pair
+    return low >= 250
