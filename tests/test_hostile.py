@@ -94,32 +94,35 @@ def test_a_damaged_page_leaves_the_document_ready_with_the_page_listed(
 ) -> None:
     owner = user_make()
     client = logged_in(owner)
-    # Page 2 no engine renders; page 3 poppler renders blank and PDFium draws.
-    path = pdf_make_troubled(tmp_path / "troubled.pdf", pages=4, tiny=[2], font_missing=[3])
+    # Page 1 no engine renders; page 3 poppler renders blank and PDFium draws.
+    path = pdf_make_troubled(tmp_path / "troubled.pdf", pages=4, tiny=[1], font_missing=[3])
 
     document = document_wait(_upload(client, path).id)
 
     assert document.status == Status.READY, document.error
     assert (document.pages_total, document.pages_done, document.error) == (4, 4, "")
-    assert list(document.pages.values_list("number", flat=True)) == [1, 3, 4]
+    assert list(document.pages.values_list("number", flat=True)) == [2, 3, 4]
     assert pages_count(owner_id=owner.pk, document_id=document.id) == 3
-    reason = "Page 2 is damaged and could not be rendered."
+    reason = "Page 1 is damaged and could not be rendered."
     assert list(DamagedPage.objects.filter(document=document).values_list("number", "reason")) == [
-        (2, reason)
+        (1, reason)
     ]
     # PDFium's page comes with PDFium's text, and keyword search finds it.
     assert document.pages.get(number=3).text == "Page 3 of the troubled file"
     found = client.get(reverse("search:search"), {"q": "troubled", "mode": "keyword"})
-    assert {r.page.number for r in found.context["results"]} == {1, 3, 4}
+    assert {r.page.number for r in found.context["results"]} == {2, 3, 4}
 
     listing = client.get(reverse("documents:list")).content.decode()
     detail = client.get(reverse("documents:detail", args=[document.id])).content.decode()
     for html in (listing, detail):
         assert "4 pages · 1 damaged" in html
-        assert f'<li data-damaged-page="2">{reason}</li>' in html
+        assert f'<li data-damaged-page="1">{reason}</li>' in html
+    # The list pictures the document by its first page that is not damaged.
+    assert reverse("documents:page_thumbnail", args=[document.id, 2]) in listing
+    assert reverse("documents:page_thumbnail", args=[document.id, 1]) not in listing
     api = _api_get(client, document)
     assert (api["status"], api["damaged_pages"], api["can_retry"]) == (
-        "ready", [{"number": 2, "reason": reason}], False,
+        "ready", [{"number": 1, "reason": reason}], False,
     )  # fmt: skip
     staff = logged_in(staff_make())
     change = staff.get(reverse("admin:documents_document_change", args=[document.id]))

@@ -239,8 +239,9 @@ def documents_progress(documents: Sequence[Document]) -> dict[Any, dict[str, Any
         # The owner's list was read just now: its copy of the document is the freshest.
         current = next((d for d in order if d.id == document.id), document)
         body = _progress(current, order, pipeline)
-        if body["status"] == Status.READY:
-            body["damaged_pages"] = damaged.get(document.id, [])
+        if body["status"] == Status.READY and document.id in damaged:
+            body["damaged_pages"] = damaged[document.id]
+            body["thumbnail_url"] = _first_page_thumbnail(document.id, damaged[document.id])
         body["status_html"] = render_to_string("documents/_status.html", {"p": body})
         result[document.id] = body
     return result
@@ -253,6 +254,13 @@ def _damaged_pages(document_ids: list[Any]) -> dict[Any, list[dict[str, Any]]]:
     for row in rows:
         pages.setdefault(row.document_id, []).append({"number": row.number, "reason": row.reason})
     return pages
+
+
+def _first_page_thumbnail(document_id: Any, damaged: list[dict[str, Any]]) -> str:
+    """The thumbnail of the document's first page that is not damaged ("" when none is)."""
+    numbers = {page["number"] for page in damaged}
+    first = next(n for n in range(1, len(numbers) + 2) if n not in numbers)
+    return reverse("documents:page_thumbnail", args=[document_id, first])
 
 
 def document_progress(document: Document) -> dict[str, Any]:
