@@ -151,3 +151,52 @@ def file_make_not_pdf(path: Path, *, content: bytes = b"<!doctype html><p>not a 
     """Any non-PDF bytes under a `.pdf` name."""
     path.write_bytes(content)
     return path
+
+
+def pdf_make_troubled(
+    path: Path,
+    *,
+    pages: int,
+    font_missing: Sequence[int] = (),
+    tiny: Sequence[int] = (),
+    count: int | None = None,
+) -> Path:
+    """`pages` pages each saying "Page N of the troubled file", with trouble where asked:
+
+    - `font_missing`: the page's text names a font its resources lack. Poppler skips the text
+      and renders a blank page; PDFium draws it with a stand-in font.
+    - `tiny`: the page is 0.00001 pt square (and so shows nothing). Poppler gives up on it
+      ("JpegWriter: hDPI or vDPI values are invalid"); PDFium renders it blank.
+    - `count`: the page tree's /Count (default: right). With 0, poppler finds no pages;
+      PDFium counts the pages the tree holds.
+    """
+    first_page = 4  # objects 1-3: catalog, page tree, font
+    kids, page_objects = [], []
+    for number in range(1, pages + 1):
+        page_id = first_page + 2 * (number - 1)
+        kids.append(b"%d 0 R" % page_id)
+        fonts = b"" if number in font_missing else b"/Font << /F1 3 0 R >>"
+        box = b"0 0 0.00001 0.00001" if number in tiny else b"0 0 612 792"
+        page_objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [%s] /Contents %d 0 R /Resources << %s >> >>"
+            % (box, page_id + 1, fonts)
+        )
+        content = b"BT /F1 36 Tf 72 600 Td (Page %d of the troubled file) Tj ET" % number
+        page_objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>"
+        % (b" ".join(kids), pages if count is None else count),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        *page_objects,
+    ]
+    path.write_bytes(pdf_from_objects(objects))
+    return path
+
+
+def pdf_make_junk_before_header(path: Path, *, junk: bytes, pages: int = 2) -> Path:
+    """A PDF of `pages` pages with `junk` written before its `%PDF-` header (as some mail
+    gateways and web servers leave them); its offsets count from the header, as readers do."""
+    pdf_make(path, pages=[[f"Page {n} after the junk"] for n in range(1, pages + 1)])
+    path.write_bytes(junk + path.read_bytes())
+    return path

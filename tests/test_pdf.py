@@ -15,14 +15,16 @@ import pytest
 from PIL import Image
 
 from docdb import pdf
-from docdb.pdf import poppler
+from docdb.pdf import capped, poppler
 from tests.pdf_factory import (
     file_make_not_pdf,
     pdf_make,
     pdf_make_giant_page,
+    pdf_make_junk_before_header,
     pdf_make_no_pages,
     pdf_make_raw_pages,
     pdf_make_slow_page,
+    pdf_make_troubled,
     pdf_make_truncated,
 )
 
@@ -73,8 +75,8 @@ def _assert_readable(error: pdf.PdfError) -> None:
     [
         (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", True),
         (b"\xef\xbb\xbfjunk before the header\r\n%PDF-1.4\n", True),
-        (b" " * 1019 + b"%PDF-", True),
-        (b" " * 1020 + b"%PDF-", False),
+        (b" " * 1023 + b"%PDF-", True),
+        (b" " * 1024 + b"%PDF-", False),
         (b"<!doctype html><html></html>", False),
         (b"\x89PNG\r\n\x1a\n", False),
         (b"", False),
@@ -224,7 +226,7 @@ def test_render_gives_only_the_pages_asked_for(five_pages: Path) -> None:
 def test_render_bounds_a_giant_page(tmp_path: Path, monkeypatch) -> None:
     path = pdf_make_giant_page(tmp_path / "giant.pdf")
     # 200 x 200 inches at 150 dpi would be 2.7 GB of bitmap; scaled it fits in far less.
-    monkeypatch.setattr(poppler, "POPPLER_MEMORY_BYTES", 400 * 1024**2)
+    monkeypatch.setattr(capped, "MEMORY_BYTES", 400 * 1024**2)
 
     [page] = _render(path, longest_edge=2048, max_pixels=2048 * 2048)
 
@@ -259,7 +261,7 @@ def test_render_names_the_page_that_needs_too_much_memory(tmp_path: Path, monkey
     path = pdf_make_raw_pages(
         tmp_path / "big.pdf", media_boxes=["0 0 14400 10", "0 0 14400 14400", "0 0 14400 10"]
     )
-    monkeypatch.setattr(poppler, "POPPLER_MEMORY_BYTES", 200 * 1024**2)
+    monkeypatch.setattr(capped, "MEMORY_BYTES", 200 * 1024**2)
 
     with pytest.raises(pdf.PdfError) as raised:
         _render(path, first=1, last=3, longest_edge=10_000, max_pixels=10_000**2)
@@ -326,21 +328,136 @@ def test_text_of_a_range(five_pages: Path) -> None:
     assert texts[3].startswith("Zebras")
 
 
-def test_text_gives_up_after_the_timeout(tmp_path: Path) -> None:
+def test_poppler_text_gives_up_after_the_timeout(tmp_path: Path) -> None:
     path = pdf_make_slow_page(tmp_path / "slow.pdf", pages=2, slow_page=2)
 
     with pytest.raises(pdf.PdfError) as raised:
-        pdf.pages_text(path, first=1, last=2, timeout=2)
+        poppler.pages_text(path, first=1, last=2, timeout=2)
 
     assert raised.value.code == "timeout"
     _assert_readable(raised.value)
-    assert pdf.pages_text(path, first=1, last=1, timeout=TIMEOUT) == {1: "Page 1"}
+    assert poppler.pages_text(path, first=1, last=1, timeout=TIMEOUT) == {1: "Page 1"}
+
+
+def test_text_keeps_the_pages_pdfium_reads_when_poppler_runs_out_of_time(tmp_path: Path) -> None:
+    path = pdf_make_slow_page(tmp_path / "slow.pdf", pages=2, slow_page=2)
+
+    assert pdf.pages_text(path, first=1, last=2, timeout=2) == {1: "Page 1", 2: ""}
 
 
 @pytest.mark.parametrize(("first", "last"), [(0, 1), (2, 1), (5, 6), (6, 6)])
 def test_text_rejects_pages_outside_the_document(five_pages: Path, first: int, last: int) -> None:
     with pytest.raises(ValueError):
         pdf.pages_text(five_pages, first=first, last=last, timeout=TIMEOUT)
+
+
+# The second engine: PDFium where poppler cannot
+
+
+def _render_each(path: Path, last: int) -> pdf.PagesRendered:
+    return pdf.pages_render_each(
+        path, first=1, last=last, longest_edge=500, max_pixels=500 * 500, timeout=TIMEOUT
+    )
+
+
+def test_pdfium_draws_a_page_poppler_renders_blank(tmp_path: Path) -> None:
+    path = pdf_make_troubled(tmp_path / "font.pdf", pages=3, font_missing=[3])
+    poppler_pages = poppler.pages_render_each(
+        path, first=1, last=3, longest_edge=500, max_pixels=500 * 500, timeout=TIMEOUT
+    )
+    assert poppler_pages[3].getextrema() == ((255, 255),) * 3  # type: ignore[union-attr]
+
+    rendered = _render_each(path, 3)
+
+    assert [(page.number, page.engine) for page in rendered.pages] == [
+        (1, "poppler"), (2, "poppler"), (3, "pdfium"),
+    ]  # fmt: skip
+    assert rendered.damaged == []
+    assert rendered.pages[2].image.size == (math.ceil(500 * LETTER_ASPECT), 500)
+    assert rendered.pages[2].image.convert("L").getextrema()[0] < 100  # black text drawn
+    texts = pdf.pages_text(path, first=1, last=3, timeout=TIMEOUT, pdfium_pages=frozenset({3}))
+    assert texts == {n: f"Page {n} of the troubled file" for n in (1, 2, 3)}
+
+
+def test_pdfium_reads_a_file_whose_page_tree_poppler_finds_empty(tmp_path: Path) -> None:
+    path = pdf_make_troubled(tmp_path / "count.pdf", pages=3, count=0)
+    with pytest.raises(pdf.PdfError, match="no pages"):
+        poppler.pdf_inspect(path, max_pages=10, timeout=TIMEOUT)
+
+    info = pdf.pdf_inspect(path, max_pages=10, timeout=TIMEOUT)
+    rendered = _render_each(path, 3)
+
+    assert (info.pages, info.page_sizes) == (3, ((612.0, 792.0),) * 3)
+    assert [(page.number, page.engine) for page in rendered.pages] == [
+        (1, "pdfium"), (2, "pdfium"), (3, "pdfium"),
+    ]  # fmt: skip
+    assert pdf.pages_text(path, first=2, last=2, timeout=TIMEOUT) == {
+        2: "Page 2 of the troubled file"
+    }
+    with pytest.raises(pdf.PdfError, match="3 pages; the limit is 2"):
+        pdf.pdf_inspect(path, max_pages=2, timeout=TIMEOUT)
+
+
+def test_a_page_no_engine_renders_is_listed_and_the_others_kept(tmp_path: Path) -> None:
+    path = pdf_make_troubled(tmp_path / "tiny.pdf", pages=3, tiny=[2])
+
+    rendered = _render_each(path, 3)
+
+    assert [page.number for page in rendered.pages] == [1, 3]
+    [damage] = rendered.damaged
+    assert (damage.page, damage.code) == (2, "damaged")
+    assert damage.reason == "Page 2 is damaged and could not be rendered."
+    with pytest.raises(pdf.PdfError) as raised:
+        _render(path, first=1, last=3)
+    assert raised.value.page == 2
+
+
+def test_a_page_that_hangs_both_engines_is_listed_as_too_slow(tmp_path: Path) -> None:
+    path = pdf_make_slow_page(tmp_path / "slow.pdf", pages=3, slow_page=2)
+
+    rendered = pdf.pages_render_each(
+        path, first=1, last=3, longest_edge=500, max_pixels=500 * 500, timeout=3
+    )
+
+    assert [page.number for page in rendered.pages] == [1, 3]
+    assert [(d.page, d.reason) for d in rendered.damaged] == [
+        (2, "Page 2 took too long to render.")
+    ]
+
+
+def test_a_header_after_junk_within_the_first_kilobyte_is_read(tmp_path: Path) -> None:
+    path = pdf_make_junk_before_header(tmp_path / "junk.pdf", junk=b"\r\n" * 511 + b"X")
+
+    assert pdf.pdf_sniff(path.read_bytes()[: pdf.SNIFF_HEAD])
+    assert pdf.pdf_inspect(path, max_pages=10, timeout=TIMEOUT).pages == 2
+    assert [page.engine for page in _render_each(path, 2).pages] == ["poppler", "poppler"]
+
+
+def test_pdfium_runs_under_the_memory_cap(tmp_path: Path, monkeypatch) -> None:
+    path = pdf_make_troubled(tmp_path / "font.pdf", pages=1, font_missing=[1])
+    # 10 000 px a side is a 400 MB bitmap for PDFium: over a 200 MB cap the page fails alone.
+    monkeypatch.setattr(capped, "MEMORY_BYTES", 200 * 1024**2)
+
+    huge = pdf.pages_render_each(
+        path, first=1, last=1, longest_edge=10_000, max_pixels=10_000**2, timeout=TIMEOUT
+    )
+    small = _render_each(path, 1)
+
+    assert (huge.pages, [d.page for d in huge.damaged]) == ([], [1])
+    assert [page.engine for page in small.pages] == ["pdfium"]
+
+
+def test_unlock_writes_a_copy_without_the_password(tmp_path: Path) -> None:
+    locked = _locked(tmp_path)
+    unlocked = tmp_path / "unlocked.pdf"
+
+    with pytest.raises(pdf.PdfError) as raised:
+        pdf.pdf_unlock(locked, unlocked, password="wrong", timeout=TIMEOUT)
+    assert raised.value.code == "encrypted"
+    assert pdf.pdf_unlock(locked, unlocked, password="open sesame", timeout=TIMEOUT) == 1
+
+    assert pdf.pdf_inspect(unlocked, max_pages=10, timeout=TIMEOUT).encrypted is False
+    assert pdf.pages_text(unlocked, first=1, last=1, timeout=TIMEOUT) == {1: "secret"}
 
 
 # images

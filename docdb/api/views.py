@@ -102,6 +102,11 @@ class InvalidRequest(Schema):
 COMMON = {401: Error, 422: InvalidRequest}
 
 
+class DamagedPageOut(Schema):
+    number: int
+    reason: str
+
+
 class DocumentOut(Schema):
     id: uuid.UUID
     title: str
@@ -117,7 +122,14 @@ class DocumentOut(Schema):
     detail: str
     pages_total: int
     pages_done: int
+    # A ready document's pages that no engine could render (they are not searchable).
+    damaged_pages: list[DamagedPageOut]
     error: str
+    # Why it failed, for programs: not_pdf, empty, encrypted, damaged, too_many_pages,
+    # page_too_large, timeout, or "" for any other failure.
+    error_code: str
+    # Whether processing it again may help; a password-protected one is unlocked instead.
+    can_retry: bool
     size_bytes: int
     sha256: str
     created_at: datetime
@@ -138,7 +150,10 @@ class DocumentOut(Schema):
             detail=progress["detail"],
             pages_total=document.pages_total,
             pages_done=document.pages_done,
+            damaged_pages=[DamagedPageOut(**page) for page in progress["damaged_pages"]],
             error=document.error,
+            error_code=document.error_code,
+            can_retry=document.can_retry,
             size_bytes=document.size_bytes,
             sha256=document.sha256,
             created_at=document.created_at,

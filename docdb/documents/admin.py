@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from docdb.documents.models import (
+    DamagedPage,
     Document,
     Page,
     PipelineRun,
@@ -100,6 +101,18 @@ class PipelineRunInline(admin.TabularInline):
         return duration_text(run.duration)
 
 
+class DamagedPageInline(admin.TabularInline):
+    model = DamagedPage
+    fields = ("number", "reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Damaged pages (no engine could render them; not searchable)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
     list_display = (
@@ -168,11 +181,21 @@ class DocumentAdmin(admin.ModelAdmin):
         "updated_at",
         "page_gallery",
     )
-    inlines = [PipelineRunInline]
+    inlines = [DamagedPageInline, PipelineRunInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
         first_page = Page.objects.filter(document=OuterRef("pk"), number=1)
-        return super().get_queryset(request).annotate(has_first_page=Exists(first_page))
+        damaged = (
+            DamagedPage.objects.filter(document=OuterRef("pk"))
+            .values("document")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(has_first_page=Exists(first_page), damaged_count=Subquery(damaged))
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Documents come in through upload, the API or `import_pdfs`, which check the file.
@@ -194,7 +217,12 @@ class DocumentAdmin(admin.ModelAdmin):
     @admin.display(description="pages", ordering="pages_total")
     def pages(self, document: Document) -> str:
         if document.status == Status.READY:
-            return str(document.pages_total)
+            damaged = getattr(document, "damaged_count", 0)
+            return (
+                f"{document.pages_total} ({damaged} damaged)"
+                if damaged
+                else str(document.pages_total)
+            )
         return f"{document.pages_done} / {document.pages_total or '?'}"
 
     @admin.display(description="size", ordering="size_bytes")
@@ -225,7 +253,11 @@ class DocumentAdmin(admin.ModelAdmin):
         if not document.error:
             return "—"
         # In full, wrapped: this is what an operator acts on.
-        return format_html('<pre class="docdb-pre docdb-error">{}</pre>', document.error)
+        return format_html(
+            '<pre class="docdb-pre docdb-error">{}</pre>{}',
+            document.error,
+            f"({document.error_code})" if document.error_code else "",
+        )
 
     @admin.display(description="pages")
     def page_gallery(self, document: Document) -> SafeString | str:

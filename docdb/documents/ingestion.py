@@ -16,7 +16,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from docdb import pdf
-from docdb.documents.models import Document, Page, Status, page_image_path, page_thumbnail_path
+from docdb.documents.models import (
+    DamagedPage,
+    Document,
+    Page,
+    Status,
+    page_image_path,
+    page_thumbnail_path,
+)
 from docdb.documents.states import document_transition
 from docdb.weaviate_store import PageObject, page_uuid, pages_delete, pages_upsert
 
@@ -45,10 +52,12 @@ def _pages_pending(document: Document, first: int, last: int) -> list[int]:
 
 
 def _range_render(document: Document, first: int, last: int) -> list[_Rendered]:
+    """Render the range's pages (whichever engine can), store their images and return them;
+    a page no engine renders is recorded as damaged instead, and the others go on."""
     path = Path(document.file.path)
-    # The limit is per page; one poppler call renders the whole range.
+    # The limit is per page; one engine call renders the whole range.
     timeout = settings.RENDER_TIMEOUT_SECONDS * (last - first + 1)
-    images = pdf.pages_render(
+    result = pdf.pages_render_each(
         path,
         first=first,
         last=last,
@@ -56,9 +65,12 @@ def _range_render(document: Document, first: int, last: int) -> list[_Rendered]:
         max_pixels=settings.RENDER_MAX_PIXELS,
         timeout=timeout,
     )
-    texts = pdf.pages_text(path, first=first, last=last, timeout=timeout)
+    _damage_record(document, first, last, result.damaged)
+    if not result.pages:
+        return []
+    texts = _range_text(path, result.pages, timeout=timeout)
     rendered = []
-    for page in images:
+    for page in result.pages:
         jpeg = pdf.image_jpeg_bytes(page.image, quality=settings.PAGE_JPEG_QUALITY)
         thumbnail = pdf.thumbnail_make(page.image, width=settings.THUMBNAIL_WIDTH)
         pdf.file_write_atomic(page_image_path(document.id, page.number), jpeg)
@@ -73,6 +85,45 @@ def _range_render(document: Document, first: int, last: int) -> list[_Rendered]:
             )
         )
     return rendered
+
+
+def _range_text(path: Path, pages: list[pdf.RenderedPage], *, timeout: float) -> dict[int, str]:
+    """The rendered pages' text, each from the engine that rendered it. Text helps keyword
+    search but a page is found by its image too: a text layer no engine reads is left empty."""
+    numbers = [page.number for page in pages]
+    try:
+        return pdf.pages_text(
+            path,
+            first=min(numbers),
+            last=max(numbers),
+            timeout=timeout,
+            pdfium_pages=frozenset(p.number for p in pages if p.engine == "pdfium"),
+        )
+    except pdf.PdfError as exc:
+        logger.warning("%s: pages %d-%d have no text: %s", path, min(numbers), max(numbers), exc)
+        return {}
+
+
+def _damage_record(document: Document, first: int, last: int, damaged: list[pdf.PdfError]) -> None:
+    """The range's damaged pages as they are now (a range rendered again replaces them)."""
+    numbers = [error.page for error in damaged if error.page is not None]
+    DamagedPage.objects.filter(document=document, number__range=(first, last)).exclude(
+        number__in=numbers
+    ).delete()
+    # A page rendered by an earlier run and damaged now (the file was unlocked or replaced).
+    Page.objects.filter(document=document, number__in=numbers).delete()
+    DamagedPage.objects.bulk_create(
+        [
+            DamagedPage(document=document, number=error.page, reason=error.reason)
+            for error in damaged
+            if error.page is not None
+        ],
+        update_conflicts=True,
+        unique_fields=["document", "number"],
+        update_fields=["reason"],
+    )
+    for error in damaged:
+        logger.warning("document %s: %s", document.id, error.reason)
 
 
 def page_object(document: Document, *, number: int, text: str, image_jpeg: bytes) -> PageObject:
@@ -98,6 +149,8 @@ def _range_ingest(document: Document, first: int, last: int) -> None:
         for page in _range_render(document, min(pending), max(pending))
         if page.number in pending
     ]
+    if not rendered:
+        return
     # One upsert: a range run again (a turn taken over from a dead worker) overwrites.
     Page.objects.bulk_create(
         [
@@ -146,11 +199,12 @@ def _document_start(document: Document) -> bool:
             timeout=settings.RENDER_TIMEOUT_SECONDS,
         )
     except pdf.PdfError as exc:
-        document_fail(document_id=document.id, reason=exc.reason)
+        document_fail(document_id=document.id, reason=exc.reason, code=exc.code)
         return False
     Document.objects.filter(id=document.id).update(pages_total=info.pages)
     # Pages beyond the current count belong to an older version of the file; drop them.
     Page.objects.filter(document=document, number__gt=info.pages).delete()
+    DamagedPage.objects.filter(document=document, number__gt=info.pages).delete()
     document.status = Status.PROCESSING
     document.pages_total = info.pages
     return True
@@ -169,7 +223,11 @@ def document_turn_run(*, document_id: uuid.UUID, holder: str) -> bool:
     first = document.pages_done + 1
     last = min(first + settings.RENDER_PAGES_PER_CHUNK - 1, document.pages_total)
     if first <= last:  # else a turn moved the cursor to the end and died before finishing
-        _range_ingest(document, first, last)
+        try:
+            _range_ingest(document, first, last)
+        except pdf.PdfError as exc:  # the file, not one page: no engine opens it any more
+            document_fail(document_id=document_id, reason=exc.reason, code=exc.code)
+            return False
     advanced = Document.objects.filter(
         id=document_id, status=Status.PROCESSING, holder=holder, pages_done=first - 1
     ).update(pages_done=last, retries=0, updated_at=timezone.now())
@@ -194,10 +252,19 @@ def _turn_overtaken(document: Document) -> None:
 
 
 def _document_finish(document: Document) -> None:
+    """Ready when at least one page was indexed; the damaged ones are listed with it."""
+    if not Page.objects.filter(document=document, indexed_at__isnull=False).exists():
+        damaged = list(document.damaged_pages.values_list("reason", flat=True)[:1])
+        if document.pages_total == 1 and damaged:
+            reason = damaged[0]
+        else:
+            reason = f"None of its {document.pages_total} pages could be rendered."
+        document_fail(document_id=document.id, reason=reason, code="damaged")
+        return
     if document_transition(
         document_id=document.id,
         to=Status.READY,
-        fields={"finished_at": timezone.now(), "error": ""},
+        fields={"finished_at": timezone.now(), "error": "", "error_code": ""},
     ):
         logger.info("document %s ready (%d pages)", document.id, document.pages_total)
 
@@ -211,8 +278,9 @@ def search_withdraw(document: Document) -> None:
     Page.objects.filter(document_id=document.id).update(indexed_at=None)
 
 
-def document_fail(*, document_id: uuid.UUID, reason: str) -> None:
-    """Mark failed, with the reason, and take its pages out of search."""
+def document_fail(*, document_id: uuid.UUID, reason: str, code: str = "") -> None:
+    """Mark failed, with the reason (and its docdb.pdf error code, when it has one), and take
+    its pages out of search."""
     document = Document.objects.filter(id=document_id).first()
     if document is None:
         return
@@ -220,6 +288,11 @@ def document_fail(*, document_id: uuid.UUID, reason: str) -> None:
     document_transition(
         document_id=document_id,
         to=Status.FAILED,
-        fields={"error": reason, "pages_done": 0, "finished_at": timezone.now()},
+        fields={
+            "error": reason,
+            "error_code": code,
+            "pages_done": 0,
+            "finished_at": timezone.now(),
+        },
     )
     logger.warning("document %s failed: %s", document_id, reason)

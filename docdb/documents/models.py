@@ -26,6 +26,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     Status.CANCELLED: frozenset({Status.QUEUED}),
 }
 UNFINISHED = (Status.QUEUED, Status.PROCESSING)
+# Why a document failed (docdb.pdf's error codes) when processing it again cannot help: the
+# file itself is at fault. A password-protected one is unlocked instead.
+RETRY_USELESS = frozenset({"not_pdf", "empty", "encrypted", "damaged"})
 
 
 def _document_dir(document_id: uuid.UUID) -> Path:
@@ -63,6 +66,9 @@ class Document(models.Model):
     pages_total = models.PositiveIntegerField(default=0)
     pages_done = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # What kind of failure `error` describes, for programs: a docdb.pdf error code ("" for
+    # other failures).
+    error_code = models.CharField(max_length=20, blank=True)
     # How often a worker died (its hold expired) while it worked on this document; bounded so a
     # file that kills the worker every time fails instead of looping forever.
     resume_count = models.PositiveIntegerField(default=0)
@@ -117,6 +123,17 @@ class Document(models.Model):
         return self.status not in UNFINISHED
 
     @property
+    def can_retry(self) -> bool:
+        """Whether processing it again may end differently (a timeout, a worker's error)."""
+        return self.status in (Status.FAILED, Status.CANCELLED) and (
+            self.status == Status.CANCELLED or self.error_code not in RETRY_USELESS
+        )
+
+    @property
+    def needs_password(self) -> bool:
+        return self.status == Status.FAILED and self.error_code == "encrypted"
+
+    @property
     def progress_percent(self) -> int:
         if not self.pages_total:
             return 0
@@ -152,6 +169,26 @@ class Page(models.Model):
     @property
     def thumbnail_path(self) -> Path:
         return page_thumbnail_path(self.document_id, self.number)
+
+
+class DamagedPage(models.Model):
+    """A page no PDF engine could render: the document is ready without it, and says so."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="damaged_pages")
+    number = models.PositiveIntegerField()
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["document", "number"]
+        constraints = [
+            # A range rendered again replaces its pages' rows; also the document's list, in order.
+            models.UniqueConstraint(
+                fields=["document", "number"], name="damagedpage_document_number_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document} p. {self.number}: {self.reason}"
 
 
 class RunKind(models.TextChoices):

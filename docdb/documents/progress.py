@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from docdb.documents.models import UNFINISHED, Document, Status
+from docdb.documents.models import UNFINISHED, DamagedPage, Document, Status
 from docdb.documents.scheduler import documents_held, hold_alive
 
 logger = logging.getLogger(__name__)
@@ -198,8 +198,14 @@ def _progress(document: Document, order: Sequence[Document], pipeline: _Pipeline
         "eta_seconds": None,
         "detail": "",
         "error": document.error,
+        "error_code": document.error_code,
+        # Pages no engine could render; the document is ready without them.
+        "damaged_pages": [],
+        "can_retry": document.can_retry,
+        "needs_password": document.needs_password,
         "url": reverse("documents:detail", args=[document.id]),
         "retry_url": reverse("documents:retry", args=[document.id]),
+        "unlock_url": reverse("documents:unlock", args=[document.id]),
         "cancel_url": reverse("documents:cancel", args=[document.id]),
         "thumbnail_url": reverse("documents:page_thumbnail", args=[document.id, 1])
         if document.pages_done
@@ -224,6 +230,7 @@ def documents_progress(documents: Sequence[Document]) -> dict[Any, dict[str, Any
     that the workers are shared."""
     pipeline = _pipeline_read()
     orders: dict[int, list[Document]] = {}
+    damaged = _damaged_pages([d.id for d in documents if d.status == Status.READY])
     result = {}
     for document in documents:
         if document.status in UNFINISHED and document.owner_id not in orders:
@@ -232,9 +239,28 @@ def documents_progress(documents: Sequence[Document]) -> dict[Any, dict[str, Any
         # The owner's list was read just now: its copy of the document is the freshest.
         current = next((d for d in order if d.id == document.id), document)
         body = _progress(current, order, pipeline)
+        if body["status"] == Status.READY and document.id in damaged:
+            body["damaged_pages"] = damaged[document.id]
+            body["thumbnail_url"] = _first_page_thumbnail(document.id, damaged[document.id])
         body["status_html"] = render_to_string("documents/_status.html", {"p": body})
         result[document.id] = body
     return result
+
+
+def _damaged_pages(document_ids: list[Any]) -> dict[Any, list[dict[str, Any]]]:
+    """The damaged pages of these documents, by document, in page order (one query)."""
+    pages: dict[Any, list[dict[str, Any]]] = {}
+    rows = DamagedPage.objects.filter(document_id__in=document_ids).order_by("document", "number")
+    for row in rows:
+        pages.setdefault(row.document_id, []).append({"number": row.number, "reason": row.reason})
+    return pages
+
+
+def _first_page_thumbnail(document_id: Any, damaged: list[dict[str, Any]]) -> str:
+    """The thumbnail of the document's first page that is not damaged ("" when none is)."""
+    numbers = {page["number"] for page in damaged}
+    first = next(n for n in range(1, len(numbers) + 2) if n not in numbers)
+    return reverse("documents:page_thumbnail", args=[document_id, first])
 
 
 def document_progress(document: Document) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def _upload_check(upload: UploadedFile) -> None:
         limit = filesizeformat(settings.UPLOAD_MAX_BYTES)
         raise UploadRejected(f"{name}: the file is larger than the {limit} limit.")
     upload.seek(0)
-    head = upload.read(1024)
+    head = upload.read(pdf.SNIFF_HEAD)
     upload.seek(0)
     if not pdf.pdf_sniff(head):
         raise UploadRejected(f"{name}: this file is not a PDF.")
@@ -117,6 +117,7 @@ def document_queue(*, document_id: uuid.UUID) -> None:
 
 _REQUEUED = {
     "error": "",
+    "error_code": "",
     "pages_done": 0,
     "resume_count": 0,
     "started_at": None,
@@ -206,6 +207,6 @@ def document_ingest(*, document_id: uuid.UUID) -> None:
         while document_turn_run(document_id=document_id, holder=turn.holder):
             pass
     except pdf.PdfError as exc:
-        document_fail(document_id=document_id, reason=exc.reason)
+        document_fail(document_id=document_id, reason=exc.reason, code=exc.code)
     finally:
         hold_release(turn)

@@ -54,7 +54,7 @@ def document_turn_task(self: Task) -> str:
         retry_in = scheduler.turn_postpone(turn, reason=str(exc))
         outcome = "postponed" if retry_in is not None else "failed"
     except pdf.PdfError as exc:
-        ingestion.document_fail(document_id=turn.document_id, reason=exc.reason)
+        ingestion.document_fail(document_id=turn.document_id, reason=exc.reason, code=exc.code)
         outcome = "failed"
     except Exception as exc:
         logger.exception("document %s: turn failed", turn.document_id)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("checksum/", views.document_checksum, name="checksum"),
     path("<uuid:document_id>/", views.document_detail, name="detail"),
     path("<uuid:document_id>/retry/", views.document_retry_view, name="retry"),
+    path("<uuid:document_id>/unlock/", views.document_unlock_view, name="unlock"),
     path("<uuid:document_id>/cancel/", views.document_cancel_view, name="cancel"),
     path("<uuid:document_id>/rename/", views.document_rename_view, name="rename"),
     path("<uuid:document_id>/delete/", views.document_delete_view, name="delete"),

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from docdb import pdf
 from docdb.documents.forms import SORT_LABELS, DocumentListForm, RenameForm
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.progress import document_progress, documents_progress, workers_alive
@@ -23,6 +24,7 @@ from docdb.documents.services import (
     document_upload,
     document_with_checksum,
 )
+from docdb.documents.unlock import document_unlock
 from docdb.documents.uploads import upload_files
 from docdb.weaviate_store import WeaviateUnavailable
 
@@ -198,6 +200,21 @@ def document_retry_view(request: AuthenticatedRequest, document_id: uuid.UUID) -
         done="is queued again",
         not_done="is already being processed",
     )
+
+
+@require_POST
+def document_unlock_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
+    document = _document_get(request, document_id)
+    try:
+        unlocked = document_unlock(document=document, password=request.POST.get("password", ""))
+    except pdf.PdfError as exc:
+        messages.error(request, exc.reason)
+    else:
+        if unlocked:
+            messages.success(request, f"“{document.title}” is unlocked and queued again.")
+        else:
+            messages.error(request, "That password does not open this PDF.")
+    return redirect("documents:detail", document_id=document.id)
 
 
 @require_POST

@@ -109,7 +109,9 @@ def _document_check(document: Document, numbers: set[int], objects: set[int]) ->
         # A failed or cancelled document keeps nothing in search (it was withdrawn).
         check.extra_objects = sorted(objects)
         return check
-    expected = set(range(1, document.pages_total + 1))
+    # A damaged page (no engine renders it) has no row or object by design.
+    damaged = set(document.damaged_pages.values_list("number", flat=True))
+    expected = set(range(1, document.pages_total + 1)) - damaged
     check.missing_rows = sorted(expected - numbers)
     check.missing_objects = sorted((numbers & expected) - objects)
     check.extra_objects = sorted(objects - (numbers & expected))

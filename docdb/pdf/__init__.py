@@ -1,20 +1,25 @@
 """PDF handling with no Django in it: inspect, rasterize and read the text of PDFs, and write
-page images. Every poppler call runs in a child process with a time limit and a memory cap.
+page images. Two engines, poppler and PDFium, each run in a child process with a time limit
+and a memory cap; `reader` picks, file by file and page by page, the one that reads it.
 """
 
 from docdb.pdf.errors import PDF_ERROR_CODES, PdfError, PdfErrorCode
 from docdb.pdf.images import file_write_atomic, image_jpeg_bytes, image_write_jpeg, thumbnail_make
-from docdb.pdf.poppler import (
-    PdfInfo,
+from docdb.pdf.poppler import SNIFF_HEAD, PdfInfo, pdf_sniff
+from docdb.pdf.reader import (
+    PagesRendered,
     RenderedPage,
     pages_render,
+    pages_render_each,
     pages_text,
     pdf_inspect,
-    pdf_sniff,
+    pdf_unlock,
 )
 
 __all__ = [
     "PDF_ERROR_CODES",
+    "SNIFF_HEAD",
+    "PagesRendered",
     "PdfError",
     "PdfErrorCode",
     "PdfInfo",
@@ -23,8 +28,10 @@ __all__ = [
     "image_jpeg_bytes",
     "image_write_jpeg",
     "pages_render",
+    "pages_render_each",
     "pages_text",
     "pdf_inspect",
     "pdf_sniff",
+    "pdf_unlock",
     "thumbnail_make",
 ]

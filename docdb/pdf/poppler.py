@@ -6,10 +6,8 @@ pdf2image.convert_from_path runs an extra pdfinfo without any time limit before 
 hands back images without page numbers, so a page that fails inside a range cannot be named.
 """
 
-import math
 import os
 import re
-import resource
 import subprocess
 import tempfile
 import time
@@ -18,13 +16,20 @@ from pathlib import Path
 
 from PIL import Image
 
+from docdb.pdf.capped import capped_run
 from docdb.pdf.errors import PdfError
+from docdb.pdf.pagefiles import (
+    page_error,
+    page_files,
+    page_image_load,
+    page_timeout,
+    page_unfinished,
+)
 
-# Readers accept junk before the header, within the first kilobyte.
+# Readers (Acrobat, poppler, PDFium) accept junk before the header when the header starts
+# within the first kilobyte.
 SNIFF_BYTES = 1024
-# Address space for one poppler process. Rendering at 2048 px needs about 100 MB; what needs
-# more is a hostile page (an enormous embedded image, a decompression bomb).
-POPPLER_MEMORY_BYTES = 2 * 1024**3
+_HEADER = b"%PDF-"
 # pdftoppm's JPEG is decoded and usually encoded again by the caller: keep this first loss small.
 RENDER_JPEG_QUALITY = 95
 # A 10 000 px square page is already a 300 MB bitmap.
@@ -32,8 +37,6 @@ LONGEST_EDGE_MAX = 10_000
 
 _PAGE_SIZE_LINE = re.compile(r"^Page\s+(\d+) size:\s+([\d.]+) x ([\d.]+) pts", re.MULTILINE)
 _PAGE_ROT_LINE = re.compile(r"^Page\s+(\d+) rot:\s+(\d+)", re.MULTILINE)
-_RENDERED_NAME = re.compile(r"^page-(\d+)\.jpg$")
-_PAGE_DAMAGED = "Page {} is damaged and could not be rendered."
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,20 +47,19 @@ class PdfInfo:
     page_sizes: tuple[tuple[float, float], ...]  # (width, height) in points, as displayed
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedPage:
-    number: int  # 1-based
-    image: Image.Image  # RGB
-
-
 def pdf_sniff(head: bytes) -> bool:
-    """Whether a file starting with `head` claims to be a PDF (by content, never by name)."""
-    return b"%PDF-" in head[:SNIFF_BYTES]
+    """Whether a file starting with `head` claims to be a PDF (by content, never by name):
+    a header that starts within its first SNIFF_BYTES bytes (give SNIFF_HEAD of them)."""
+    return _HEADER in head[: SNIFF_BYTES + len(_HEADER) - 1]
+
+
+# How many bytes of a file `pdf_sniff` looks at.
+SNIFF_HEAD = SNIFF_BYTES + len(_HEADER) - 1
 
 
 def pdf_inspect(path: Path, *, max_pages: int, timeout: float) -> PdfInfo:
     """Page count, page sizes and title, or PdfError saying why this PDF cannot be processed."""
-    path = _pdf_path(path)
+    path = pdf_path(path)
     # -l bounds the per-page lines pdfinfo prints; "Pages:" still reports the full count.
     args = ["pdfinfo", "-enc", "UTF-8", "-f", "1", "-l", str(max_pages), str(path)]
     result = _poppler_run(args, timeout=timeout)
@@ -80,22 +82,40 @@ def pdf_inspect(path: Path, *, max_pages: int, timeout: float) -> PdfInfo:
     )
 
 
-def pages_render(
+def pages_render_each(
     path: Path, *, first: int, last: int, longest_edge: int, max_pixels: int, timeout: float
-) -> list[RenderedPage]:
-    """Pages `first`..`last` (inclusive, within the document) as RGB images.
+) -> dict[int, Image.Image | PdfError]:
+    """Pages `first`..`last` (inclusive, within the document): each one's RGB image, or the
+    PdfError (with `page` set) saying why poppler could not render it.
 
     Pages are cut to their CropBox, as PDF viewers show them (and pdfinfo measures them). Each
     image's longest side is `longest_edge` px, however big the page, then shrunk further if
-    it would exceed `max_pixels`. `timeout` covers the whole range. A page that crashes or hangs
-    the renderer raises PdfError with `page` set to it.
+    it would exceed `max_pixels`. `timeout` is the range's: a page that hangs or crashes
+    pdftoppm is given up, and the pages after it get another run with their share of it.
+    PdfError for the whole file when pdftoppm cannot open it.
     """
-    _range_check(first, last)
-    if not 1 <= longest_edge <= LONGEST_EDGE_MAX:
-        raise ValueError(f"longest_edge must be 1..{LONGEST_EDGE_MAX}, not {longest_edge}")
-    if max_pixels < 1:
-        raise ValueError(f"max_pixels must be positive, not {max_pixels}")
-    path = _pdf_path(path)
+    render_args_check(first, last, longest_edge, max_pixels)
+    path = pdf_path(path)
+    per_page = timeout / (last - first + 1)
+    outcomes: dict[int, Image.Image | PdfError] = {}
+    start = first
+    while start <= last:
+        stopped = _render_run(path, start, last, longest_edge, max_pixels, per_page, outcomes)
+        start = last + 1 if stopped is None else stopped + 1
+    return outcomes
+
+
+def _render_run(
+    path: Path,
+    first: int,
+    last: int,
+    longest_edge: int,
+    max_pixels: int,
+    per_page: float,
+    outcomes: dict[int, Image.Image | PdfError],
+) -> int | None:
+    """One pdftoppm run over `first`..`last` into `outcomes`; the page it stopped on, if any."""
+    numbers = list(range(first, last + 1))
     with tempfile.TemporaryDirectory(prefix="docdb-render-") as folder:
         args = [
             "pdftoppm", "-cropbox", "-f", str(first), "-l", str(last),
@@ -103,30 +123,29 @@ def pages_render(
             "-jpeg", "-jpegopt", f"quality={RENDER_JPEG_QUALITY}",
             str(path), os.path.join(folder, "page"),
         ]  # fmt: skip
-        try:
-            result = _poppler_run(args, timeout=timeout)
-        except PdfError as exc:
-            page = _page_unfinished(folder, first, last) or last
-            raise PdfError("timeout", f"Page {page} took too long to render.", page=page) from exc
-        files = _page_files(folder)
+        result = capped_run(args, timeout=per_page * len(numbers))
+        files = page_files(folder)
         if result.returncode > 0 and not files:
             if b"Wrong page range" in result.stderr:
                 raise ValueError(f"pages {first}-{last} are not all in this document")
             raise _open_error(result.stderr)
-        # Whether pdftoppm failed or not, each page's file is checked on its own.
-        pages = []
-        for number in range(first, last + 1):
-            image = _page_image_load(
-                files.get(number), number, longest_edge, max_pixels, stderr=result.stderr
+        # A crash or a timeout stops pdftoppm on one page; the pages before it are whole.
+        stopped = page_unfinished(folder, numbers) if result.returncode < 0 else None
+        out_of_memory = b"Out of memory" in result.stderr
+        for number in numbers:
+            if number == stopped:
+                outcomes[number] = page_timeout(number) if result.timed_out else page_error(number)
+                break
+            outcomes[number] = page_image_load(
+                files.get(number), number, longest_edge, max_pixels, out_of_memory=out_of_memory
             )
-            pages.append(RenderedPage(number, image))
-        return pages
+        return stopped
 
 
 def pages_text(path: Path, *, first: int, last: int, timeout: float) -> dict[int, str]:
     """The text layer of pages `first`..`last`: page number → text ("" for a page without)."""
-    _range_check(first, last)
-    path = _pdf_path(path)
+    range_check(first, last)
+    path = pdf_path(path)
     deadline = time.monotonic() + timeout
     texts = _pdftotext(path, first, last, timeout=timeout).split("\f")
     # pdftotext ends every page with a form feed; any other count means a page's own text
@@ -168,14 +187,14 @@ def _pdftotext(path: Path, first: int, last: int, *, timeout: float) -> str:
     return result.stdout.decode("utf-8", "replace")
 
 
-def _pdf_path(path: Path) -> Path:
+def pdf_path(path: Path) -> Path:
     """The absolute path (so a name starting with "-" is never read as an option), after
     checking the file is not empty and looks like a PDF; poppler's own errors for those are
     ambiguous.
     """
     path = Path(path).absolute()
     with path.open("rb") as file:
-        head = file.read(SNIFF_BYTES)
+        head = file.read(SNIFF_HEAD)
     if not head:
         raise PdfError("empty")
     if not pdf_sniff(head):
@@ -183,29 +202,25 @@ def _pdf_path(path: Path) -> Path:
     return path
 
 
-def _range_check(first: int, last: int) -> None:
+def range_check(first: int, last: int) -> None:
     if not 1 <= first <= last:
         raise ValueError(f"page range {first}-{last} must satisfy 1 <= first <= last")
 
 
+def render_args_check(first: int, last: int, longest_edge: int, max_pixels: int) -> None:
+    range_check(first, last)
+    if not 1 <= longest_edge <= LONGEST_EDGE_MAX:
+        raise ValueError(f"longest_edge must be 1..{LONGEST_EDGE_MAX}, not {longest_edge}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, not {max_pixels}")
+
+
 def _poppler_run(args: list[str], *, timeout: float) -> subprocess.CompletedProcess[bytes]:
     """Run a poppler tool; PdfError("timeout") once `timeout` seconds have passed."""
-    if timeout <= 0:
+    result = capped_run(args, timeout=timeout)
+    if result.timed_out:
         raise PdfError("timeout")
-    try:
-        return subprocess.run(
-            args,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            preexec_fn=_memory_cap,  # one setrlimit call in the child, nothing that takes locks
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise PdfError("timeout") from exc
-
-
-def _memory_cap() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (POPPLER_MEMORY_BYTES, POPPLER_MEMORY_BYTES))
+    return subprocess.CompletedProcess(args, result.returncode, result.stdout, result.stderr)
 
 
 def _open_error(stderr: bytes) -> PdfError:
@@ -235,81 +250,3 @@ def _page_sizes(text: str) -> tuple[tuple[float, float], ...]:
         sideways = rotations.get(int(number), 0) % 180 == 90
         sizes.append((float(height), float(width)) if sideways else (float(width), float(height)))
     return tuple(sizes)
-
-
-def _page_files(folder: str) -> dict[int, Path]:
-    """Rendered files by page number (pdftoppm pads numbers to the width of the page count)."""
-    files = {}
-    for name in os.listdir(folder):
-        match = _RENDERED_NAME.match(name)
-        if match:
-            files[int(match.group(1))] = Path(folder, name)
-    return files
-
-
-def _page_unfinished(folder: str, first: int, last: int) -> int | None:
-    """The page pdftoppm stopped on: the first without a whole JPEG (None if all are whole).
-
-    Pages are written in order, so those before it are complete.
-    """
-    files = _page_files(folder)
-    for number in range(first, last + 1):
-        file = files.get(number)
-        if file is None or not _jpeg_complete(file):
-            return number
-    return None
-
-
-def _jpeg_complete(file: Path) -> bool:
-    with file.open("rb") as jpeg:
-        jpeg.seek(0, os.SEEK_END)
-        if jpeg.tell() < 2:
-            return False
-        jpeg.seek(-2, os.SEEK_END)
-        return jpeg.read() == b"\xff\xd9"  # the End Of Image marker
-
-
-def _page_image_load(
-    file: Path | None, number: int, longest_edge: int, max_pixels: int, *, stderr: bytes
-) -> Image.Image:
-    """The page's RGB image, within `max_pixels`; PdfError if poppler failed on this page.
-
-    A failed page may still leave a file: cut short when pdftoppm crashed, or 1x1 px when the
-    bitmap could not be allocated (it then prints "Out of memory" and carries on). A page
-    rendered with -scale-to always has a side of exactly `longest_edge`, which tells them apart.
-    """
-    if file is None or not _jpeg_complete(file):
-        raise _page_error(number, stderr)
-    try:
-        with Image.open(file) as image:
-            if abs(max(image.size) - longest_edge) > 1:
-                raise _page_error(number, stderr)
-            size = _size_within(image.width, image.height, max_pixels)
-            if size == image.size:
-                return image.convert("RGB")
-            # JPEG decodes straight to 1/2, 1/4 or 1/8 size: the full bitmap is never held.
-            image.draft("RGB", size)
-            return image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-    except Image.DecompressionBombError as exc:
-        reason = f"Page {number} is too large to render."
-        raise PdfError("page_too_large", reason, page=number) from exc
-    except OSError as exc:
-        raise PdfError("damaged", _PAGE_DAMAGED.format(number), page=number) from exc
-
-
-def _page_error(number: int, stderr: bytes) -> PdfError:
-    if b"Out of memory" in stderr:
-        reason = f"Page {number} needs too much memory to render."
-        return PdfError("page_too_large", reason, page=number)
-    return PdfError("damaged", _PAGE_DAMAGED.format(number), page=number)
-
-
-def _size_within(width: int, height: int, max_pixels: int) -> tuple[int, int]:
-    """(width, height) scaled down, aspect kept, to at most `max_pixels` pixels."""
-    if width * height <= max_pixels:
-        return width, height
-    scale = math.sqrt(max_pixels / (width * height))
-    fitted = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
-    if fitted[0] * fitted[1] > max_pixels:  # a sliver of a page: its short side stays 1 px
-        fitted = (min(fitted[0], max_pixels), 1) if fitted[1] == 1 else (1, max_pixels)
-    return fitted
