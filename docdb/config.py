@@ -134,6 +134,14 @@ GROUPS = (
                 "Trust the X-Forwarded-Proto header: only behind a proxy that sets it itself.",
             ),
             Setting(
+                "DOCDB_TRUST_X_FORWARDED_FOR",
+                "bool",
+                "false",
+                "Take a client's address for login throttling from the X-Forwarded-For header "
+                "(the address one proxy in front saw): only behind a proxy that sets it itself. "
+                "Off, every login through a proxy counts as the proxy's address.",
+            ),
+            Setting(
                 "DOCDB_LOGIN_FAILURE_LIMIT",
                 "int",
                 "5",

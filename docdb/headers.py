@@ -17,3 +17,16 @@ class PermissionsPolicyMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Permissions-Policy", self.policy)
         return response
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The address a login attempt is counted by (django-axes's AXES_CLIENT_IP_CALLABLE).
+
+    The connection's own address, unless DOCDB_TRUST_X_FORWARDED_FOR says a proxy in front sets
+    X-Forwarded-For itself: then the last address of that header, the one the proxy appended
+    (those before it are whatever the client sent, and would let it dodge a lockout)."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if settings.TRUST_X_FORWARDED_FOR and forwarded.strip():
+        return forwarded.split(",")[-1].strip()
+    address = request.META.get("REMOTE_ADDR")
+    return str(address) if address else None

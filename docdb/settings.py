@@ -150,7 +150,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # DOCDB_LOGIN_FAILURE_LIMIT failures, that username from that address is refused (even with the
 # right password) until DOCDB_LOGIN_LOCKOUT_MINUTES have passed; a success clears the count.
 # By username and address together, so nobody can lock another person out from elsewhere. The
-# address is REMOTE_ADDR (axes's default): a client-set X-Forwarded-For would dodge the lockout.
+# address is REMOTE_ADDR: a client-set X-Forwarded-For would dodge the lockout. Behind a proxy
+# that sets X-Forwarded-For itself (DOCDB_TRUST_X_FORWARDED_FOR), the address that one proxy saw.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -160,7 +161,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("DOCDB_LOGIN_LOCKOUT_MINUTES"))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+TRUST_X_FORWARDED_FOR = env_bool("DOCDB_TRUST_X_FORWARDED_FOR")
+AXES_CLIENT_IP_CALLABLE = "docdb.headers.client_address"
 # Without its banner at every start, which would land in the standard output of every management
 # command (the log goes there); failures and lockouts are still logged.
 AXES_VERBOSE = False

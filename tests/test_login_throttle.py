@@ -8,7 +8,7 @@ import pytest
 from axes.models import AccessAttempt, AccessAttemptExpiration
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -80,3 +80,26 @@ def test_a_success_clears_the_count() -> None:
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         _login(url, user.username, "wrong")
     assert _login(url, user.username, PASSWORD).status_code == 302
+
+
+def _login_via_proxy(url: str, username: str, forwarded: str) -> object:
+    client = Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded)
+    return client.post(url, {"username": username, "password": "wrong"})
+
+
+def test_behind_a_trusted_proxy_logins_count_by_the_address_the_proxy_saw() -> None:
+    user = user_make()
+    url = reverse("login")
+    # Not trusted (the default): every login through the proxy is the proxy's address, and
+    # what the client writes into the header changes nothing.
+    for number in range(settings.AXES_FAILURE_LIMIT):
+        _login_via_proxy(url, user.username, f"192.0.2.{number}, {ATTACKER}")
+    assert _login_via_proxy(url, user.username, ELSEWHERE).status_code == 429
+
+    other = user_make()
+    with override_settings(TRUST_X_FORWARDED_FOR=True):
+        # Trusted: the address the proxy appended counts, not the ones the client sent before.
+        for number in range(settings.AXES_FAILURE_LIMIT):
+            _login_via_proxy(url, other.username, f"192.0.2.{number}, {ATTACKER}")
+        assert _login_via_proxy(url, other.username, ATTACKER).status_code == 429
+        assert _login_via_proxy(url, other.username, ELSEWHERE).status_code == 200
