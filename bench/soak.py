@@ -205,6 +205,14 @@ def soak(*, seconds: float, model: str, threads: int, sample_every: float) -> di
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     second_half = [(t, rss) for t, rss in samples if t >= seconds / 2]
+
+    def quarter_mean(quarter: int) -> float:
+        """Mean memory (MB) over one quarter of the run: a leak shows as the last above the
+        second, whatever the peaks of single large batches do in between."""
+        low, high = seconds * (quarter - 1) / 4, seconds * quarter / 4
+        inside = [rss for t, rss in samples if low <= t < high] or [samples[-1][1]]
+        return round(sum(inside) / len(inside) / 1e6, 1)
+
     return {
         "seconds": seconds,
         "model": model,
@@ -217,6 +225,8 @@ def soak(*, seconds: float, model: str, threads: int, sample_every: float) -> di
             "second_half_start": round(second_half[0][1] / 1e6, 1),
             "end": round(samples[-1][1] / 1e6, 1),
             "peak": round(max(rss for _, rss in samples) / 1e6, 1),
+            "mean_second_quarter": quarter_mean(2),
+            "mean_last_quarter": quarter_mean(4),
         },
         "second_half_growth_mb_per_minute": round(_slope_mb_per_minute(second_half), 2),
         "samples": [(round(t, 1), round(rss / 1e6, 1)) for t, rss in samples],
@@ -231,7 +241,8 @@ def _print(result: dict[str, Any]) -> None:
     rss = result["rss_mb"]
     print(
         f"  memory (MB): first {rss['first']}, second half from {rss['second_half_start']}, "
-        f"end {rss['end']}, peak {rss['peak']}; second-half growth "
+        f"end {rss['end']}, peak {rss['peak']}; mean {rss['mean_second_quarter']} in the "
+        f"second quarter, {rss['mean_last_quarter']} in the last; second-half growth "
         f"{result['second_half_growth_mb_per_minute']} MB/min; "
         f"server errors {result['server_errors']}"
     )
