@@ -1,11 +1,14 @@
 """BICUBIC against LANCZOS: how much the image processor's resampling changes the vectors and the
 MaxSim rankings, on real rendered pages with the full-size ColModernVBERT architecture.
 
-The model was trained on images resized with LANCZOS (transformers' PIL image processor); the
-torchvision image processor, which DocDB uses on a GPU to preprocess there, resizes with
-BICUBIC (transformers warns about it). Both processors run here on the CPU with the same
-full-size model (random weights: bench/models.py; the architecture, tiles and token counts are
-the real ones), on pages of the shared corpus rendered as DocDB renders them:
+The model was trained on images resized with LANCZOS (transformers' PIL image processor). The
+torchvision image processor, which DocDB uses on a GPU to preprocess there, falls back to
+BICUBIC on CUDA (torchvision has no LANCZOS there; transformers warns about it); on a CPU, with
+torchvision 0.27 or newer, it resizes with LANCZOS and gives the PIL processor's pixels exactly.
+So the BICUBIC side here is the torchvision processor told to use BICUBIC, as it does on CUDA.
+Both run on the CPU with the same full-size model (random weights: bench/models.py; the
+architecture, tiles and token counts are the real ones), on pages of the shared corpus rendered as
+DocDB renders them:
 
     python -m bench.resample                      # 8 pages, ~10 min on 2 cores
     python -m bench.resample --pages 4 --out bench/results/resample.json
@@ -89,6 +92,7 @@ def _spearman(a: list[float], b: list[float]) -> float:
 
 def measure(*, pages: int, model_dir: Path) -> dict[str, Any]:
     from transformers import ColModernVBertProcessor
+    from transformers.image_utils import PILImageResampling
 
     from bench.models import fullsize_model_build
     from docdb.embedder.model import embedder_load
@@ -97,18 +101,22 @@ def measure(*, pages: int, model_dir: Path) -> dict[str, Any]:
         print(f"building the full-size model in {model_dir} (random weights) ...", flush=True)
         fullsize_model_build(model_dir)
     embedder = embedder_load(str(model_dir), device="cpu", dtype="float32", image_backend="pil")
-    processors = {
-        "LANCZOS (PIL)": embedder.processor,
-        "BICUBIC (torchvision)": ColModernVBertProcessor.from_pretrained(
-            model_dir, backend="torchvision"
-        ),
-    }
+    bicubic = ColModernVBertProcessor.from_pretrained(model_dir, backend="torchvision")
+    # What the torchvision processor falls back to on CUDA (see the module's docstring).
+    bicubic.image_processor.resample = PILImageResampling.BICUBIC
+    processors = {"LANCZOS (PIL)": embedder.processor, "BICUBIC (torchvision, as on CUDA)": bicubic}
     with tempfile.TemporaryDirectory(prefix="docdb-resample-") as folder:
         chosen = _pages(pages, Path(folder))
     rng = np.random.default_rng(0)
     queries = [_query(text, rng) for _, _, text in chosen]
     vectors: dict[str, list[np.ndarray]] = {}
     seconds: dict[str, float] = {}
+    pixels = [
+        [processor.process_images([image])["pixel_values"].numpy() for _, image, _ in chosen]
+        for processor in processors.values()
+    ]
+    pixel_difference = max(float(abs(a - b).mean()) for a, b in zip(*pixels, strict=True))
+    print(f"mean absolute pixel difference (of -1..1): up to {pixel_difference:.4f}", flush=True)
     for name, processor in processors.items():
         started = time.perf_counter()
         vectors[name] = [
@@ -155,6 +163,7 @@ def measure(*, pages: int, model_dir: Path) -> dict[str, Any]:
             "top3_overlap": float(np.mean([q["top3_overlap"] for q in agreement])),
             "spearman": round(float(np.mean([q["spearman"] for q in agreement])), 4),
         },
+        "mean_abs_pixel_difference_max": round(pixel_difference, 5),
         "seconds_per_page": seconds,
         "machine": machine_describe(),
     }
