@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,7 +53,11 @@ def main() -> None:
 
     owner, _ = get_user_model().objects.get_or_create(username=args.owner)
     document = Document(
-        owner=owner, title=args.pdf.stem, original_name=args.pdf.name, sha256="bench"
+        owner=owner,
+        title=args.pdf.stem,
+        original_name=args.pdf.name,
+        # One document per owner and checksum (a database constraint): each run its own.
+        sha256=f"bench-{uuid.uuid4().hex}",
     )
     with args.pdf.open("rb") as handle:
         document.file.save("original.pdf", File(handle), save=True)

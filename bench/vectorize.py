@@ -121,7 +121,10 @@ def _render(sample: Path, pages: int) -> list[bytes]:
 
 
 def _pipeline(sample: Path, user: Any, pages: int) -> dict[str, Any]:
-    document = Document(owner=user, title="bench", original_name="bench.pdf", sha256="bench")
+    # One document per owner and checksum (a database constraint): each run its own checksum.
+    document = Document(
+        owner=user, title="bench", original_name="bench.pdf", sha256=f"bench-{uuid.uuid4().hex}"
+    )
     with sample.open("rb") as handle:
         document.file.save("original.pdf", File(handle), save=True)
     started = time.perf_counter()

@@ -142,7 +142,7 @@ def test_scores_are_shares_of_the_best_on_the_page_and_raw_in_the_api(
     text = response.content.decode()
     best = response.context["best_score"]
     results = response.context["results"]
-    shares = [int(share) for share in re.findall(r"</span>(\d+)%</span>", text)]
+    shares = [int(share) for share in re.findall(r"</progress>(\d+)%</span>", text)]
     assert shares == [round(result.score / best * 100) for result in results]
     assert shares[0] == 100 and shares[-1] < 100
     assert f"raw keyword score {results[0].score:.4f}" in text

@@ -1,4 +1,3 @@
-import contextlib
 import functools
 import logging
 import os
@@ -89,7 +88,10 @@ def client_get(*, attempts: int = 1, backoff_seconds: float = 1.0) -> weaviate.W
 def _connection_lost(client: weaviate.WeaviateClient | None) -> bool:
     """After a failed call: whether Weaviate answers again, so that the failure was the
     connection's (a node of a cluster lost behind the load balancer, a restarted server). Then
-    the client is dropped, to be built afresh, and the call is worth one more try."""
+    the process's client is dropped, to be built afresh, and the call is worth one more try.
+
+    The dropped client is not closed here: other threads of the process may be in the middle of
+    a call with it (closing it under them broke their sockets); it closes when unused."""
     global _client
     if settings.WEAVIATE_CLOUD:
         return False
@@ -102,10 +104,6 @@ def _connection_lost(client: weaviate.WeaviateClient | None) -> bool:
     with _lock:
         if _client is client and client is not None:
             _client = None
-    if client is not None:
-        # Its connection is gone: nothing to close cleanly.
-        with contextlib.suppress(WeaviateBaseError, OSError):
-            client.close()
     return True
 
 
