@@ -137,7 +137,10 @@ def _check_pooled_and_exact_order(owner_id: int, document_id: uuid.UUID) -> None
         return_properties=["page_number"],
     )
     found = [obj.properties["page_number"] for obj in objects]
-    assert set(found) == set(sorted(pooled, key=lambda n: -pooled[n])[:2])
+    # The test model's pages score within ~1e-4 of each other: pages tied with the second best
+    # (within float32 rounding) may stand in for it.
+    second = sorted(pooled.values(), reverse=True)[1]
+    assert len(found) == 2 and all(pooled[n] >= second - 1e-4 for n in found), (found, pooled)
     assert found == sorted(found, key=lambda n: -exact[n])
 
     # Hybrid search fuses over the same candidates, in the order of Weaviate's fusion of exact
