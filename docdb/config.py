@@ -763,6 +763,13 @@ GROUPS = (
                 "is skipped).",
             ),
             Setting(
+                "DOCDB_CLUSTER_TESTS",
+                "str",
+                "",
+                "1 runs tests/test_cluster.py (three Weaviate nodes behind HAProxy), opt-in until "
+                "those tests are reliable on a loaded machine.",
+            ),
+            Setting(
                 "DOCDB_CHROMIUM",
                 "str",
                 "/usr/bin/chromium",

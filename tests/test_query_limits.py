@@ -168,8 +168,13 @@ def test_long_queries_hold_pages_back_for_one_forward_pass_at_most(tiny: Embedde
 
 def test_short_queries_still_share_a_forward_pass(tiny: Embedder) -> None:
     recording = _Recording(tiny)
-    batcher = Batcher(cast(Embedder, recording), batch_size=8, wait_s=0, query_batch_tokens=LIMIT)
     short = [tiny.query_prepare(word) for word in ("bamboo", "steel", "fibre", "weight")]
+    # The four fit together when the cap holds four of the longest (its prompt and its 10
+    # augmentation tokens included).
+    longest = max(int(features["input_ids"].shape[-1]) for features in short)
+    batcher = Batcher(
+        cast(Embedder, recording), batch_size=8, wait_s=0, query_batch_tokens=4 * longest
+    )
     _run(batcher, [("query", short)])
     assert [(kind, rows) for kind, rows, _ in recording.passes] == [("query", 4)]
 
