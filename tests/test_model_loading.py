@@ -256,7 +256,7 @@ def test_check_exits_2_when_a_real_model_ranks_wrongly(
     real = Embedder(
         model=tiny.model, processor=tiny.processor, name=MERGED_MODEL, random_test_model=False
     )
-    monkeypatch.setattr(check_module, "embedder_load", lambda *args, **kwargs: real)
+    monkeypatch.setattr(check_module, "embedder_configured", lambda config: real)
     lines: list[str] = []
     assert check_run(EmbedderConfig(device="cpu"), lines.append) == 2
     assert any(line.endswith("WRONG") for line in lines)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from uvicorn.config import STARTUP_FAILURE
 
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
-from docdb.embedder.model import Embedder, ModelLoadError, embedder_load
+from docdb.embedder.model import Embedder, ModelLoadError, embedder_configured
 from docdb.embedder.protocol import ImageLayoutRequest, QueryTokensRequest, embed_request_parse
 from docdb.embedder.service import EmbedService
 
@@ -139,14 +139,7 @@ def logging_setup() -> None:
 def create_app(config: EmbedderConfig, embedder: Embedder | None = None) -> FastAPI:
     """The service. The model loads here, before any request, unless a loaded one is passed."""
     if embedder is None:
-        embedder = embedder_load(
-            config.model,
-            revision=config.model_revision,
-            device=config.device,
-            dtype=config.dtype,
-            image_backend=config.image_backend,
-            cache_dir=config.cache_dir,
-        )
+        embedder = embedder_configured(config)
     service = EmbedService(config, embedder)
 
     @asynccontextmanager

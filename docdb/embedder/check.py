@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from docdb.embedder.config import EmbedderConfig
-from docdb.embedder.model import Embedder, ModelLoadError, embedder_load
+from docdb.embedder.model import Embedder, ModelLoadError, embedder_configured
 
 
 @dataclass(frozen=True)
@@ -84,14 +84,7 @@ def check_run(config: EmbedderConfig, out: Callable[[str], None] = print) -> int
     out(f"Loading {config.model} (DOCDB_EMBEDDER_MODEL) on {config.device} ...")
     started = time.perf_counter()
     try:
-        embedder = embedder_load(
-            config.model,
-            revision=config.model_revision,
-            device=config.device,
-            dtype=config.dtype,
-            image_backend=config.image_backend,
-            cache_dir=config.cache_dir,
-        )
+        embedder = embedder_configured(config)
     except ModelLoadError as exc:
         out(f"FAILED to load the model: {exc}")
         return 1

@@ -125,6 +125,18 @@ def torchvision_import_error() -> str | None:
     return None
 
 
+def embedder_configured(config: EmbedderConfig) -> "Embedder":
+    """The model `config` names, loaded as `embedder_load` does (the service and the check)."""
+    return embedder_load(
+        config.model,
+        revision=config.model_revision,
+        device=config.device,
+        dtype=config.dtype,
+        image_backend=config.image_backend,
+        cache_dir=config.cache_dir,
+    )
+
+
 def embedder_load(
     model: str = DEFAULT_MODEL,
     *,
