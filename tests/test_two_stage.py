@@ -141,7 +141,8 @@ def _check_pooled_and_exact_order(owner_id: int, document_id: uuid.UUID) -> None
     # (within float32 rounding) may stand in for it.
     second = sorted(pooled.values(), reverse=True)[1]
     assert len(found) == 2 and all(pooled[n] >= second - 1e-4 for n in found), (found, pooled)
-    assert found == sorted(found, key=lambda n: -exact[n])
+    # Re-ranked by exact MaxSim, Weaviate's float32 sums against ours (within rounding).
+    assert exact[found[0]] >= exact[found[1]] - 1e-4, (found, exact)
 
     # Hybrid search fuses over the same candidates, in the order of Weaviate's fusion of exact
     # MaxSim and BM25 scores (pages 2 and 4 name bamboo; the others score nothing): all vector
