@@ -26,6 +26,8 @@ from bench.results import (
     PLAIN,
     GpuResult,
     IngestResult,
+    PrecisionResult,
+    ResampleResult,
     ResultT,
     SchedulingResult,
     SearchResult,
@@ -56,6 +58,9 @@ class Results:
     search: SearchResult | None = None
     gpu_history: list[tuple[str, GpuResult]] = field(default_factory=list)
     scheduling: SchedulingResult | None = None
+    # bench/precision.py's runs, the main one (precision.json) first.
+    precision: list[PrecisionResult] = field(default_factory=list)
+    resample: ResampleResult | None = None
 
     @property
     def gpu(self) -> GpuResult | None:
@@ -64,14 +69,17 @@ class Results:
 
 
 def results_read(sections_dir: Path, *, gpu_dir: Path = PUBLISHED_RESULTS_DIR) -> Results:
-    """The sections' results saved in `sections_dir`, the GPU runs and scheduling in `gpu_dir`
-    (which only a GPU machine and bench/scheduling.py write)."""
+    """The sections' results saved in `sections_dir`; in `gpu_dir`, those that their own scripts
+    write (the GPU runs, bench/scheduling.py, bench/precision.py, bench/resample.py)."""
 
     def section(name: str, kind: type[ResultT]) -> ResultT | None:
         path = sections_dir / f"{name}.json"
         return result_load(path, kind) if path.exists() else None
 
-    scheduling = gpu_dir / "scheduling.json"
+    def published(name: str, kind: type[ResultT]) -> ResultT | None:
+        path = gpu_dir / f"{name}.json"
+        return result_load(path, kind) if path.exists() else None
+
     return Results(
         ingest=section("ingest", IngestResult),
         vectorize=section("vectorize", VectorizeResult),
@@ -80,7 +88,12 @@ def results_read(sections_dir: Path, *, gpu_dir: Path = PUBLISHED_RESULTS_DIR) -
         gpu_history=[
             (path.stem, result_load(path, GpuResult)) for path in sorted(gpu_dir.glob("gpu-*.json"))
         ],
-        scheduling=result_load(scheduling, SchedulingResult) if scheduling.exists() else None,
+        scheduling=published("scheduling", SchedulingResult),
+        precision=[
+            result_load(path, PrecisionResult)
+            for path in sorted(gpu_dir.glob("precision*.json"), key=lambda path: len(path.stem))
+        ],
+        resample=published("resample", ResampleResult),
     )
 
 
@@ -125,6 +138,8 @@ def page_render(results: Results) -> str:
         web=_web_numbers(results.web) if results.web else None,
         gpu_numbers=_gpu_numbers(results.gpu) if results.gpu else None,
         scheduling=_scheduling_numbers(results.scheduling) if results.scheduling else None,
+        precision=results.precision,
+        resample=results.resample,
     )
 
 

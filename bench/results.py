@@ -267,6 +267,71 @@ class SchedulingResult(RootModel[dict[str, SchedulingRun]]):
     model_config = ConfigDict(frozen=True)
 
 
+class PrecisionVariant(_Result):
+    """bench/precision.py: one dtype and page size against float32 at 2048 px."""
+
+    dtype: str
+    longest_edge: int
+    vectors_per_page: float
+    seconds_per_page: float
+    query_ms_p50: float
+    query_ms_p95: float
+    speedup: float
+    # None where the page size differs from the reference's (other tokens).
+    mean_cosine: float | None
+    min_page_cosine: float | None
+    top_agreement: float
+    top1_agreement: float
+
+
+class PrecisionResult(_Result):
+    model: str
+    pages: list[str]
+    queries: int
+    top: int
+    # The variant the others are compared with.
+    reference: str = "float32"
+    variants: dict[str, PrecisionVariant]
+    # What the CPU computes natively (docdb.embedder.model.cpu_features); older runs lack it.
+    cpu_features: dict[str, str | bool] | None = None
+    machine: Machine
+
+
+class ResamplePage(_Result):
+    page: str
+    tokens: list[int]
+    mean_cosine: float
+    min_cosine: float
+
+
+class ResampleQuery(_Result):
+    query: str
+    top1_same: bool
+    top3_overlap: float
+    spearman: float
+    own_page_rank: list[int]
+
+
+class ResampleSummary(_Result):
+    mean_cosine: float
+    min_cosine: float
+    top1_agreement: float
+    top3_overlap: float
+    spearman: float
+
+
+class ResampleResult(_Result):
+    """bench/resample.py: the PIL processor's LANCZOS against BICUBIC (torchvision on CUDA)."""
+
+    model: str
+    pages: list[ResamplePage]
+    queries: list[ResampleQuery]
+    summary: ResampleSummary
+    mean_abs_pixel_difference_max: float
+    seconds_per_page: dict[str, float]
+    machine: Machine
+
+
 def result_load(path: Path, kind: type[ResultT]) -> ResultT:
     """The result saved in `path`, as `kind`; ResultError names the file and the fields wrong."""
     try:

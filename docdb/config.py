@@ -639,7 +639,18 @@ GROUPS = (
                 "DOCDB_EMBEDDER_DTYPE",
                 "str",
                 "auto",
-                "auto (bfloat16 on a GPU, float32 on a CPU), float32, bfloat16 or float16.",
+                "auto (bfloat16 on a GPU and on a CPU with native bfloat16, AVX512_BF16 or AMX; "
+                "else float32), float32, bfloat16, float16, or int8 (CPU only: float32 with the "
+                "linear layers quantized to int8 at start; docs/benchmarks.md has the trade-off).",
+            ),
+            Setting(
+                "DOCDB_EMBEDDER_LONGEST_EDGE",
+                "int",
+                "2048",
+                "Longest edge in pixels a page image is resized to before it is cut into the "
+                "model's 512-px tiles: a multiple of 512. 2048 (the model's own: an A4 page is 13 "
+                "tiles) is the quality default; 1024 (5 tiles) embeds ~2.5x faster and searches "
+                "finer print less well. Changing it changes the vectors of pages embedded after.",
             ),
             Setting(
                 "DOCDB_EMBEDDER_IMAGE_BACKEND",

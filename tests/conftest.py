@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 from docdb.localstack import free_port, redis_command, server_spawn, weaviate_start
+
+# Tests compute in float32 on every CPU: their tolerances are float32's, and `auto` picks bfloat16
+# on CPUs with native bfloat16 (test_precision.py tests that choice). The services started here
+# inherit the variable; the `float32_cpu` fixture below makes `auto` read a CPU without it in
+# this process.
+os.environ["DOCDB_EMBEDDER_DTYPE"] = "float32"
 from tests.helpers import PASSWORD
 from tests.postgres import PostgresServer, database_url, postgres_start, settings_use
 
@@ -530,3 +536,14 @@ def browser() -> Iterator["Browser"]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(autouse=True, scope="session")
+def float32_cpu() -> Iterator[None]:
+    """`auto` resolves to float32 in this process, whatever the CPU (see the top of this file)."""
+    from docdb.embedder import model
+
+    features = {**model.cpu_features(), "bfloat16": False}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model, "cpu_features", lambda: features)
+        yield

@@ -105,6 +105,8 @@ def test_report_renders_every_section_from_saved_results(tmp_path: Path) -> None
         "## 4. Web",
         "## GPU embedder",
         "## Scheduling: a large import and another person's upload",
+        "## Embedding on a CPU: dtype and page size",
+        "## Resampling: LANCZOS against BICUBIC",
     ]
     for number in (
         "| search | AMD EPYC | 2 | 23.5 | 1.46, 1.19, 1.08 | 2026-11-30 08:34:18 UTC |",
@@ -116,10 +118,13 @@ def test_report_renders_every_section_from_saved_results(tmp_path: Path) -> None
         "Thumbnails (40 pages): 3.1 KiB on average (largest 3.1 KiB); page images 59 KiB.",
         "| service, as shipped | 2 | 16 | 58.8 | 64% | 71% |",
         "| before, 1-page ranges | 49 / 52 | 20 s | 386 s | 366 s | no | - | 274 | 101 |",
+        "| int8 | int8 | 2048 | 1014 | 61.9 | 1.02x | 194 / 342 | 0.9995 (0.9995) | 0.99 | 0.96 |",
+        "at most 6 s a page, **not met** here (fastest variant 19.7 s)",
+        "| pdkids.pdf p2 | 1146 | 1.0000 | 0.9995 |",
     ):
         assert number in page
     # One blank line between blocks, every paragraph on one line (the templates wrap theirs).
-    assert "\n\n\n" not in page and page.endswith(".png)\n")
+    assert "\n\n\n" not in page and page.endswith("at the lowest token.\n")
     assert "Weaviate splits each import batch into requests of two images and sends" in page
     for plot in ("ingest", "search", "gpu", "scheduling"):
         assert (tmp_path / f"bench-{plot}.png").read_bytes().startswith(b"\x89PNG")

@@ -179,6 +179,29 @@ def test_short_queries_still_share_a_forward_pass(tiny: Embedder) -> None:
     assert [(kind, rows) for kind, rows, _ in recording.passes] == [("query", 4)]
 
 
+def test_pages_of_one_tile_count_share_a_forward_pass(tiny: Embedder) -> None:
+    """A4 pages (13 tiles) and Letter pages (17) queued alternately go in two passes of one kind
+    each, the oldest page's kind first; a third pass is never needed to fill a batch."""
+    a4 = tiny.image_prepare(page_image("an A4 page", size=(1448, 2048)))
+    letter = tiny.image_prepare(page_image("a Letter page", size=(1583, 2048)))
+    assert (a4["pixel_values"].shape[1], letter["pixel_values"].shape[1]) == (13, 17)
+    tiles: list[list[int]] = []
+
+    class Tiles(_Recording):
+        def forward(self, items: Sequence[Features]) -> list[np.ndarray]:
+            tiles.append([int(item["pixel_values"].shape[1]) for item in items])
+            return super().forward(items)
+
+    batcher = Batcher(cast(Embedder, Tiles(tiny)), batch_size=3, wait_s=0, query_batch_tokens=LIMIT)
+    _run(batcher, [("image", [a4, letter, a4, letter, a4, letter])])
+    assert tiles == [[13, 13, 13], [17, 17, 17]]
+    # Fewer alike than a batch holds: the oldest of the others fill it.
+    tiles.clear()
+    batcher = Batcher(cast(Embedder, Tiles(tiny)), batch_size=3, wait_s=0, query_batch_tokens=LIMIT)
+    _run(batcher, [("image", [letter, a4, a4, a4])])
+    assert tiles == [[17, 13, 13], [13]]
+
+
 def _api_token(username: str) -> str:
     out = io.StringIO()
     call_command("create_api_token", username, stdout=out)

@@ -3,7 +3,9 @@
 Inputs queue by kind (page image or query); the thread runs as many of one kind as a batch holds,
 whichever requests they came from, so concurrent requests share forward passes. A batch of
 queries is bounded in tokens as well, and when both kinds wait they take turns: pages waiting
-behind queries wait for at most one forward pass, of at most one longest query's tokens.
+behind queries wait for at most one forward pass, of at most one longest query's tokens. A batch of
+pages takes the pages cut into as many tiles as the oldest one first (an A4 page is 13, a Letter
+page 17): pages padded to another's length cost its tokens in every layer of the text model.
 """
 
 import itertools
@@ -103,14 +105,27 @@ class Batcher:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._changed.wait(remaining):
                     break
-            return [queue.popleft() for _ in range(self._batch_length(kind, queue))]
+            if kind == "image":
+                return self._images_take(queue)
+            return [queue.popleft() for _ in range(self._queries_count(queue))]
 
-    def _batch_length(self, kind: Kind, queue: deque[_Job]) -> int:
-        """How many of the queued inputs the next batch takes: up to the batch size, and for
-        queries, as many as fit in the token budget once padded to the longest (at least one)."""
+    def _images_take(self, queue: deque[_Job]) -> list[_Job]:
+        """Up to a batch of pages, the oldest first: those of its tile count, then the oldest of
+        the others to fill the batch (a full batch with some padding beats a smaller one)."""
+        tiles = _tiles(queue[0])
+        alike = [job for job in queue if _tiles(job) == tiles][: self.batch_size]
+        taken = {id(job) for job in alike}
+        others = [job for job in queue if id(job) not in taken][: self.batch_size - len(alike)]
+        taken.update(id(job) for job in others)
+        remaining = [job for job in queue if id(job) not in taken]
+        queue.clear()
+        queue.extend(remaining)
+        return alike + others
+
+    def _queries_count(self, queue: deque[_Job]) -> int:
+        """How many of the queued queries the next batch takes: up to the batch size, as many as
+        fit in the token budget once padded to the longest (at least one)."""
         count = min(len(queue), self.batch_size)
-        if kind == "image":
-            return count
         longest = 0
         for taken, job in enumerate(itertools.islice(queue, count)):
             longest = max(longest, job.features["input_ids"].shape[1])
@@ -141,3 +156,8 @@ class Batcher:
         log.debug(
             "forward %d %ss in %.3f s", len(batch), batch[0].kind, time.perf_counter() - started
         )
+
+
+def _tiles(job: _Job) -> int:
+    """How many tiles a page was cut into (pixel values: 1 x tiles x channels x height x width)."""
+    return int(job.features["pixel_values"].shape[1])

@@ -125,7 +125,8 @@ def _describe(embedder: Embedder, load_seconds: float, out: Callable[[str], None
     out(f"weights   sha256 {info['weights_sha256']}")
     out(
         f"device    {info['device']}, {info['dtype']}; page images preprocessed by "
-        f"{info['image_backend']} on {info['image_device']}"
+        f"{info['image_backend']} on {info['image_device']}, "
+        f"{info['geometry']['longest_edge']} px longest edge"
     )
     out(f"load      {load_seconds:.2f} s (with a download, if any)")
 

@@ -26,6 +26,7 @@ def _settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "device": env_str("DOCDB_EMBEDDER_DEVICE", environ),
         "dtype": env_str("DOCDB_EMBEDDER_DTYPE", environ),
         "image_backend": env_str("DOCDB_EMBEDDER_IMAGE_BACKEND", environ),
+        "longest_edge": env_int("DOCDB_EMBEDDER_LONGEST_EDGE", environ),
         "host": env_str("DOCDB_EMBEDDER_HOST", environ),
         "port": env_int("DOCDB_EMBEDDER_PORT", environ),
         "api_keys": _api_keys(environ),
@@ -64,6 +65,7 @@ class EmbedderConfig:
     device: str = _DEFAULTS["device"]
     dtype: str = _DEFAULTS["dtype"]
     image_backend: str = _DEFAULTS["image_backend"]
+    longest_edge: int = _DEFAULTS["longest_edge"]
     host: str = _DEFAULTS["host"]
     port: int = _DEFAULTS["port"]
     # Empty: no authentication.

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ _DEFAULTS = EmbedderConfig()
 DEFAULT_MODEL = _DEFAULTS.model
 # How page images become model inputs: transformers' PIL or torchvision image processor.
 IMAGE_BACKENDS = ("auto", "pil", "torchvision")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 # A checkpoint needs configs, tokenizer files and safetensors weights; skipping the rest (README
 # images, other weight formats) keeps the download to what from_pretrained reads.
 HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
@@ -71,14 +73,72 @@ def device_resolve(device: str) -> torch.device:
     return torch.device(device)
 
 
-def dtype_resolve(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is bfloat16 on a GPU (half the memory, full speed) and float32 on a CPU."""
+def cpu_features() -> dict[str, Any]:
+    """What this CPU computes natively, as torch detects it: bfloat16 arithmetic (AVX512_BF16 or
+    AMX tiles), int8 dot products (VNNI), and the widest vector instructions torch uses."""
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "bfloat16": torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported(),
+        "amx": torch.cpu._is_amx_tile_supported(),
+        "vnni": torch.cpu._is_vnni_supported(),
+    }
+
+
+def dtype_resolve(dtype: str, device: torch.device) -> str:
+    """The arithmetic the model runs in: float32, bfloat16, float16 or int8.
+
+    `auto` is bfloat16 on a GPU (half the memory, full speed), and on a CPU with native bfloat16
+    (AVX512_BF16 or AMX: about half float32's time there); float32 on other CPUs, which emulate
+    bfloat16 more slowly than they compute float32. `int8` (a CPU only) is float32 with the linear
+    layers quantized to int8.
+    """
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ModelLoadError(f"Unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16.")
-    resolved: torch.dtype = getattr(torch, dtype)
-    return resolved
+        native = device.type == "cuda" or cpu_features()["bfloat16"]
+        return "bfloat16" if native else "float32"
+    if dtype not in DTYPES:
+        raise ModelLoadError(
+            f"Unknown dtype {dtype!r}: use auto, float32, bfloat16, float16 or int8."
+        )
+    if dtype == "int8" and device.type != "cpu":
+        raise ModelLoadError(
+            "DOCDB_EMBEDDER_DTYPE=int8 runs on a CPU only (its kernels are the CPU's int8 dot "
+            "products); on a GPU use auto (bfloat16)."
+        )
+    return dtype
+
+
+def longest_edge_check(longest_edge: int, *, tile_size: int) -> None:
+    """A page is resized to `longest_edge` and cut into tiles: a whole number of them."""
+    if longest_edge < tile_size or longest_edge % tile_size:
+        raise ModelLoadError(
+            f"DOCDB_EMBEDDER_LONGEST_EDGE={longest_edge}: use a multiple of the model's tile size "
+            f"{tile_size} px (2048, the model's own, or 1024 for ~2.5x faster pages)."
+        )
+
+
+def linear_layers_quantize(model: Any) -> Any:
+    """Dynamic int8 quantization of the linear layers, in place: int8 weights, activations
+    quantized per batch, the CPU's int8 kernels (fbgemm/oneDNN) instead of float32 ones. The last
+    projection to 128 dimensions (a sliver of the work) stays float32: the model reads its dtype.
+
+    torch's own post-training quantization: it needs no export, no calibration data and no other
+    runtime, and takes seconds at start, so there is nothing to cache (docs/benchmarks.md has
+    its speed and fidelity against float32).
+    """
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    layers = {
+        name: default_dynamic_qconfig
+        for name, module in model.named_modules()
+        # Not subclasses: nn.MultiheadAttention's output layer is one that must stay float.
+        if type(module) is torch.nn.Linear and not name.endswith("embedding_proj_layer")
+    }
+    with warnings.catch_warnings():
+        # torch marks its quantized tensors deprecated in favour of torchao, whose int8 CPU
+        # kernels need torch.compile; these still work as documented.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor", category=UserWarning)
+        return quantize_dynamic(model, layers, dtype=torch.qint8, inplace=True)
 
 
 def image_backend_resolve(
@@ -86,6 +146,12 @@ def image_backend_resolve(
 ) -> str:
     """`auto` is torchvision on a GPU, which then preprocesses there, and PIL on a CPU (or on a
     GPU without torchvision, with a warning); `pil` or `torchvision` force one.
+
+    On CUDA torchvision resizes with BICUBIC where the model was trained with LANCZOS (PIL's, and
+    torchvision's on a CPU). Measured on corpus pages with the full-size architecture
+    (bench/resample.py): token vectors agree to a cosine of 0.99998 on average, 0.9995 at the
+    lowest token, and the rankings keep their first page; the GPU's preprocessing stays the
+    default there.
 
     `torchvision_error` says why torchvision cannot be imported, None when it can.
     """
@@ -133,6 +199,7 @@ def embedder_configured(config: EmbedderConfig) -> "Embedder":
         device=config.device,
         dtype=config.dtype,
         image_backend=config.image_backend,
+        longest_edge=config.longest_edge,
         cache_dir=config.cache_dir,
     )
 
@@ -144,12 +211,13 @@ def embedder_load(
     device: str = _DEFAULTS.device,
     dtype: str = _DEFAULTS.dtype,
     image_backend: str = _DEFAULTS.image_backend,
+    longest_edge: int = _DEFAULTS.longest_edge,
     cache_dir: Path = _DEFAULTS.cache_dir,
 ) -> "Embedder":
     """Load ColModernVBERT from the hub (at `revision`), a local directory, or `tiny` (built in
     `cache_dir`); refuse anything that is not its retrieval model with every weight in place."""
     torch_device = device_resolve(device)
-    torch_dtype = dtype_resolve(dtype, torch_device)
+    precision = dtype_resolve(dtype, torch_device)
     backend = image_backend_resolve(
         image_backend, torch_device, torchvision_error=torchvision_import_error()
     )
@@ -160,8 +228,9 @@ def embedder_load(
             source,
             name=model,
             device=torch_device,
-            dtype=torch_dtype,
+            precision=precision,
             image_backend=backend,
+            longest_edge=longest_edge,
             # Also a tiny model built elsewhere (`build-tiny`) and named by its directory.
             random_test_model=(source / TINY_MARKER).exists(),
             revision=revision_describe(model, source, revision),
@@ -326,12 +395,18 @@ def _embedder_from_directory(
     *,
     name: str,
     device: torch.device,
-    dtype: torch.dtype,
+    precision: str,
     image_backend: str,
+    longest_edge: int,
     random_test_model: bool,
     revision: str | None,
 ) -> "Embedder":
     processor = ColModernVBertProcessor.from_pretrained(path, backend=image_backend)
+    image_processor = processor.image_processor
+    longest_edge_check(longest_edge, tile_size=image_processor.max_image_size["longest_edge"])
+    image_processor.size["longest_edge"] = longest_edge
+    # int8 quantizes a float32 model.
+    dtype = torch.float32 if precision == "int8" else getattr(torch, precision)
     # Any: transformers types the answer as the model alone (not with the loading info), and
     # `PreTrainedModel.to` in a way mypy cannot call.
     loaded: Any = ColModernVBertForRetrieval.from_pretrained(
@@ -340,6 +415,8 @@ def _embedder_from_directory(
     model, loading = loaded
     weights_check(loading, path=path)
     model.to(device)
+    if precision == "int8":
+        model = linear_layers_quantize(model)
     embedder = Embedder(
         model=model,
         processor=processor,
@@ -347,6 +424,7 @@ def _embedder_from_directory(
         random_test_model=random_test_model,
         revision=revision,
         weights_sha256=weights_sha256(path),
+        precision=precision,
     )
     log.info(
         "page images are preprocessed by the %s image processor on %s",
@@ -377,8 +455,11 @@ class Embedder:
         random_test_model: bool,
         revision: str | None = None,
         weights_sha256: str | None = None,
+        precision: str | None = None,
     ) -> None:
         self.model = model.eval()
+        # float32, bfloat16, float16, or int8 (float32 with int8 linear layers).
+        self.precision: str = precision or str(model.dtype).removeprefix("torch.")
         self.processor = processor
         self.name = name
         self.random_test_model = random_test_model
@@ -451,7 +532,9 @@ class Embedder:
         return {
             "model": self.name,
             "device": str(self.device),
-            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "dtype": self.precision,
+            # What the CPU does natively (its `auto` dtype follows); on a GPU, not asked.
+            "cpu": cpu_features() if self.device.type == "cpu" else None,
             "dim": self.dim,
             "image_backend": self.image_backend,
             "image_device": str(self.image_device),

@@ -108,6 +108,8 @@ def embedder_status() -> ServiceHealth:
             "weights sha256": health.get("weights_sha256") or "",
             "device": health.get("device", ""),
             "dtype": health.get("dtype", ""),
+            # The page size before tiling: fewer tiles are faster and search fine print less well.
+            "page size": f"{health.get('geometry', {}).get('longest_edge', '')} px longest edge",
             "image preprocessing": f"{health.get('image_backend', '')} on "
             f"{health.get('image_device', '')}",
             # Each worker process holds the model; the one that answered speaks for itself.
