@@ -6,6 +6,7 @@ theirs with `weaviate_start` and `free_ports`, on free ports with a temporary da
 No Django here.
 """
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import requests
 
 from docdb.config import REPO_DIR, data_dir, env_int, env_str
@@ -486,9 +488,63 @@ def _ports_from_env() -> WeaviatePorts:
     )
 
 
+def run_ports() -> dict[str, int]:
+    """The ports `make run`'s services listen on, by service, as the environment sets them."""
+    weaviate = _ports_from_env()
+    return {
+        "web": env_int("DOCDB_WEB_PORT"),
+        "Redis": env_int("DOCDB_REDIS_PORT"),
+        "embedder": env_int("DOCDB_EMBEDDER_PORT"),
+        **{f"Weaviate ({name})": port for name, port in dataclasses.asdict(weaviate).items()},
+    }
+
+
+def ports_check(ports: Mapping[str, int]) -> list[str]:
+    """What stands in the way of listening on `ports`: one sentence per port in use, naming the
+    process that holds it where this user may see it, and what to do."""
+    holders = {
+        connection.laddr.port: connection.pid
+        for connection in psutil.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    }
+    problems = []
+    for service, port in ports.items():
+        if port not in holders and _port_free(port):
+            continue
+        pid = holders.get(port)
+        try:
+            holder = f"by `{' '.join(psutil.Process(pid).cmdline())}` (process {pid})"
+            remedy = f"stop it (`kill {pid}`)"
+        except (psutil.Error, TypeError):  # no pid: another user's process, or not a listener
+            holder, remedy = "by another program", "stop that program"
+        problems.append(
+            f"Port {port}, which the {service} needs, is already in use {holder}. If it is left "
+            f"from an earlier `make run` that did not stop its services (a closed terminal, the "
+            f"out-of-memory killer), {remedy} and run `make run` again; or set another port in "
+            ".env (the DOCDB_*_PORT settings in .env.example)."
+        )
+    return problems
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # A connection still closing (TIME_WAIT) does not keep a server from listening.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def main(argv: list[str]) -> None:
     data_root = data_dir()
     service = argv[1] if len(argv) > 1 else ""
+    if service == "ports-check":
+        problems = ports_check(run_ports())
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        sys.exit(1 if problems else 0)
     if service == "weaviate":
         ports = _ports_from_env()
         folder = data_root / "weaviate"
@@ -503,7 +559,7 @@ def main(argv: list[str]) -> None:
         command = redis_command(data_dir=folder, port=env_int("DOCDB_REDIS_PORT"))
         env = dict(os.environ)
     else:
-        sys.exit("usage: python -m docdb.localstack redis|weaviate")
+        sys.exit("usage: python -m docdb.localstack redis|weaviate|ports-check")
     os.execvpe(command[0], command, env)
 
 

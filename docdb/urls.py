@@ -14,6 +14,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="search:search", permanent=False)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", include("docdb.api.account")),
     path("documents/", include("docdb.documents.urls")),
     path("search/", include("docdb.search.urls")),
     path("api/", api_urls()),

@@ -13,6 +13,9 @@ defaults="$(python -m docdb.config defaults DOCDB_DATA_DIR DOCDB_WEB_PORT \
     DOCDB_WORKER_CONCURRENCY DOCDB_WEAVIATE_API_KEY)"
 eval "$defaults"
 
+# Services left running by an earlier `make run` that died would each stop at once on "Address
+# already in use": say which process holds which port, and what to do, before starting any.
+python -m docdb.localstack ports-check
 scripts/weaviate-binary.sh >/dev/null
 python manage.py migrate --noinput
 python manage.py docdb_bootstrap

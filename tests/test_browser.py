@@ -277,6 +277,14 @@ def test_search_modes_filters_page_view_similar_and_maps(
     expect(page.locator(".empty")).to_contain_text("No pages match “zzzz” with these filters")
     _shot(page, f"{viewport}-14-search-empty")
 
+    # A query as long as the form keeps (500 characters, one word of them very long) wraps in
+    # the summary line and in the empty answer instead of widening the page.
+    long_word = "bamboo" * 70
+    for query in (f"{UNIQUE_PHRASE} {long_word}", f"zzzz {long_word}"):
+        page.goto(f"{base}/search/?q={query.replace(' ', '+')}&mode=keyword")
+        expect(page.locator(".result-summary, .empty").first).to_contain_text(long_word[:60])
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
     # A result opens the page large, with similar pages and similarity maps.
     page.goto(f"{base}/search/?q={UNIQUE_PHRASE.replace(' ', '+')}&mode=keyword")
     page.locator(".results li a").first.click()

@@ -4,7 +4,10 @@ Ports are picked outside the kernel's ephemeral range, where any outgoing connec
 one before the server binds it, and a Weaviate that still finds a port taken starts again on
 other ports."""
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +81,24 @@ def test_two_weaviates_run_side_by_side(tmp_path: Path, started: list[WeaviateSe
         assert server.process.poll() is None
         log = server.log_path.read_text().lower()
         assert "address already in use" not in log, log
+
+
+def test_make_run_names_the_process_holding_a_port_it_needs() -> None:
+    """`make run` checks its ports before it starts anything (scripts/run.sh): a service left from
+    an earlier run is named, with what to do, instead of "Address already in use"."""
+    names = ["WEB", "REDIS", "EMBEDDER", "WEAVIATE_HTTP", "WEAVIATE_GRPC", "WEAVIATE_GOSSIP",
+             "WEAVIATE_DATA", "WEAVIATE_RAFT", "WEAVIATE_RAFT_RPC"]  # fmt: skip
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    env = {**os.environ, **{f"DOCDB_{name}_PORT": str(port) for name, port in ports.items()}}
+    command = [sys.executable, "-m", "docdb.localstack", "ports-check"]
+    assert subprocess.run(command, env=env, capture_output=True, check=False).returncode == 0
+    held = ports["REDIS"]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", held))
+        listener.listen()
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert f"Port {held}, which the Redis needs, is already in use" in result.stderr
+    assert f"(process {os.getpid()})" in result.stderr and f"`kill {os.getpid()}`" in result.stderr
+    assert "run `make run` again" in result.stderr
+    assert result.stderr.count("Port ") == 1

@@ -103,3 +103,11 @@ def test_behind_a_trusted_proxy_logins_count_by_the_address_the_proxy_saw() -> N
             _login_via_proxy(url, other.username, f"192.0.2.{number}, {ATTACKER}")
         assert _login_via_proxy(url, other.username, ATTACKER).status_code == 429
         assert _login_via_proxy(url, other.username, ELSEWHERE).status_code == 200
+
+
+def test_a_wrong_password_keeps_the_username_and_focuses_the_password() -> None:
+    user = user_make()
+    page = _login(reverse("login"), user.username, "wrong").content.decode()  # type: ignore[attr-defined]
+    assert "didn't match" in page
+    assert f'name="username" value="{user.username}"' in page
+    assert 'autocomplete="current-password" required autofocus' in page

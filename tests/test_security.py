@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from docdb.api.models import ApiToken
 from docdb.documents.models import Document, Status
 from docdb.weaviate_store import SearchMode, pages_search
 from tests.conftest import LoggedIn, Stack
@@ -40,9 +41,9 @@ def _named_patterns(
             yield (f"{namespace}:{pattern.name}" if namespace else pattern.name), pattern
 
 
-def _urls_of(document: Document) -> list[str]:
-    """Every named URL, filled with the owner's document and its first page."""
-    values: dict[str, object] = {"document_id": document.id, "number": 1}
+def _urls_of(document: Document, token: ApiToken) -> list[str]:
+    """Every named URL, filled with the owner's document, its first page and API token."""
+    values: dict[str, object] = {"document_id": document.id, "number": 1, "token_id": token.pk}
     urls = []
     for name, pattern in _named_patterns(get_resolver().url_patterns):
         kwargs = {key: values[key] for key in pattern.pattern.regex.groupindex}
@@ -78,7 +79,8 @@ def test_no_url_shows_a_document_to_anyone_else(
     stranger = user_make()
     as_stranger = logged_in(stranger)
     anonymous = Client()
-    urls = _urls_of(document)
+    token, _raw = ApiToken.issue(user=document.owner, name="owner's script")
+    urls = _urls_of(document, token)
     assert any(str(document.id) in url for url in urls)
 
     for url in urls:
@@ -105,6 +107,8 @@ def test_no_url_shows_a_document_to_anyone_else(
     # The stranger's posts changed nothing.
     survivor = Document.objects.get(id=document.id)
     assert (survivor.title, survivor.status) == (document.title, Status.READY)
+    token.refresh_from_db()
+    assert token.revoked_at is None
 
 
 def test_no_api_endpoint_shows_a_document_to_anyone_else(secret_document: Document) -> None:

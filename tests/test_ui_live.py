@@ -188,6 +188,19 @@ def test_query_tokens_are_the_query_embedding_with_its_tokens(live: Stack) -> No
     assert too_big.status_code == 413
 
 
+def test_the_random_model_banner_tells_people_and_operators_apart(
+    live: Stack, logged_in: LoggedIn
+) -> None:
+    person = logged_in(user_make()).get(reverse("documents:list")).content.decode()
+    assert "<strong>Demo mode:</strong> search ranks pages at random" in person
+    assert "DOCDB_EMBEDDER_MODEL" not in person
+    operator = user_make()
+    operator.is_staff = True
+    operator.save()
+    staff = logged_in(operator).get(reverse("documents:list")).content.decode()
+    assert "Demo mode:" in staff and "DOCDB_EMBEDDER_MODEL" in staff
+
+
 def test_backend_down_and_nothing_indexed_get_clear_messages(
     live: Stack, tmp_path: Path, logged_in: LoggedIn
 ) -> None:

@@ -179,9 +179,24 @@ def test_search_form_errors_are_shown_not_raised(db: None, logged_in: LoggedIn) 
     )
     assert response.status_code == 200
     body = response.content.decode()
-    assert "The end date is before the start date." in body
-    assert "Select a valid choice" in body  # someone else's document is no choice
+    # Each error names its field as the page does, not by its parameter.
+    assert "Uploaded to: The end date is before the start date." in body
+    assert "Keyword/semantic balance: Ensure this value is less than or equal to 1" in body
+    assert "Documents: Select a valid choice" in body  # someone else's document is no choice
+    assert "Date_to" not in body and "Alpha:" not in body
     assert "results" not in response.context
+
+
+def test_search_page_has_a_heading_and_wraps_a_long_query(db: None, logged_in: LoggedIn) -> None:
+    client = logged_in(user_make())
+    body = client.get(reverse("search:search")).content.decode()
+    assert '<h1 class="sr-only">Search your documents</h1>' in body
+    css = (Path(__file__).resolve().parent.parent / "static/docdb/app.css").read_text()
+    # The summary and the "no pages match" card repeat the query: up to 500 characters.
+    assert (
+        ".result-summary {" in css
+        and "overflow-wrap: anywhere" in css.split(".result-summary {")[1].split("}")[0]
+    )
 
 
 def test_search_page_without_query_greets_new_users(db: None, logged_in: LoggedIn) -> None:

@@ -64,7 +64,8 @@ api = NinjaAPI(
     version="1",
     description="Upload PDFs, follow their processing, search their pages. "
     "Authenticate with `Authorization: Bearer <token>` "
-    "(create one with `python manage.py create_api_token USERNAME`).",
+    "(create one on your account page, /account/, or with "
+    "`python manage.py create_api_token USERNAME`).",
     auth=TokenAuth(),
     urls_namespace="api",
     openapi_url="/openapi.json",

@@ -16,13 +16,20 @@ MAX_QUERY_LENGTH = 500
 
 
 class SearchForm(forms.Form):
-    q = forms.CharField(required=False)
-    mode = forms.ChoiceField(choices=MODES, required=False)
-    alpha = forms.FloatField(required=False, min_value=0, max_value=1)
-    document = forms.ModelMultipleChoiceField(queryset=Document.objects.none(), required=False)
-    date_from = forms.DateField(required=False)
-    date_to = forms.DateField(required=False)
-    page = forms.IntegerField(required=False, min_value=1, max_value=MAX_OFFSET // PAGE_SIZE)
+    # The labels name each field in error messages as the page names it.
+    q = forms.CharField(required=False, label="Query")
+    mode = forms.ChoiceField(choices=MODES, required=False, label="Mode")
+    alpha = forms.FloatField(
+        required=False, min_value=0, max_value=1, label="Keyword/semantic balance"
+    )
+    document = forms.ModelMultipleChoiceField(
+        queryset=Document.objects.none(), required=False, label="Documents"
+    )
+    date_from = forms.DateField(required=False, label="Uploaded from")
+    date_to = forms.DateField(required=False, label="Uploaded to")
+    page = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_OFFSET // PAGE_SIZE, label="Results page"
+    )
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
