@@ -243,14 +243,25 @@ def test_search_modes_filters_page_view_similar_and_maps(
     expect(page.locator(".results li").first).to_be_visible()
     _shot(page, f"{viewport}-11-search-hybrid")
 
-    page.locator(".segmented label:has-text('Semantic')").click()
+    # Arrow keys move through the modes without searching at each step; Enter searches.
+    url = page.url
+    page.focus("input[name=mode][value=hybrid]")
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("input[name=mode][value=vector]")).to_be_checked()
+    expect(page.locator("[data-alpha]")).to_be_hidden()
+    page.wait_for_timeout(300)
+    assert page.url == url
+    page.keyboard.press("Enter")
     page.wait_for_url(re.compile("mode=vector"))
     expect(page.locator("[data-alpha]")).to_be_hidden()
     page.fill("[data-search-input]", "bamboo")
     page.keyboard.press("Enter")
     expect(page.locator(".results > li")).to_have_count(3)
-    page.click("[data-more-link]")
+    page.focus("[data-more-link]")
+    page.keyboard.press("Enter")
     expect(page.locator(".results > li")).to_have_count(6)
+    # Focus moves on to the first new result, not back to the top of the page.
+    expect(page.locator(".results > li").nth(3).locator("a").first).to_be_focused()
     page.click("[data-more-link]")
     expect(page.locator(".results > li")).to_have_count(7)
     expect(page.locator("[data-more]")).to_contain_text("That is every match.")
@@ -396,3 +407,29 @@ def test_waiting_documents_say_why_can_be_cancelled_and_announce_when_ready(
     expect(first_row.locator(".badge")).to_have_text("Ready")
     _shot(page, f"{viewport}-20-queue-ready-notice")
     assert Document.objects.get(id=second.id).status == Status.CANCELLED
+
+
+def test_upload_times_stay_true_while_the_page_is_open(
+    browser: Browser, live_server: object
+) -> None:
+    user = user_make()
+    document = Document.objects.create(
+        owner=user,
+        title="minutes",
+        original_name="minutes.pdf",
+        sha256=uuid.uuid4().hex * 2,
+        size_bytes=1000,
+        status=Status.READY,
+    )
+    Document.objects.filter(id=document.id).update(created_at=timezone.now() - timedelta(minutes=2))
+    base = str(live_server)
+    page = _logged_in_page(browser, "desktop", base, user.username)
+    page.clock.install()
+    # The list, then the document's page, each left open for ten minutes.
+    for url, minutes in ((f"{base}/documents/", 2), (f"{base}/documents/{document.id}/", 12)):
+        page.goto(url)
+        uploaded = page.locator("time[data-relative]")
+        expect(uploaded).to_have_text(f"{minutes} minutes ago")
+        page.clock.fast_forward("10:00")
+        expect(uploaded).to_have_text(f"{minutes + 10} minutes ago")
+    page.context.close()

@@ -191,11 +191,30 @@
     if (form && form.hasAttribute("data-autosubmit")) form.submit();
   });
 
+  // "5 minutes ago" stays true while the page is open: <time data-relative> is redrawn from its
+  // datetime every half minute (the server's wording is what shows without JavaScript).
+  const UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400],
+    ["hour", 3600], ["minute", 60]];
+  const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
+
+  function relativeTimes() {
+    document.querySelectorAll("time[data-relative]").forEach((el) => {
+      const seconds = (Date.parse(el.dateTime) - Date.now()) / 1000;
+      if (Number.isNaN(seconds)) return;
+      const unit = UNITS.find(([, size]) => Math.abs(seconds) >= size);
+      el.textContent = unit
+        ? relative.format(Math.round(seconds / unit[1]), unit[0])
+        : "just now";
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("img.sharp").forEach((img) => {
       if (img.complete && img.naturalWidth) img.classList.add("loaded");
     });
     watch();
+    relativeTimes();
+    setInterval(relativeTimes, 30000);
   });
 
   window.DocDB = { csrfToken, element, renderStatus, watch };

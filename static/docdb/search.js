@@ -7,16 +7,27 @@
     const range = alpha && alpha.querySelector("input[type=range]");
     const output = alpha && alpha.querySelector("[data-alpha-value]");
     const query = form.querySelector("[data-search-input]");
-    form.querySelectorAll("input[name=mode]").forEach((radio) =>
+    // Arrow keys move through the modes as in any radio group: the search runs again on Enter
+    // or Space, not at every step; a click runs it at once.
+    let byArrow = false;
+    form.querySelectorAll("input[name=mode]").forEach((radio) => {
+      radio.addEventListener("keydown", (event) => {
+        byArrow = event.key.startsWith("Arrow");
+        if ((event.key === "Enter" || event.key === " ") && query.value.trim()) {
+          event.preventDefault();
+          form.requestSubmit();
+        }
+      });
       radio.addEventListener("change", () => {
         const hybrid = radio.value === "hybrid";
         if (alpha) {
           alpha.hidden = !hybrid;
           range.disabled = !hybrid;
         }
-        if (query.value.trim()) form.requestSubmit();
-      })
-    );
+        if (!byArrow && query.value.trim()) form.requestSubmit();
+        byArrow = false;
+      });
+    });
     if (range && output) {
       const show = () => (output.textContent = Number(range.value).toFixed(2));
       range.addEventListener("input", show);
@@ -40,6 +51,9 @@
         const fragment = new DOMParser().parseFromString(await response.text(), "text/html");
         const cards = fragment.querySelectorAll("[data-results] > li");
         document.querySelector("[data-results]").append(...cards);
+        // The button is replaced: keyboard focus goes on to the first new result.
+        const next = cards.length && cards[0].querySelector("a");
+        if (next) next.focus();
         document.querySelector("[data-more]").replaceWith(fragment.querySelector("[data-more]"));
         const last = document.querySelector("[data-last-rank]");
         if (last) last.textContent = document.querySelectorAll("[data-results] > li").length;
