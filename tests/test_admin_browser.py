@@ -1,5 +1,6 @@
 """The admin and the operations page in Chromium, with screenshots of each screen."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,17 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
     expect(page.locator("#result_list tbody tr")).to_have_count(4)
     _shot(page, "06-runs")
 
+    page.clock.install()
     page.goto(f"{base}{reverse('ops:operations')}")
+    expect(page.locator(".ops-state.ok")).to_have_count(4)
+    # The services and pipeline sections refresh themselves: marked, they come back unmarked.
+    page.locator("[data-refresh]").evaluate_all(
+        "sections => sections.forEach(s => s.dataset.old = 1)"
+    )
+    page.clock.fast_forward("00:16")
+    expect(page.locator("[data-refreshed]")).to_contain_text("Updated at")
+    expect(page.locator("[data-refresh][data-old]")).to_have_count(0)
+    expect(page.locator("[data-refresh]")).to_have_count(2)
     expect(page.locator(".ops-state.ok")).to_have_count(4)
     # The page shows the worker's last check; ask for one now.
     page.click("input[value='Check now']")
@@ -98,7 +109,10 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
     _shot(page, "07-operations")
 
     page.click("text=Repair mismatches")
-    expect(page.locator(".messagelist")).to_contain_text("Repair queued")
+    expect(page.locator(".messagelist")).to_contain_text("Repair queued (its run)")
+    expect(page.locator(".messagelist a")).to_have_attribute(
+        "href", re.compile(r"/admin/documents/pipelinerun/\d+/change/")
+    )
     _reload_until(page, "Everything agrees.")
     _shot(page, "08-operations-repaired")
 

@@ -6,6 +6,8 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from docdb.documents.models import PipelineRun, RunKind
@@ -49,7 +51,13 @@ def operations_check(request: HttpRequest) -> HttpResponse:
 def operations_repair(request: HttpRequest) -> HttpResponse:
     with transaction.atomic():
         run = pipeline_run_enqueue(consistency_repair_task, kind=RunKind.REPAIR)
+    # The run links to its admin page; its task id means nothing to a person.
+    link = reverse("admin:documents_pipelinerun_change", args=[run.pk])
     messages.success(
-        request, f"Repair queued (run {run.task_id}); this page shows its result when it is done."
+        request,
+        format_html(
+            'Repair queued (<a href="{}">its run</a>); this page shows its result when it is done.',
+            link,
+        ),
     )
     return redirect("ops:operations")
