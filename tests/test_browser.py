@@ -433,3 +433,26 @@ def test_upload_times_stay_true_while_the_page_is_open(
         page.clock.fast_forward("10:00")
         expect(uploaded).to_have_text(f"{minutes + 10} minutes ago")
     page.context.close()
+
+
+def test_leaving_while_a_file_is_sent_asks_first(
+    browser: Browser, live_server: object, tmp_path: Path
+) -> None:
+    user = user_make()
+    base = str(live_server)
+    page = _logged_in_page(browser, "desktop", base, user.username)
+    page.goto(f"{base}/documents/upload/")
+    held: list[object] = []
+    # The upload's POST is held, never answered: the file stays "uploading".
+    page.route("**/documents/upload/file/", held.append)
+    page.locator("h1").click()  # a person's gesture: Chromium asks before leaving only after one
+    _drop(page, "[data-dropzone]", [pdf_make(tmp_path / "slow.pdf", pages=[["slow"]])])
+    expect(page.locator(".upload-item[data-state=uploading]")).to_have_count(1)
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.dismiss()))
+    page.click("nav a:has-text('Documents')")
+    page.wait_for_timeout(500)
+    assert asked == ["beforeunload"]
+    assert page.url == f"{base}/documents/upload/"
+    assert len(held) == 1
+    page.context.close()

@@ -185,6 +185,14 @@
       zone.classList.remove("dragging");
       add(Array.from(event.dataTransfer.files));
     });
+    // Leaving while files are still being sent (or wait their turn) would lose them: the
+    // browser asks first. Files already sent go on in the background.
+    window.addEventListener("beforeunload", (event) => {
+      if (running || queue.length) {
+        event.preventDefault();
+        event.returnValue = "";
+      }
+    });
     // A file dropped beside the zone must not make the browser leave the page to show it.
     window.addEventListener("dragover", (event) => event.preventDefault());
     window.addEventListener("drop", (event) => event.preventDefault());
