@@ -312,3 +312,30 @@ def test_a_person_cancels_a_waiting_document_once(db: None, logged_in: LoggedIn)
     again = client.post(url, follow=True)
     assert "had already finished" in again.content.decode()
     assert Document.objects.get(id=queued.id).status == Status.CANCELLED
+
+
+def test_a_long_document_opens_a_page_by_its_number(db: None, logged_in: LoggedIn) -> None:
+    owner, stranger = user_make(), user_make()
+    document = _document(owner, "Handbook", status=Status.READY, pages_total=20)
+    for number in range(1, 21):
+        _page(document, number)
+    client = logged_in(owner)
+    detail = client.get(reverse("documents:detail", args=[document.id])).content.decode()
+    assert 'name="number" min="1" max="20"' in detail
+    jump = reverse("documents:page_jump", args=[document.id])
+    assert client.get(jump, {"number": "17"}).headers["Location"] == reverse(
+        "documents:page", args=[document.id, 17]
+    )
+    for wrong in ("21", "0", "seven", ""):
+        response = client.get(jump, {"number": wrong}, follow=True)
+        assert response.redirect_chain[-1][0] == reverse("documents:detail", args=[document.id])
+        assert "this document has 20 pages." in response.content.decode()
+    # Another person's document answers like one that does not exist.
+    assert logged_in(stranger).get(jump, {"number": "1"}).status_code == 404
+    # A short document needs no form.
+    short = _document(owner, "Memo", status=Status.READY, pages_total=2)
+    _page(short, 1)
+    assert (
+        'name="number"'
+        not in client.get(reverse("documents:detail", args=[short.id])).content.decode()
+    )

@@ -17,6 +17,7 @@ urlpatterns = [
     path("<uuid:document_id>/rename/", views.document_rename_view, name="rename"),
     path("<uuid:document_id>/delete/", views.document_delete_view, name="delete"),
     path("<uuid:document_id>/file/", views.document_file, name="file"),
+    path("<uuid:document_id>/pages/", views.page_jump, name="page_jump"),
     path("<uuid:document_id>/pages/<int:number>/", views.page_detail, name="page"),
     path("<uuid:document_id>/pages/<int:number>/image/", views.page_image, name="page_image"),
     path(

@@ -320,6 +320,23 @@ def page_detail(request: AuthenticatedRequest, document_id: uuid.UUID, number: i
     )
 
 
+@require_GET
+def page_jump(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
+    """The detail page's "Go to page" form: the page view, or the document with why not."""
+    document = _document_get(request, document_id)
+    number = request.GET.get("number", "").strip()
+    if number.isdigit() and document.pages.filter(number=int(number)).exists():
+        return redirect("documents:page", document.id, int(number))
+    total = document.pages.count()
+    so_far = "" if document.status == Status.READY else " so far"
+    messages.error(
+        request,
+        f"There is no page “{number[:20]}” to open: this document has "
+        f"{total} page{'s' if total != 1 else ''}{so_far}.",
+    )
+    return redirect("documents:detail", document.id)
+
+
 # What a search is made of, carried from its results through a page view (and its previous and
 # next links) back to the same results.
 _SEARCH_PARAMS = ("q", "mode", "alpha", "document", "date_from", "date_to")
