@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Browser, Page, expect
 
-from docdb.documents.models import PipelineRun, RunKind, Status
+from docdb.documents.models import Document, PipelineRun, RunKind, Status
 from docdb.weaviate_store import pages_delete_numbers
 from tests.conftest import REPO_DIR, Stack
 from tests.helpers import PASSWORD, document_wait, page_wait, report_pdf, user_make
@@ -46,7 +46,10 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
     owner = user_make("alice")
     report = document_wait(document_add(owner, report_pdf(tmp_path, "Annual report 2025.pdf")).id)
     assert report.status == Status.READY, report.error
-    document_ready(owner, tmp_path, "meeting notes.pdf")
+    notes = document_ready(owner, tmp_path, "meeting notes.pdf")
+    # A title like a long file name, without a space to break at.
+    long_title = "quarterly_board_meeting_minutes_" * 8
+    Document.objects.filter(id=notes.id).update(title=long_title)
     locked = small_pdf(tmp_path, "salaries (locked).pdf", pages=1, user_password="secret")
     assert document_wait(document_add(owner, locked).id).status == Status.FAILED
     staff = staff_make()
@@ -65,6 +68,8 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
     page.goto(f"{base}{reverse('admin:documents_document_changelist')}")
     expect(page.locator("#result_list tbody tr")).to_have_count(3)
     _images_loaded(page)
+    expect(page.locator("#result_list")).to_contain_text(long_title[:40])
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     _shot(page, "02-documents")
 
     page.click("text=Annual report 2025")
