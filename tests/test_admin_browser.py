@@ -69,7 +69,9 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
     expect(page.locator("#result_list tbody tr")).to_have_count(3)
     _images_loaded(page)
     expect(page.locator("#result_list")).to_contain_text(long_title[:40])
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # The admin scrolls a table too wide inside its own box: it must not need to.
+    results = "document.querySelector('.results')"
+    assert page.evaluate(f"{results}.scrollWidth <= {results}.clientWidth")
     _shot(page, "02-documents")
 
     page.click("text=Annual report 2025")
