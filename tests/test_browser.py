@@ -301,6 +301,10 @@ def test_search_modes_filters_page_view_similar_and_maps(
     page.locator(".results li a").first.click()
     expect(page.locator("[data-page-label]")).to_have_text(f"Page {UNIQUE_PAGE} of 5")
     page_wait(page, "document.querySelector('.page-frame img').naturalWidth > 0")
+    expect(page.locator("[data-token-chips] button").first).to_be_visible()
+    # The page image starts on the first screen, on a phone too.
+    top = page.evaluate("document.querySelector('.page-frame img').getBoundingClientRect().top")
+    assert top < VIEWPORTS[viewport]["height"] * 0.7, top
     similar = page.locator(".similar-list li")
     expect(similar.first).to_be_visible()
     expect(similar).to_have_count(6)  # every other page of both documents, never itself
@@ -317,7 +321,25 @@ def test_search_modes_filters_page_view_similar_and_maps(
     token.click()
     expect(token).to_have_attribute("aria-pressed", "true")
     expect(heatmap).to_be_visible()
+    expect(page.locator("[data-legend]")).to_be_visible()
+    # Scrolled down the page, the chips and the legend stay in view.
+    page.mouse.wheel(0, 600)
+    page_wait(page, "window.scrollY > 200")
+    assert page.evaluate(
+        "(() => { const r = document.querySelector('[data-token-chips]').getBoundingClientRect();"
+        " return r.top >= 0 && r.bottom <= window.innerHeight; })()"
+    )
     _shot(page, f"{viewport}-16-page-map-token")
+    # The next page keeps the token picked for this query, and so does coming back.
+    picked = token.inner_text()
+    page.click("a[rel=next]")
+    expect(page.locator("[data-page-label]")).to_have_text(f"Page {UNIQUE_PAGE + 1} of 5")
+    expect(page.locator("[data-token-chips] button[aria-pressed=true]")).to_have_text(picked)
+    expect(heatmap).to_be_visible()
+    page.click("a[rel=prev]")
+    expect(page.locator("[data-page-label]")).to_have_text(f"Page {UNIQUE_PAGE} of 5")
+    token = page.locator("[data-token-chips] button[aria-pressed=true]")
+    expect(token).to_have_text(picked)
     chips.first.click()
     expect(heatmap).to_be_hidden()
 

@@ -29,9 +29,13 @@
     const canvas = document.querySelector("[data-heatmap]");
     const legend = document.querySelector("[data-legend]");
     const { element } = window.DocDB;
+    let shown = "";
+    // The token a person picked for a query stays picked on the next and previous pages.
+    const remembered = (query) => "docdb-map-token:" + query;
 
     function select(button, maps, cells) {
       chips.querySelectorAll("button").forEach((other) => other.setAttribute("aria-pressed", String(other === button)));
+      if (button && shown) sessionStorage.setItem(remembered(shown), button.textContent);
       if (!cells) {
         canvas.hidden = true;
         legend.hidden = true;
@@ -52,6 +56,7 @@
     }
 
     async function load(query) {
+      shown = "";
       select(null, null, null);
       chips.replaceChildren();
       if (!query) {
@@ -80,7 +85,11 @@
       maps.tokens.forEach((token, index) =>
         chips.append(chip(token.text, "Query token " + (index + 1) + ": where “" + token.text + "” matches", maps, token.cells))
       );
-      off.setAttribute("aria-pressed", "true");
+      shown = query;
+      const picked = sessionStorage.getItem(remembered(query));
+      const again = [...chips.querySelectorAll("button")].find((b) => b.textContent === picked);
+      if (again) again.click();
+      else off.setAttribute("aria-pressed", "true");
       status.textContent = "Pick a token to see where it matches this page (the model's " + maps.cols + " × " + maps.rows + " patch grid).";
     }
 
