@@ -478,3 +478,35 @@ def test_leaving_while_a_file_is_sent_asks_first(
     assert page.url == f"{base}/documents/upload/"
     assert len(held) == 1
     page.context.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_account_page_tokens_and_password(
+    viewport: str, browser: Browser, live_server: object
+) -> None:
+    user = user_make()
+    base = str(live_server)
+    page = _logged_in_page(browser, viewport, base, user.username)
+    if viewport == "phone":
+        page.goto(f"{base}/account/")
+    else:
+        page.click("nav a:has-text('Account')")
+    expect(page.locator("h1")).to_have_text("Your account")
+    page.fill("input[name=name]", "nightly import")
+    page.click("button:has-text('Create token')")
+    token = page.locator("[data-new-token]")
+    expect(token).to_have_text(re.compile(r"^docdb_\S{20,}$"))
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    _shot(page, f"{viewport}-20-account-token")
+    page.click("button:has-text('Revoke')")
+    expect(page.locator(".messages")).to_contain_text("is revoked")
+    expect(page.locator("table.tokens tr.revoked")).to_have_count(1)
+    _shot(page, f"{viewport}-21-account-revoked")
+    page.click("a:has-text('Change your password')")
+    page.fill("input[name=old_password]", "wrong")
+    page.fill("input[name=new_password1]", "short")
+    page.fill("input[name=new_password2]", "short")
+    page.click("button:has-text('Change password')")
+    expect(page.locator(".error").first).to_be_visible()
+    _shot(page, f"{viewport}-22-password-errors")
+    page.context.close()
