@@ -54,12 +54,14 @@ test-fast: $(VENV)/.installed
 	scripts/system-deps.sh poppler-utils
 	$(PY) -m pytest -m "not services" $(PYTEST_ARGS)
 
-# Every test that uses the database, on a PostgreSQL server the tests start (tests/postgres.py).
-# The corpus tests exercise PDF handling and the cluster tests Weaviate's replication, which the
-# database does not change: SQLite runs them.
+# The tests whose subject is the database, or that go through it (claims, constraints, races,
+# migrations, every view and the API), on a PostgreSQL server the tests start (tests/postgres.py).
+# The SQLite pass alone runs those whose subject lies elsewhere: the corpus (PDF engines), the
+# Weaviate cluster, Chromium (the same views the web tests run here), and `sqlite_pass` (PDF
+# engines, Weaviate, the embedder, service faults, benchmarks): they would only run twice.
 test-postgres: install-test
 	scripts/system-deps.sh $(POSTGRES_PACKAGES)
-	$(PY) -m pytest --postgres -m "not corpus and not cluster" $(PYTEST_ARGS)
+	$(PY) -m pytest --postgres -m "not corpus and not cluster and not browser and not sqlite_pass" $(PYTEST_ARGS)
 
 # Every stage of ingestion, both vector modes, search at scale, the web: prints the tables and
 # writes docs/benchmarks.md with its plots (~30 min on 2 cores; BENCH_ARGS=--quick for a minute).

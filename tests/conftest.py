@@ -161,7 +161,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
 
     def uses_db(item: pytest.Item) -> bool:
-        return "django_db_setup" in getattr(item, "fixturenames", ())
+        # Through a fixture (db, live_server, ...) or the django_db mark.
+        fixtures = getattr(item, "fixturenames", ())
+        return "django_db_setup" in fixtures or item.get_closest_marker("django_db") is not None
 
     config.hook.pytest_deselected(items=[item for item in items if not uses_db(item)])
     items[:] = [item for item in items if uses_db(item)]

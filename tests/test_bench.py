@@ -17,6 +17,8 @@ from bench.common import PUBLISHED_RESULTS_DIR
 from bench.results import GpuResult, ResultError
 from tests.pdf_factory import pdf_make
 
+pytestmark = pytest.mark.sqlite_pass
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 # What one `python -m bench --quick --pdf sample.pdf` saved (a 4-page PDF from pdf_factory, as in
 # the smoke test below): every section's result, at tiny sizes.

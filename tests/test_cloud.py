@@ -29,6 +29,8 @@ from docdb.weaviate_store.schema import vector_config
 from tests.conftest import WeaviateInfo
 from tests.helpers import user_make
 
+pytestmark = pytest.mark.sqlite_pass
+
 CLUSTER_URL = "https://docdb-test.c0.europe-west3.gcp.weaviate.cloud"
 CLUSTER_KEY = "wcd-test-api-key"
 COLLECTION = "DocDBCloudTest"

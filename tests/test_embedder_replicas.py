@@ -26,6 +26,8 @@ from tests.conftest import Service, Stack, http_ok, service_start, wait_until
 from tests.helpers import document_stored, user_make
 from tests.pdf_factory import pdf_make
 
+pytestmark = pytest.mark.sqlite_pass
+
 COLLECTION = "DocDBReplicaPage"
 PAGES = 8
 

@@ -22,7 +22,7 @@ from tests.conftest import Stack, wait_until
 from tests.helpers import document_wait, user_make
 from tests.pdf_factory import pdf_make
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.sqlite_pass, pytest.mark.timeout(600)]
 
 PAGES = 48
 

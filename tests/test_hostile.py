@@ -21,7 +21,7 @@ from tests.pdf_factory import (
     pdf_make_troubled,
 )
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.sqlite_pass, pytest.mark.timeout(900)]
 
 # What a person is told, by file; files not listed must become ready.
 REJECTED_AT_UPLOAD = {

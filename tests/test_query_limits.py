@@ -29,7 +29,7 @@ from docdb.embedder.service import QUERY_BYTES_PER_TOKEN, EmbedService
 from tests.conftest import LoggedIn, Stack
 from tests.helpers import user_make
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.sqlite_pass, pytest.mark.timeout(300)]
 
 LIMIT = 64
 LONG_QUERY = "bamboo fibres " * 30

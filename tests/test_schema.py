@@ -10,6 +10,8 @@ from django.test import override_settings
 from docdb.weaviate_store import client_close, collection_recreate
 from tests.conftest import Stack
 
+pytestmark = pytest.mark.sqlite_pass
+
 
 def _schema_command(*args: str) -> dict[str, object]:
     out = io.StringIO()

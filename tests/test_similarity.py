@@ -14,6 +14,8 @@ from PIL import Image, ImageDraw
 from docdb.embedder.model import Embedder, embedder_load
 from docdb.similarity import ImageLayout, LayoutMismatch, Tile, map_normalize, token_maps
 
+pytestmark = pytest.mark.sqlite_pass
+
 DIM = 16
 
 

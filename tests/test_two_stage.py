@@ -35,7 +35,7 @@ from tests.conftest import Stack
 from tests.helpers import PAGE_TEXTS, document_stored, document_wait, report_pdf, user_make
 from tests.pdf_factory import pdf_make
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.sqlite_pass, pytest.mark.timeout(600)]
 
 QUERY = "tensile strength of bamboo"
 
