@@ -466,7 +466,7 @@ def test_leaving_while_a_file_is_sent_asks_first(
     page.goto(f"{base}/documents/upload/")
     held: list[object] = []
     # The upload's POST is held, never answered: the file stays "uploading".
-    page.route("**/documents/upload/file/", held.append)
+    page.route("**/documents/upload/file/", lambda route: held.append(route))
     page.locator("h1").click()  # a person's gesture: Chromium asks before leaving only after one
     _drop(page, "[data-dropzone]", [pdf_make(tmp_path / "slow.pdf", pages=[["slow"]])])
     expect(page.locator(".upload-item[data-state=uploading]")).to_have_count(1)
