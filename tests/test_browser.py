@@ -322,6 +322,7 @@ def test_search_modes_filters_page_view_similar_and_maps(
     expect(token).to_have_attribute("aria-pressed", "true")
     expect(heatmap).to_be_visible()
     expect(page.locator("[data-legend]")).to_be_visible()
+    _shot(page, f"{viewport}-16-page-map-token")
     # Scrolled down the page, the chips and the legend stay in view.
     page.mouse.wheel(0, 600)
     page_wait(page, "window.scrollY > 200")
@@ -329,7 +330,7 @@ def test_search_modes_filters_page_view_similar_and_maps(
         "(() => { const r = document.querySelector('[data-token-chips]').getBoundingClientRect();"
         " return r.top >= 0 && r.bottom <= window.innerHeight; })()"
     )
-    _shot(page, f"{viewport}-16-page-map-token")
+    page.screenshot(path=str(SCREENSHOTS / f"{viewport}-16b-page-map-scrolled.png"))
     # The next page keeps the token picked for this query, and so does coming back.
     picked = token.inner_text()
     page.click("a[rel=next]")
