@@ -35,7 +35,7 @@ if str(REPO_DIR) not in sys.path:
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import machine_describe, percentile  # noqa: E402
+from bench.common import percentile, results_save  # noqa: E402
 from bench.resample import CORPUS_DIR, _maxsim, _query, _render  # noqa: E402
 
 # (name, DOCDB_EMBEDDER_DTYPE, DOCDB_EMBEDDER_LONGEST_EDGE); the first is the reference.
@@ -163,7 +163,6 @@ def measure(
         "reference": reference_name,
         "variants": results,
         "cpu_features": cpu_features(),
-        "machine": machine_describe(),
     }
 
 
@@ -229,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, variant in result["variants"].items():
         print(f"{name:<14} {json.dumps(variant)}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        # With the machine it was measured on (read back by bench/results.py).
+        results_save(args.out.parent, args.out.stem, result)
     return 0
 
 

@@ -21,7 +21,6 @@ what the resampling alone changes.
 """
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ if str(REPO_DIR) not in sys.path:
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import CORPUS_PDF, machine_describe  # noqa: E402
+from bench.common import CORPUS_PDF, results_save  # noqa: E402
 
 CORPUS_DIR = CORPUS_PDF.parent
 LONGEST_EDGE = 2048
@@ -165,7 +164,6 @@ def measure(*, pages: int, model_dir: Path) -> dict[str, Any]:
         },
         "mean_abs_pixel_difference_max": round(pixel_difference, 5),
         "seconds_per_page": seconds,
-        "machine": machine_describe(),
     }
 
 
@@ -183,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{page['mean_cosine']:.4f} min {page['min_cosine']:.4f}")  # fmt: skip
     print(f"  summary: {result['summary']}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        # With the machine it was measured on (read back by bench/results.py).
+        results_save(args.out.parent, args.out.stem, result)
     return 0
 
 

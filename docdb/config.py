@@ -649,7 +649,7 @@ GROUPS = (
                 "2048",
                 "Longest edge in pixels a page image is resized to before it is cut into the "
                 "model's 512-px tiles: a multiple of 512. 2048 (the model's own: an A4 page is 13 "
-                "tiles) is the quality default; 1024 (5 tiles) embeds ~2.5x faster and searches "
+                "tiles) is the quality default; 1024 (5 tiles) embeds ~3x faster and searches "
                 "finer print less well. Changing it changes the vectors of pages embedded after.",
             ),
             Setting(

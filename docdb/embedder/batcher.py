@@ -113,14 +113,13 @@ class Batcher:
         """Up to a batch of pages, the oldest first: those of its tile count, then the oldest of
         the others to fill the batch (a full batch with some padding beats a smaller one)."""
         tiles = _tiles(queue[0])
-        alike = [job for job in queue if _tiles(job) == tiles][: self.batch_size]
-        taken = {id(job) for job in alike}
-        others = [job for job in queue if id(job) not in taken][: self.batch_size - len(alike)]
-        taken.update(id(job) for job in others)
+        # A stable sort: the pages alike in queue order, then the others in queue order.
+        batch = sorted(queue, key=lambda job: _tiles(job) != tiles)[: self.batch_size]
+        taken = {id(job) for job in batch}
         remaining = [job for job in queue if id(job) not in taken]
         queue.clear()
         queue.extend(remaining)
-        return alike + others
+        return batch
 
     def _queries_count(self, queue: deque[_Job]) -> int:
         """How many of the queued queries the next batch takes: up to the batch size, as many as
