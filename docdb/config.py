@@ -7,6 +7,7 @@ code name the same settings.
 
     python -m docdb.config env-example > .env.example
     python -m docdb.config defaults NAME...   # `export NAME=default` for each unset NAME, to eval
+    python -m docdb.config ocr-packages       # the Debian packages OCR needs (Makefile)
 
 Only the standard library: the embedder imports it without Django, and the scripts run it with
 any Python 3.11.
@@ -14,6 +15,7 @@ any Python 3.11.
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import textwrap
@@ -267,7 +269,7 @@ GROUPS = (
                 "int",
                 "60",
                 "Seconds one page may take to render (or to read its text) before the document "
-                "fails.",
+                "fails; OCR of a page gets as long, and the page stays without text after it.",
             ),
             Setting(
                 "DOCDB_RENDER_PAGES_PER_CHUNK",
@@ -300,6 +302,38 @@ GROUPS = (
                 "1",
                 "Processes per Celery worker (`make run`, docker compose); run more workers "
                 "anywhere, they share the work fairly.",
+            ),
+        ),
+    ),
+    Group(
+        "Text for scanned pages (OCR)",
+        (
+            "Keyword and hybrid search and snippets read a page's text layer; a scan has none, so",
+            "Tesseract reads its page image. `make run` and the Docker image install Tesseract",
+            "and the Debian package tesseract-ocr-<code> of each language (chi_sim: -chi-sim).",
+        ),
+        (
+            Setting(
+                "DOCDB_OCR",
+                "str",
+                "auto",
+                "auto: a page whose text layer is empty or nearly so (DOCDB_OCR_MIN_CHARS) gets "
+                "its text from Tesseract; off: it stays without text, found by its image only.",
+            ),
+            Setting(
+                "DOCDB_OCR_LANGUAGES",
+                "list",
+                "eng",
+                "The languages Tesseract reads, comma-separated Tesseract codes (eng, deu, fra, "
+                "chi_sim, ...); more languages read mixed pages and read each page more slowly.",
+            ),
+            Setting(
+                "DOCDB_OCR_MIN_CHARS",
+                "int",
+                "10",
+                "A page whose text layer has fewer letters and digits than this is read by OCR "
+                "(1: only pages with no text at all), and keeps the OCR text if it has more.",
+                minimum=1,
             ),
         ),
     ),
@@ -875,15 +909,37 @@ def shell_defaults(names: Sequence[str], environ: Mapping[str, str] = os.environ
     return "".join(exports)
 
 
+# Tesseract's language codes ("eng", "chi_sim"); also what keeps them plain arguments.
+TESSERACT_LANGUAGE = re.compile(r"[a-z]{3}(_[a-z]+)?")
+
+
+def tesseract_package(language: str) -> str:
+    """The Debian package of a Tesseract language pack: chi_sim → tesseract-ocr-chi-sim."""
+    return "tesseract-ocr-" + language.replace("_", "-")
+
+
+def ocr_packages(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The Debian packages OCR needs as configured: Tesseract and its language packs."""
+    if env_str("DOCDB_OCR", environ) == "off":
+        return []
+    return ["tesseract-ocr", *map(tesseract_package, env_list("DOCDB_OCR_LANGUAGES", environ))]
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m docdb.config", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("env-example", help="print .env.example")
     defaults = commands.add_parser("defaults", help="print `export NAME=default` for unset NAMEs")
     defaults.add_argument("names", nargs="+", metavar="NAME")
+    commands.add_parser("ocr-packages", help="print the Debian packages OCR needs as configured")
     args = parser.parse_args(argv)
     try:
-        text = env_example() if args.command == "env-example" else shell_defaults(args.names)
+        if args.command == "env-example":
+            text = env_example()
+        elif args.command == "ocr-packages":
+            text = " ".join(ocr_packages()) + "\n"
+        else:
+            text = shell_defaults(args.names)
     except SettingError as exc:
         parser.error(str(exc))
     sys.stdout.write(text)

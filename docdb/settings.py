@@ -15,7 +15,15 @@ from csp.constants import NONE, SELF
 from dotenv import load_dotenv
 from kombu import Queue
 
-from docdb.config import REPO_DIR, data_dir, env_bool, env_int, env_list, env_str
+from docdb.config import (
+    REPO_DIR,
+    TESSERACT_LANGUAGE,
+    data_dir,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = REPO_DIR
 
@@ -252,6 +260,18 @@ RENDER_TIMEOUT_SECONDS = env_int("DOCDB_RENDER_TIMEOUT_SECONDS")
 RENDER_PAGES_PER_CHUNK = env_int("DOCDB_RENDER_PAGES_PER_CHUNK")
 THUMBNAIL_WIDTH = env_int("DOCDB_THUMBNAIL_WIDTH")
 PAGE_JPEG_QUALITY = env_int("DOCDB_PAGE_JPEG_QUALITY")
+# OCR of pages without a text layer (docdb/pdf/ocr.py); whether Tesseract has the languages is
+# checked at start (docdb/documents/checks.py) and on the operations page, not here.
+OCR = env_str("DOCDB_OCR")
+if OCR not in ("auto", "off"):
+    raise ValueError(f"DOCDB_OCR must be auto or off, not {OCR!r}")
+OCR_LANGUAGES = env_list("DOCDB_OCR_LANGUAGES")
+if OCR == "auto" and not OCR_LANGUAGES:
+    raise ValueError("DOCDB_OCR_LANGUAGES names no language: name one (eng), or set DOCDB_OCR=off")
+for _code in OCR_LANGUAGES:
+    if not TESSERACT_LANGUAGE.fullmatch(_code):
+        raise ValueError(f"DOCDB_OCR_LANGUAGES: {_code!r} is not a Tesseract language code (eng)")
+OCR_MIN_CHARS = env_int("DOCDB_OCR_MIN_CHARS")
 
 # Weaviate: a local server by default; Weaviate Cloud when DOCDB_WEAVIATE_CLOUD is on.
 WEAVIATE_HTTP_HOST = env_str("DOCDB_WEAVIATE_HOST")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from PIL import Image, ImageDraw, ImageFont
 from reportlab.lib.pagesizes import letter
 from reportlab.lib.pdfencrypt import StandardEncryption
 from reportlab.pdfgen import canvas
@@ -199,4 +200,22 @@ def pdf_make_junk_before_header(path: Path, *, junk: bytes, pages: int = 2) -> P
     gateways and web servers leave them); its offsets count from the header, as readers do."""
     pdf_make(path, pages=[[f"Page {n} after the junk"] for n in range(1, pages + 1)])
     path.write_bytes(junk + path.read_bytes())
+    return path
+
+
+SCAN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def pdf_make_scanned(path: Path, *, pages: Sequence[Sequence[str]], dpi: int = 100) -> Path:
+    """A PDF of page images with these lines drawn on them, as a scanner makes: no text layer.
+    US Letter at `dpi`; the lines in 24-point type."""
+    font = ImageFont.truetype(SCAN_FONT, size=round(24 * dpi / 72))
+    images = []
+    for lines in pages:
+        image = Image.new("L", (round(8.5 * dpi), round(11 * dpi)), color=255)
+        draw = ImageDraw.Draw(image)
+        for index, line in enumerate(lines):
+            draw.text((dpi, dpi + index * round(0.6 * dpi)), line, fill=0, font=font)
+        images.append(image)
+    images[0].save(path, format="PDF", save_all=True, append_images=images[1:], resolution=dpi)
     return path

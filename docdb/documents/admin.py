@@ -499,12 +499,12 @@ class DocumentStatusFilter(admin.ChoicesFieldListFilter):
 
 @admin.register(Page)
 class PageAdmin(admin.ModelAdmin):
-    list_display = ("thumbnail", "document_link", "number", "indexed", "size_px")
+    list_display = ("thumbnail", "document_link", "number", "indexed", "text_source", "size_px")
     list_display_links = ("thumbnail", "number")
     list_select_related = ("document",)
-    list_filter = (IndexedFilter, ("document__status", DocumentStatusFilter))
+    list_filter = (IndexedFilter, "text_source", ("document__status", DocumentStatusFilter))
     search_fields = ("document__title", "=document__id", "text")
-    fields = ("preview", "document", "number", "size_px", "indexed_at", "text")
+    fields = ("preview", "document", "number", "size_px", "indexed_at", "text_source", "text")
     readonly_fields = fields
     list_per_page = 60
 

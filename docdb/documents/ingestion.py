@@ -21,6 +21,7 @@ from docdb.documents.models import (
     Document,
     Page,
     Status,
+    TextSource,
     page_image_path,
     page_thumbnail_path,
 )
@@ -37,6 +38,7 @@ class _Rendered:
     height: int
     jpeg: bytes
     text: str
+    text_source: TextSource
 
 
 def _pages_pending(document: Document, first: int, last: int) -> list[int]:
@@ -75,16 +77,57 @@ def _range_render(document: Document, first: int, last: int) -> list[_Rendered]:
         thumbnail = pdf.thumbnail_make(page.image, width=settings.THUMBNAIL_WIDTH)
         pdf.file_write_atomic(page_image_path(document.id, page.number), jpeg)
         pdf.image_write_jpeg(thumbnail, page_thumbnail_path(document.id, page.number), quality=80)
+        text, source = _page_text(document, page, jpeg, layer=texts.get(page.number, ""))
         rendered.append(
             _Rendered(
                 number=page.number,
                 width=page.image.width,
                 height=page.image.height,
                 jpeg=jpeg,
-                text=texts.get(page.number, ""),
+                text=text,
+                text_source=source,
             )
         )
     return rendered
+
+
+def _page_text(
+    document: Document, page: pdf.RenderedPage, jpeg: bytes, *, layer: str
+) -> tuple[str, TextSource]:
+    """The page's text and where it came from: its text layer, or what OCR reads on its image
+    when the layer is empty or nearly so (a scan). OCR that fails costs the page its OCR text
+    only: it keeps what the layer had, and is still found by its image."""
+    layer_source = TextSource.LAYER if layer.strip() else TextSource.NONE
+    if (
+        settings.OCR == "off"
+        or _letters(layer) >= settings.OCR_MIN_CHARS
+        or pdf.image_blank(page.image)  # nothing drawn, nothing to read
+    ):
+        return layer, layer_source
+    started = time.monotonic()
+    try:
+        # The JPEG just stored: at the render size Tesseract reads print as well as at twice
+        # it (docs/benchmarks.md, "OCR").
+        text = pdf.image_ocr(
+            jpeg, languages=settings.OCR_LANGUAGES, timeout=settings.RENDER_TIMEOUT_SECONDS
+        )
+    except pdf.OcrError as exc:
+        logger.warning("document %s page %d: no text from OCR: %s", document.id, page.number, exc)
+        return layer, layer_source
+    logger.info(
+        "document %s page %d: OCR read %d characters in %.1fs",
+        document.id,
+        page.number,
+        len(text),
+        time.monotonic() - started,
+    )
+    if _letters(text) <= _letters(layer):
+        return layer, layer_source
+    return text, TextSource.OCR
+
+
+def _letters(text: str) -> int:
+    return sum(character.isalnum() for character in text)
 
 
 def _range_text(path: Path, pages: list[pdf.RenderedPage], *, timeout: float) -> dict[int, str]:
@@ -160,13 +203,14 @@ def _range_ingest(document: Document, first: int, last: int) -> None:
                 width=page.width,
                 height=page.height,
                 text=page.text,
+                text_source=page.text_source,
                 search_id=page_uuid(document.id, page.number),
             )
             for page in rendered
         ],
         update_conflicts=True,
         unique_fields=["document", "number"],
-        update_fields=["width", "height", "text", "search_id"],
+        update_fields=["width", "height", "text", "text_source", "search_id"],
     )
     pages_upsert(
         [

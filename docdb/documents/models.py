@@ -140,12 +140,23 @@ class Document(models.Model):
         return min(100, round(100 * self.pages_done / self.pages_total))
 
 
+class TextSource(models.TextChoices):
+    """Where a page's text came from."""
+
+    LAYER = "layer", "Text layer"
+    OCR = "ocr", "OCR"
+    NONE = "none", "None"  # neither: found by its image only
+
+
 class Page(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="pages")
     number = models.PositiveIntegerField()
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     text = models.TextField(blank=True)
+    text_source = models.CharField(
+        max_length=8, choices=TextSource.choices, default=TextSource.LAYER
+    )
     indexed_at = models.DateTimeField(null=True, blank=True)
     # The id of the page's object in Weaviate (uuid5 of document and number): search results
     # come back as these ids alone, and are joined to the owner's pages through it.

@@ -15,6 +15,7 @@ from django.db.models import Count
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from docdb import pdf
 from docdb.celery import QUEUES, queue_length
 from docdb.celery import app as celery_app
 from docdb.documents.models import PipelineRun, RunState
@@ -148,6 +149,27 @@ def workers_health() -> ServiceHealth:
     return ServiceHealth("Celery workers", ok=True, details=details)
 
 
+def ocr_health() -> ServiceHealth:
+    """Tesseract as this process finds it; workers run from the same installation (make run,
+    the Docker image), so they find it alike."""
+    if settings.OCR == "off":
+        return ServiceHealth("OCR", ok=True, details={"OCR": "off (DOCDB_OCR)"})
+    languages = ", ".join(settings.OCR_LANGUAGES)
+    try:
+        engine = pdf.ocr_check(settings.OCR_LANGUAGES)
+    except pdf.OcrError as exc:
+        return ServiceHealth("OCR", ok=False, details={"languages": languages}, error=str(exc))
+    return ServiceHealth(
+        "OCR",
+        ok=True,
+        details={
+            "engine": f"Tesseract {engine.version}",
+            "languages": languages,
+            "reads": f"pages with fewer than {settings.OCR_MIN_CHARS} letters in their text layer",
+        },
+    )
+
+
 def services_health() -> list[ServiceHealth]:
     redis = redis_health()
     if redis.ok:
@@ -155,7 +177,7 @@ def services_health() -> list[ServiceHealth]:
     else:
         # Asking the workers goes through Redis, and would wait on its reconnection attempts.
         workers = ServiceHealth("Celery workers", ok=False, error="Redis is down: cannot ask.")
-    return [redis, weaviate_health(), embedder_status(), workers]
+    return [redis, weaviate_health(), embedder_status(), workers, ocr_health()]
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Child processes with a time limit and a memory cap: every PDF engine runs in one, so a
 hostile file can at worst fail its own job."""
 
+import os
 import resource
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # Address space for one engine process. Rendering at 2048 px needs about 100 MB; what needs
@@ -18,8 +20,11 @@ class Finished:
     timed_out: bool
 
 
-def capped_run(args: list[str], *, timeout: float, stdin: bytes = b"") -> Finished:
-    """Run `args` with the memory cap, stopped after `timeout` seconds."""
+def capped_run(
+    args: list[str], *, timeout: float, stdin: bytes = b"", env: Mapping[str, str] | None = None
+) -> Finished:
+    """Run `args` with the memory cap, stopped after `timeout` seconds; `env` adds to (or
+    replaces in) this process's environment."""
     if timeout <= 0:
         return Finished(returncode=-1, stdout=b"", stderr=b"", timed_out=True)
     try:
@@ -29,6 +34,7 @@ def capped_run(args: list[str], *, timeout: float, stdin: bytes = b"") -> Finish
             capture_output=True,
             timeout=timeout,
             check=False,
+            env={**os.environ, **env} if env else None,
             preexec_fn=_memory_cap,  # one setrlimit call in the child, nothing that takes locks
         )
     except subprocess.TimeoutExpired as exc:
