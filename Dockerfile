@@ -14,9 +14,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DOCDB_EMBEDDER_CACHE_DIR=/models \
     HF_HOME=/models/huggingface
 
-# poppler-utils renders and reads the PDFs (worker).
+# poppler-utils renders and reads the PDFs (worker); Tesseract reads scanned pages, with the
+# Debian language pack of each Tesseract language in OCR_LANGUAGES (docker compose passes
+# DOCDB_OCR_LANGUAGES; chi_sim → tesseract-ocr-chi-sim).
+ARG OCR_LANGUAGES=eng
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends poppler-utils \
+    && apt-get install -y --no-install-recommends poppler-utils tesseract-ocr \
+        $(echo "$OCR_LANGUAGES" | tr ',' '\n' | tr '_' '-' | sed -n 's/^ *\([a-z-]\{3,\}\) *$/tesseract-ocr-\1/p') \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 1000 docdb \

@@ -9,7 +9,10 @@ CACHE_DIR ?= $(HOME)/.cache/docdb
 WHEELS := $(CACHE_DIR)/wheels
 export DOCDB_CACHE_DIR ?= $(CACHE_DIR)
 
-RUN_PACKAGES := redis-server poppler-utils
+# Tesseract and the language pack of each of DOCDB_OCR_LANGUAGES (none with DOCDB_OCR=off), as
+# .env sets them for `make run`.
+OCR_PACKAGES := $(shell [[ -f .env ]] && { set -a; source .env; set +a; }; python3 -m docdb.config ocr-packages)
+RUN_PACKAGES := redis-server poppler-utils $(OCR_PACKAGES)
 TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-dejavu-core haproxy
 POSTGRES_PACKAGES := postgresql
 

@@ -26,6 +26,7 @@ from bench.results import (
     PLAIN,
     GpuResult,
     IngestResult,
+    OcrResult,
     PrecisionResult,
     ResampleResult,
     ResultT,
@@ -61,6 +62,7 @@ class Results:
     # bench/precision.py's runs, the main one (precision.json) first.
     precision: list[PrecisionResult] = field(default_factory=list)
     resample: ResampleResult | None = None
+    ocr: OcrResult | None = None
 
     @property
     def gpu(self) -> GpuResult | None:
@@ -70,7 +72,8 @@ class Results:
 
 def results_read(sections_dir: Path, *, gpu_dir: Path = PUBLISHED_RESULTS_DIR) -> Results:
     """The sections' results saved in `sections_dir`; in `gpu_dir`, those that their own scripts
-    write (the GPU runs, bench/scheduling.py, bench/precision.py, bench/resample.py)."""
+    write (the GPU runs, bench/scheduling.py, bench/precision.py, bench/resample.py,
+    bench/ocr.py)."""
 
     def section(name: str, kind: type[ResultT]) -> ResultT | None:
         path = sections_dir / f"{name}.json"
@@ -94,6 +97,7 @@ def results_read(sections_dir: Path, *, gpu_dir: Path = PUBLISHED_RESULTS_DIR) -
             for path in sorted(gpu_dir.glob("precision*.json"), key=lambda path: len(path.stem))
         ],
         resample=published("resample", ResampleResult),
+        ocr=published("ocr", OcrResult),
     )
 
 
@@ -140,6 +144,7 @@ def page_render(results: Results) -> str:
         scheduling=_scheduling_numbers(results.scheduling) if results.scheduling else None,
         precision=results.precision,
         resample=results.resample,
+        ocr=results.ocr,
     )
 
 

@@ -332,6 +332,38 @@ class ResampleResult(_Result):
     machine: Machine
 
 
+class OcrAccuracy(_Result):
+    page: str
+    size: str
+    longest_edge: int
+    seconds: float
+    recall: float
+    precision: float
+
+
+class OcrCorpusPage(_Result):
+    file: str
+    page: int
+    layer_letters: int
+    ocr_letters: int
+    seconds: float
+    sample: str
+
+
+class OcrResult(_Result):
+    """bench/ocr.py: Tesseract on rendered pages: speed, accuracy, the corpus pages it reads."""
+
+    tesseract: str
+    jpeg_quality: int
+    min_chars: int
+    accuracy: list[OcrAccuracy]
+    seconds_per_page: float
+    start_seconds: float
+    threads_seconds: dict[str, float]
+    corpus: list[OcrCorpusPage]
+    machine: Machine
+
+
 def result_load(path: Path, kind: type[ResultT]) -> ResultT:
     """The result saved in `path`, as `kind`; ResultError names the file and the fields wrong."""
     try:

@@ -99,7 +99,7 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
 
     page.clock.install()
     page.goto(f"{base}{reverse('ops:operations')}")
-    expect(page.locator(".ops-state.ok")).to_have_count(4)
+    expect(page.locator(".ops-state.ok")).to_have_count(5)  # with OCR
     # The services and pipeline sections refresh themselves: marked, they come back unmarked.
     page.locator("[data-refresh]").evaluate_all(
         "sections => sections.forEach(s => s.dataset.old = 1)"
@@ -108,7 +108,7 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
     expect(page.locator("[data-refreshed]")).to_contain_text("Updated at")
     expect(page.locator("[data-refresh][data-old]")).to_have_count(0)
     expect(page.locator("[data-refresh]")).to_have_count(2)
-    expect(page.locator(".ops-state.ok")).to_have_count(4)
+    expect(page.locator(".ops-state.ok")).to_have_count(5)  # with OCR
     # The page shows the worker's last check; ask for one now.
     page.click("input[value='Check now']")
     expect(page.locator(".messagelist")).to_contain_text("Check queued")

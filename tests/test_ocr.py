@@ -8,6 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from docdb import pdf
+from docdb.config import ocr_packages
 from docdb.documents import services
 from docdb.documents.models import Document, Page, Status, TextSource
 from tests.conftest import LoggedIn, Stack
@@ -51,22 +52,47 @@ def test_scanned_pages_are_found_by_their_words(
     assert "data-text-source" in page_view.content.decode()
 
 
-def test_with_ocr_off_scanned_pages_have_no_text_and_on_again_they_do(
-    live: Stack, tmp_path: Path, settings: object
+def test_with_ocr_off_or_failing_pages_have_no_text_and_a_run_again_reads_them(
+    live: Stack, tmp_path: Path, settings: object, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Ingestion in this process, where the setting can change (the worker's is fixed)."""
+    """Ingestion in this process, where the settings can change (the worker's are fixed)."""
     scan = pdf_make_scanned(tmp_path / "scan.pdf", pages=SCANNED_PAGES[2:])
     document = document_stored(user_make(), scan)
-    settings.OCR = "off"  # type: ignore[attr-defined]
-    services.document_ingest(document_id=document.id)
-    page = Page.objects.get(document=document)
-    assert (page.text, page.text_source) == ("", TextSource.NONE)
 
-    # Run again with OCR on, as a re-delivered turn runs: the page is read and overwritten.
-    settings.OCR = "auto"  # type: ignore[attr-defined]
-    Document.objects.filter(id=document.id).update(status=Status.PROCESSING, pages_done=0)
-    Page.objects.filter(document=document).update(indexed_at=None)
-    services.document_ingest(document_id=document.id)
-    page.refresh_from_db()
-    assert page.text_source == TextSource.OCR
-    assert "nebula sightings" in page.text.lower()
+    def ingest(**changed: object) -> Page:
+        for name, value in {"OCR": "auto", "OCR_LANGUAGES": ["eng"], **changed}.items():
+            setattr(settings, name, value)
+        # As a re-delivered turn runs: the page is read again and overwritten.
+        Document.objects.filter(id=document.id).update(status=Status.QUEUED, pages_done=0)
+        Page.objects.filter(document=document).update(indexed_at=None)
+        services.document_ingest(document_id=document.id)
+        assert Document.objects.get(id=document.id).status == Status.READY
+        return Page.objects.get(document=document)
+
+    off = ingest(OCR="off")
+    assert (off.text, off.text_source) == ("", TextSource.NONE)
+
+    # A language pack missing in the worker: the page keeps no text, the document is ready.
+    failed = ingest(OCR_LANGUAGES=["zzz"])
+    assert (failed.text, failed.text_source) == ("", TextSource.NONE)
+    assert "no text from OCR: Tesseract failed" in caplog.text
+
+    read = ingest()
+    assert read.text_source == TextSource.OCR
+    assert "nebula sightings" in read.text.lower()
+
+
+def test_a_missing_tesseract_or_language_pack_is_named_with_its_debian_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert pdf.ocr_check(["eng"]).languages
+    with pytest.raises(pdf.OcrError, match="install the Debian package tesseract-ocr-chi-sim"):
+        pdf.ocr_check(["eng", "chi_sim"])
+    monkeypatch.setattr("docdb.pdf.ocr.TESSERACT", "/nonexistent/tesseract")
+    with pytest.raises(pdf.OcrError, match="Tesseract is not installed: install the Debian"):
+        pdf.ocr_check(["eng"])
+    with pytest.raises(pdf.OcrError, match="not installed"):
+        pdf.image_ocr(b"", languages=["eng"], timeout=5)
+    env = {"DOCDB_OCR_LANGUAGES": "eng,chi_sim"}
+    assert ocr_packages(env) == ["tesseract-ocr", "tesseract-ocr-eng", "tesseract-ocr-chi-sim"]
+    assert ocr_packages({"DOCDB_OCR": "off"}) == []

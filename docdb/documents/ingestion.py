@@ -98,10 +98,8 @@ def _page_text(
     when the layer is empty or nearly so (a scan). OCR that fails costs the page its OCR text
     only: it keeps what the layer had, and is still found by its image."""
     layer_source = TextSource.LAYER if layer.strip() else TextSource.NONE
-    if (
-        settings.OCR == "off"
-        or _letters(layer) >= settings.OCR_MIN_CHARS
-        or pdf.image_blank(page.image)  # nothing drawn, nothing to read
+    if settings.OCR == "off" or not pdf.ocr_wanted(
+        layer, page.image, min_chars=settings.OCR_MIN_CHARS
     ):
         return layer, layer_source
     started = time.monotonic()
@@ -121,13 +119,9 @@ def _page_text(
         len(text),
         time.monotonic() - started,
     )
-    if _letters(text) <= _letters(layer):
+    if pdf.letters_count(text) <= pdf.letters_count(layer):
         return layer, layer_source
     return text, TextSource.OCR
-
-
-def _letters(text: str) -> int:
-    return sum(character.isalnum() for character in text)
 
 
 def _range_text(path: Path, pages: list[pdf.RenderedPage], *, timeout: float) -> dict[int, str]:

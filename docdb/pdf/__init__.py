@@ -6,7 +6,7 @@ reads it; Tesseract, in one too, reads the text of pages that have none.
 
 from docdb.pdf.errors import PDF_ERROR_CODES, PdfError, PdfErrorCode
 from docdb.pdf.images import file_write_atomic, image_jpeg_bytes, image_write_jpeg, thumbnail_make
-from docdb.pdf.ocr import OcrEngine, OcrError, image_ocr, ocr_check
+from docdb.pdf.ocr import OcrEngine, OcrError, image_ocr, letters_count, ocr_check, ocr_wanted
 from docdb.pdf.pagefiles import image_blank
 from docdb.pdf.poppler import SNIFF_HEAD, PdfInfo, pdf_sniff
 from docdb.pdf.reader import (
@@ -34,7 +34,9 @@ __all__ = [
     "image_jpeg_bytes",
     "image_ocr",
     "image_write_jpeg",
+    "letters_count",
     "ocr_check",
+    "ocr_wanted",
     "pages_render",
     "pages_render_each",
     "pages_text",

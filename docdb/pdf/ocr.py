@@ -11,13 +11,13 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from PIL import Image
+
 from docdb.config import TESSERACT_LANGUAGE, tesseract_package
 from docdb.pdf.capped import capped_run
+from docdb.pdf.pagefiles import image_blank
 
 TESSERACT = "tesseract"
-# One thread: OpenMP's threads spin while they wait, and on a busy 2-core machine two threads
-# read a page 10x slower than one (measured). Workers read pages in parallel instead.
-_ENV = {"OMP_THREAD_LIMIT": "1"}
 _CHECK_TIMEOUT_SECONDS = 10
 
 
@@ -29,6 +29,17 @@ class OcrError(Exception):
 class OcrEngine:
     version: str  # "5.3.0"
     languages: tuple[str, ...]  # every language pack installed
+
+
+def ocr_wanted(layer: str, image: Image.Image, *, min_chars: int) -> bool:
+    """Whether a page is worth reading by OCR: its text layer has fewer than `min_chars`
+    letters and digits (a scan, or a scan with a stamp or a page number), and something is
+    drawn on it."""
+    return letters_count(layer) < min_chars and not image_blank(image)
+
+
+def letters_count(text: str) -> int:
+    return sum(character.isalnum() for character in text)
 
 
 def ocr_check(languages: Sequence[str]) -> OcrEngine:
@@ -68,8 +79,12 @@ def _tesseract(args: list[str]) -> str:
     return result.stdout or result.stderr
 
 
-def image_ocr(image: bytes, *, languages: Sequence[str], timeout: float) -> str:
-    """The text Tesseract reads on a page image (JPEG or PNG bytes); OcrError when it cannot."""
+def image_ocr(image: bytes, *, languages: Sequence[str], timeout: float, threads: int = 1) -> str:
+    """The text Tesseract reads on a page image (JPEG or PNG bytes); OcrError when it cannot.
+
+    One thread by default: OpenMP's threads spin while they wait, and on a busy 2-core machine
+    two threads read a page 10x slower than one (docs/benchmarks.md, "OCR"). Workers read
+    pages in parallel instead."""
     if not languages or not all(TESSERACT_LANGUAGE.fullmatch(code) for code in languages):
         raise ValueError(f"not Tesseract language codes: {list(languages)}")
     try:
@@ -77,7 +92,7 @@ def image_ocr(image: bytes, *, languages: Sequence[str], timeout: float) -> str:
             [TESSERACT, "stdin", "stdout", "-l", "+".join(languages)],
             timeout=timeout,
             stdin=image,
-            env=_ENV,
+            env={"OMP_THREAD_LIMIT": str(threads)},
         )
     except FileNotFoundError:
         raise OcrError("Tesseract is not installed.") from None
