@@ -109,6 +109,7 @@ def test_report_renders_every_section_from_saved_results(tmp_path: Path) -> None
         "## Scheduling: a large import and another person's upload",
         "## Embedding on a CPU: dtype and page size",
         "## Resampling: LANCZOS against BICUBIC",
+        "## OCR of scanned pages",
     ]
     for number in (
         "| search | AMD EPYC | 2 | 23.5 | 1.46, 1.19, 1.08 | 2026-11-30 08:34:18 UTC |",
@@ -126,7 +127,7 @@ def test_report_renders_every_section_from_saved_results(tmp_path: Path) -> None
     ):
         assert number in page
     # One blank line between blocks, every paragraph on one line (the templates wrap theirs).
-    assert "\n\n\n" not in page and page.endswith("at the lowest token.\n")
+    assert "\n\n\n" not in page and page.endswith("needs a dictionary or OCR of every page.\n")
     assert "Weaviate splits each import batch into requests of two images and sends" in page
     for plot in ("ingest", "search", "gpu", "scheduling"):
         assert (tmp_path / f"bench-{plot}.png").read_bytes().startswith(b"\x89PNG")

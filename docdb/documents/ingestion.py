@@ -104,8 +104,8 @@ def _page_text(
         return layer, layer_source
     started = time.monotonic()
     try:
-        # The JPEG just stored: at the render size Tesseract reads print as well as at twice
-        # it (docs/benchmarks.md, "OCR").
+        # The JPEG just stored: at the render size (~175 dpi for A4) Tesseract reads print as
+        # well as at ~300 dpi (docs/benchmarks.md, "OCR of scanned pages").
         text = pdf.image_ocr(
             jpeg, languages=settings.OCR_LANGUAGES, timeout=settings.RENDER_TIMEOUT_SECONDS
         )

@@ -2,9 +2,10 @@
 already rendered.
 
 One `tesseract` process per page, capped like the PDF engines (a time limit, a memory cap),
-rather than the engine loaded into the worker (tesserocr): starting it costs ~0.4 s against
-4-10 s to read a page on this project's 2-core build machine (docs/benchmarks.md), and a page
-that makes it crash or hang then costs that page its text, not the worker.
+rather than the engine kept loaded in the worker (tesserocr): starting it costs 0.2-0.4 s
+against 4-10 s to read a page on this project's 2-core build machine (docs/benchmarks.md, "OCR
+of scanned pages"), it needs no compiled binding, and a page that makes it crash or hang costs
+that page its text, not the worker.
 """
 
 import subprocess
@@ -83,8 +84,8 @@ def image_ocr(image: bytes, *, languages: Sequence[str], timeout: float, threads
     """The text Tesseract reads on a page image (JPEG or PNG bytes); OcrError when it cannot.
 
     One thread by default: OpenMP's threads spin while they wait, and on a busy 2-core machine
-    two threads read a page 10x slower than one (docs/benchmarks.md, "OCR"). Workers read
-    pages in parallel instead."""
+    two threads read a page 3-10x slower than one (docs/benchmarks.md, "OCR of scanned
+    pages"). Workers read pages in parallel instead."""
     if not languages or not all(TESSERACT_LANGUAGE.fullmatch(code) for code in languages):
         raise ValueError(f"not Tesseract language codes: {list(languages)}")
     try:
