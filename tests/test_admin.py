@@ -87,6 +87,10 @@ def test_lists_change_pages_and_images(live: Stack, tmp_path: Path, logged_in: L
     pages = staff.get(reverse("admin:documents_page_changelist") + "?indexed=yes").content.decode()
     assert pages.count('class="docdb-thumb"') == 3
     assert staff.get(reverse("admin:documents_page_changelist") + "?indexed=no").status_code == 200
+    # Where each page's text came from, and a filter by it.
+    assert "Text layer" in pages
+    by_ocr = staff.get(reverse("admin:documents_page_changelist") + "?text_source__exact=ocr")
+    assert by_ocr.content.decode().count('class="docdb-thumb"') == 0
     runs = staff.get(reverse("admin:documents_pipelinerun_changelist")).content.decode()
     assert run.task_id in runs and "Succeeded" in runs and "Failed" in runs
     run_page = staff.get(
