@@ -13,11 +13,13 @@ import time
 import uuid
 
 from celery import Task
+from celery.signals import worker_ready
 from django.conf import settings
 
 from docdb import pdf
 from docdb.celery import INGEST_QUEUE, app, queue_length
 from docdb.documents import ingestion, scheduler
+from docdb.documents.checks import ocr_check
 from docdb.documents.models import RunKind, RunState
 from docdb.documents.reimport import document_reimport
 from docdb.documents.runs import (
@@ -31,6 +33,14 @@ from docdb.weaviate_store import WeaviateImportError, WeaviateUnavailable
 logger = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = (WeaviateUnavailable, WeaviateImportError)
+
+
+@worker_ready.connect
+def _worker_start_check(**kwargs: object) -> None:
+    """Say in the worker's log, as it starts, what its machine lacks to read scanned pages (the
+    web process says it at `migrate`, and on the operations page)."""
+    for message in ocr_check():
+        logger.error("%s %s", message.msg, message.hint)
 
 
 @app.task(bind=True, acks_late=True, reject_on_worker_lost=True)
