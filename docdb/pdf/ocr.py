@@ -54,6 +54,8 @@ def ocr_check(languages: Sequence[str]) -> OcrEngine:
             "Tesseract is not installed: install the Debian package tesseract-ocr (`make run` "
             "does), or set DOCDB_OCR=off to index scanned pages without their text."
         ) from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OcrError(f"Tesseract does not run: {exc}") from None
     # "List of available languages in "/usr/share/tesseract-ocr/5/tessdata/" (2):", then one a line.
     installed = tuple(line.strip() for line in listed.splitlines()[1:] if line.strip())
     missing = [language for language in languages if language not in installed]
