@@ -1,7 +1,8 @@
 """OCR of scanned pages: seconds per page, how well Tesseract reads the page image DocDB already
 renders (longest edge 2048 px, ~175 dpi for A4) against one rendered 1.7x larger (~300 dpi),
 what starting a `tesseract` process costs (the case for a process per page over an engine kept
-loaded), one OpenMP thread against two, and which pages of the shared corpus get OCR text.
+loaded), one OpenMP thread against two, which pages of the shared corpus get OCR text, and what
+OCR would read on a page whose text layer is wrong (not detected: it keeps its layer).
 
     python -m bench.ocr                              # ~5 min on 2 cores
     python -m bench.ocr --out bench/results/ocr.json
@@ -43,6 +44,8 @@ ACCURACY_PAGES = [
     ("freeculture.pdf", 20),
     ("prefilled_f1040.pdf", 1),
 ]
+# A text layer there but wrong: glyphs mapped to blanks and to the wrong characters.
+GARBLED_PAGE = ("TAMReview.pdf", 3)
 # Files the corpus test rejects or that take long to open and have no page to read.
 CORPUS_SKIP = {"many-pages.pdf"}
 TIMEOUT = 300.0
@@ -140,6 +143,20 @@ def _corpus(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _garbled(folder: Path) -> dict[str, Any]:
+    """What OCR would read on a page whose text layer is wrong, against what the layer has."""
+    name, number = GARBLED_PAGE
+    path = folder / "real" / name
+    layer = pdf.pages_text(path, first=number, last=number, timeout=TIMEOUT)[number]
+    text, seconds = _read(_render(path, number, LONGEST_EDGE))
+    return {
+        "page": f"{name} p{number}",
+        "layer_letters": pdf.letters_count(layer),
+        "ocr_letters": pdf.letters_count(text),
+        "seconds": round(seconds, 2),
+    }
+
+
 def measure(folder: Path) -> dict[str, Any]:
     engine = pdf.ocr_check(["eng"])
     print(f"Tesseract {engine.version}", flush=True)
@@ -154,6 +171,7 @@ def measure(folder: Path) -> dict[str, Any]:
         "start_seconds": round(_start_seconds(), 3),
         "threads_seconds": _threads(folder),
         "corpus": _corpus(folder),
+        "garbled": _garbled(folder),
     }
 
 

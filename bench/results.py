@@ -350,6 +350,13 @@ class OcrCorpusPage(_Result):
     sample: str
 
 
+class OcrGarbled(_Result):
+    page: str
+    layer_letters: int
+    ocr_letters: int
+    seconds: float
+
+
 class OcrResult(_Result):
     """bench/ocr.py: Tesseract on rendered pages: speed, accuracy, the corpus pages it reads."""
 
@@ -361,6 +368,7 @@ class OcrResult(_Result):
     start_seconds: float
     threads_seconds: dict[str, float]
     corpus: list[OcrCorpusPage]
+    garbled: OcrGarbled
     machine: Machine
 
 

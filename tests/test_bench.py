@@ -127,7 +127,7 @@ def test_report_renders_every_section_from_saved_results(tmp_path: Path) -> None
     ):
         assert number in page
     # One blank line between blocks, every paragraph on one line (the templates wrap theirs).
-    assert "\n\n\n" not in page and page.endswith("needs a dictionary or OCR of every page.\n")
+    assert "\n\n\n" not in page and page.endswith("OCR's reading of a figure.\n")
     assert "Weaviate splits each import batch into requests of two images and sends" in page
     for plot in ("ingest", "search", "gpu", "scheduling"):
         assert (tmp_path / f"bench-{plot}.png").read_bytes().startswith(b"\x89PNG")
