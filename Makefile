@@ -26,8 +26,10 @@ install: $(VENV)/.installed
 	scripts/system-deps.sh $(RUN_PACKAGES)
 	scripts/weaviate-binary.sh >/dev/null
 
+# Helm renders and lints the chart in tests/test_helm.py (built with Go the first time, ~5 min).
 install-test: install
 	scripts/system-deps.sh $(TEST_PACKAGES)
+	scripts/helm-binary.sh >/dev/null
 
 run: install
 	scripts/run.sh

@@ -11,10 +11,6 @@ version="3.22.0"
 cache="${DOCDB_CACHE_DIR:-$HOME/.cache/docdb}/helm/v${version}"
 binary="$cache/helm"
 
-if [[ -n "${DOCDB_HELM_BINARY:-}" ]]; then
-    [[ -x "$DOCDB_HELM_BINARY" ]] || { echo "DOCDB_HELM_BINARY=$DOCDB_HELM_BINARY is not an executable file" >&2; exit 1; }
-    echo "$DOCDB_HELM_BINARY"; exit 0
-fi
 if [[ -x "$binary" ]]; then echo "$binary"; exit 0; fi
 mkdir -p "$cache"
 failures=()
@@ -55,6 +51,6 @@ fi
 {
     echo "Could not get Helm v${version}:"
     for failure in "${failures[@]}"; do echo "  - $failure"; done
-    echo "Put a helm binary at $binary, or point DOCDB_HELM_BINARY at one."
+    echo "Put a helm v${version} binary at $binary."
 } >&2
 exit 1

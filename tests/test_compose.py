@@ -25,8 +25,7 @@ pytestmark = pytest.mark.sqlite_pass
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.gpu.yml", "docker-compose.cloud.yml"]
 CLUSTER = "docker-compose.cluster.yml"
 HAPROXY_CONFIG = REPO_DIR / "deploy" / "compose" / "haproxy.cfg"
-# The object storage settings of issue 15, which docdb/config.py gains with the S3 backend
-# (developed beside these files).
+# Object storage: the settings of Django's S3 backend, which the cluster must all set.
 STORAGE_SETTINGS = {
     "DOCDB_STORAGE",
     "DOCDB_S3_BUCKET",
@@ -89,7 +88,7 @@ def test_dependencies_wait_until_healthy_or_done(compose_file: str) -> None:
 
 
 def test_every_variable_it_uses_is_in_env_example() -> None:
-    documented = set(_env_example()) | STORAGE_SETTINGS
+    documented = set(_env_example())
     assert "DOCDB_SECRET_KEY" in VARIABLE.findall((REPO_DIR / "docker-compose.yml").read_text())
     for name in [*COMPOSE_FILES, CLUSTER]:
         used = set(VARIABLE.findall((REPO_DIR / name).read_text()))
@@ -247,7 +246,8 @@ def _routes() -> dict[str, Route]:
                 host, port = words[3].split(":")
                 servers.append((host, int(port)))
                 slots += int(words[2])
-        routes[name] = Route(int(options["bind"][0].lstrip(":")), options["mode"][0], servers, slots)
+        port = int(options["bind"][0].lstrip(":"))
+        routes[name] = Route(port, options["mode"][0], servers, slots)
     return routes
 
 
@@ -274,8 +274,7 @@ def test_the_cluster_runs_every_part_scaled_out() -> None:
 def test_every_docdb_setting_it_sets_is_in_the_settings_table() -> None:
     text = (REPO_DIR / CLUSTER).read_text()
     named = set(re.findall(r"\b(DOCDB_[A-Z0-9_]+)\b", text))
-    known = set(SETTINGS) | STORAGE_SETTINGS
-    assert named - known == set(), "not in docdb/config.py"
+    assert named - set(SETTINGS) == set(), "not in docdb/config.py"
     web = _services(CLUSTER)["web"]["environment"]
     # Every storage setting is wired, with S3 on.
     assert set(web) >= STORAGE_SETTINGS
@@ -292,7 +291,8 @@ def test_the_three_weaviate_nodes_form_one_cluster() -> None:
         env = node["environment"]
         # The pinned version, with the same module and API keys as the single node.
         assert node["image"] == single["image"]
-        for key in ("ENABLE_MODULES", "AUTHENTICATION_APIKEY_ALLOWED_KEYS", "MODULES_CLIENT_TIMEOUT"):
+        shared = ("ENABLE_MODULES", "AUTHENTICATION_APIKEY_ALLOWED_KEYS", "MODULES_CLIENT_TIMEOUT")
+        for key in shared:
             assert env[key] == single["environment"][key], f"{name}: {key}"
         assert env["RAFT_BOOTSTRAP_EXPECT"] == str(len(nodes))
         joined = {entry.split(":")[0]: entry.split(":")[1] for entry in env["RAFT_JOIN"].split(",")}
@@ -376,9 +376,8 @@ def test_the_apps_share_no_disk_and_store_files_in_seaweedfs() -> None:
     assert f"-bucket={env['DOCDB_S3_BUCKET']}" in seaweedfs["command"]
     # SeaweedFS's admin identity is DocDB's key pair.
     assert seaweedfs["environment"]["AWS_ACCESS_KEY_ID"] == env["DOCDB_S3_ACCESS_KEY_ID"]
-    assert seaweedfs["environment"]["AWS_SECRET_ACCESS_KEY"].split(":")[0] == (
-        env["DOCDB_S3_SECRET_ACCESS_KEY"].split(":")[0]
-    )
+    secret = seaweedfs["environment"]["AWS_SECRET_ACCESS_KEY"]
+    assert secret.split(":")[0] == env["DOCDB_S3_SECRET_ACCESS_KEY"].split(":")[0]
     assert services["seaweedfs"]["volumes"] == ["seaweedfs-data:/data"]
     declared = set(_load(CLUSTER)["volumes"])
     for service in services.values():
