@@ -51,9 +51,11 @@ pytest: install-test
 test: install-test lint typecheck pytest
 
 # The tests that need none of the servers (tests/conftest.py marks the others `services`): units,
-# and views and commands on the database and files. Poppler reads the PDFs; nothing else to start.
+# and views and commands on the database and files. Poppler reads the PDFs, HAProxy checks the
+# compose cluster's balancer file and Helm renders the chart; nothing else to start.
 test-fast: $(VENV)/.installed
-	scripts/system-deps.sh poppler-utils
+	scripts/system-deps.sh poppler-utils haproxy
+	scripts/helm-binary.sh >/dev/null
 	$(PY) -m pytest -m "not services" $(PYTEST_ARGS)
 
 # The tests whose subject is the database, or that go through it (claims, constraints, races,
