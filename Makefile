@@ -26,8 +26,10 @@ install: $(VENV)/.installed
 	scripts/system-deps.sh $(RUN_PACKAGES)
 	scripts/weaviate-binary.sh >/dev/null
 
+# Helm renders and lints the chart in tests/test_helm.py (built with Go the first time, ~5 min).
 install-test: install
 	scripts/system-deps.sh $(TEST_PACKAGES)
+	scripts/helm-binary.sh >/dev/null
 
 run: install
 	scripts/run.sh
@@ -49,9 +51,11 @@ pytest: install-test
 test: install-test lint typecheck pytest
 
 # The tests that need none of the servers (tests/conftest.py marks the others `services`): units,
-# and views and commands on the database and files. Poppler reads the PDFs; nothing else to start.
+# and views and commands on the database and files. Poppler reads the PDFs, HAProxy checks the
+# compose cluster's balancer file and Helm renders the chart; nothing else to start.
 test-fast: $(VENV)/.installed
-	scripts/system-deps.sh poppler-utils
+	scripts/system-deps.sh poppler-utils haproxy
+	scripts/helm-binary.sh >/dev/null
 	$(PY) -m pytest -m "not services" $(PYTEST_ARGS)
 
 # The tests whose subject is the database (claims, constraints, races, migrations, the scheduler,
