@@ -29,8 +29,10 @@ install: $(VENV)/.installed
 	scripts/system-deps.sh $(RUN_PACKAGES)
 	scripts/weaviate-binary.sh >/dev/null
 
+# Helm renders and lints the chart in tests/test_helm.py (built with Go the first time, ~5 min).
 install-test: install
 	scripts/system-deps.sh $(TEST_PACKAGES)
+	scripts/helm-binary.sh >/dev/null
 
 run: install
 	scripts/run.sh
@@ -52,16 +54,19 @@ pytest: install-test
 test: install-test lint typecheck pytest
 
 # The tests that need none of the servers (tests/conftest.py marks the others `services`): units,
-# and views and commands on the database and files. Poppler reads the PDFs; nothing else to start.
+# and views and commands on the database and files. Poppler reads the PDFs, HAProxy checks the
+# compose cluster's balancer file and Helm renders the chart; nothing else to start.
 test-fast: $(VENV)/.installed
-	scripts/system-deps.sh poppler-utils
+	scripts/system-deps.sh poppler-utils haproxy
+	scripts/helm-binary.sh >/dev/null
 	$(PY) -m pytest -m "not services" $(PYTEST_ARGS)
 
-# The tests whose subject is the database, or that go through it (claims, constraints, races,
-# migrations, every view and the API), on a PostgreSQL server the tests start (tests/postgres.py).
-# The SQLite pass alone runs those whose subject lies elsewhere: the corpus (PDF engines), the
-# Weaviate cluster, Chromium (the same views the web tests run here), and `sqlite_pass` (PDF
-# engines, Weaviate, the embedder, service faults, benchmarks): they would only run twice.
+# The tests whose subject is the database (claims, constraints, races, migrations, the scheduler,
+# the order of results, duplicates, throttling, commands, the ops page's counts, isolation between
+# people), on a PostgreSQL server the tests start (tests/postgres.py). The SQLite pass alone runs
+# those whose subject lies elsewhere: the corpus (PDF engines), the Weaviate cluster, Chromium,
+# and `sqlite_pass` (PDF engines, Weaviate, the embedder, service faults, benchmarks, and the
+# views and API, whose queries are those tested here): they would only run twice.
 test-postgres: install-test
 	scripts/system-deps.sh $(POSTGRES_PACKAGES)
 	$(PY) -m pytest --postgres -m "not corpus and not cluster and not browser and not sqlite_pass" $(PYTEST_ARGS)

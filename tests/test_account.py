@@ -8,7 +8,8 @@ from docdb.api.models import ApiToken, token_hash
 from tests.conftest import LoggedIn
 from tests.helpers import PASSWORD, user_make
 
-pytestmark = pytest.mark.django_db
+# Views over the same ORM queries the PostgreSQL pass tests: the SQLite pass runs them.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_pass]
 
 
 def _api(raw: str) -> int:

@@ -14,7 +14,8 @@ from docdb.weaviate_store import pages_count
 from tests.conftest import Stack
 from tests.helpers import UNIQUE_PAGE, UNIQUE_PHRASE, document_wait, report_pdf, user_make
 
-pytestmark = pytest.mark.timeout(600)
+# Views over the same ORM queries the PostgreSQL pass tests: the SQLite pass runs them.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.sqlite_pass]
 
 
 def _token_for(username: str) -> str:

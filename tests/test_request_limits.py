@@ -17,7 +17,8 @@ from docdb.documents.models import Document
 from tests.conftest import LoggedIn, Stack
 from tests.helpers import report_pdf, user_make
 
-pytestmark = pytest.mark.timeout(600)
+# Views over the same ORM queries the PostgreSQL pass tests: the SQLite pass runs them.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.sqlite_pass]
 
 MIB = 1024**2
 GIB = 1024**3

@@ -14,6 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from docdb.api.models import ApiToken
 from docdb.documents.models import Document, Status
+from docdb.search.models import QueryImage
 from docdb.weaviate_store import SearchMode, pages_search
 from tests.conftest import LoggedIn, Stack
 from tests.helpers import document_wait, user_make
@@ -41,9 +42,15 @@ def _named_patterns(
             yield (f"{namespace}:{pattern.name}" if namespace else pattern.name), pattern
 
 
-def _urls_of(document: Document, token: ApiToken) -> list[str]:
-    """Every named URL, filled with the owner's document, its first page and API token."""
-    values: dict[str, object] = {"document_id": document.id, "number": 1, "token_id": token.pk}
+def _urls_of(document: Document, token: ApiToken, image: QueryImage) -> list[str]:
+    """Every named URL, filled with the owner's document, its first page, API token and an
+    image they searched with."""
+    values: dict[str, object] = {
+        "document_id": document.id,
+        "number": 1,
+        "token_id": token.pk,
+        "image_id": image.id,
+    }
     urls = []
     for name, pattern in _named_patterns(get_resolver().url_patterns):
         kwargs = {key: values[key] for key in pattern.pattern.regex.groupindex}
@@ -80,7 +87,10 @@ def test_no_url_shows_a_document_to_anyone_else(
     as_stranger = logged_in(stranger)
     anonymous = Client()
     token, _raw = ApiToken.issue(user=document.owner, name="owner's script")
-    urls = _urls_of(document, token)
+    image = QueryImage.objects.create(
+        owner=document.owner, sha256="0" * 64, jpeg=b"\xff\xd8", width=1, height=1
+    )
+    urls = _urls_of(document, token, image)
     assert any(str(document.id) in url for url in urls)
 
     for url in urls:
@@ -95,7 +105,7 @@ def test_no_url_shows_a_document_to_anyone_else(
 
             as_stranger.force_login(stranger)  # the walk passes the logout URL too
             response = getattr(as_stranger, method)(url)
-            if str(document.id) in url:
+            if str(document.id) in url or str(image.id) in url:
                 assert response.status_code in (403, 404, 405), (method, url, response.status_code)
             assert not _leaks(response.content, document), (method, url)
 
@@ -104,6 +114,8 @@ def test_no_url_shows_a_document_to_anyone_else(
         response = as_stranger.get(reverse("search:search"), {"q": document.title, "mode": mode})
         assert not response.context.get("results")
         assert str(document.id) not in response.content.decode()
+    response = as_stranger.get(reverse("search:search"), {"image": image.id})
+    assert not response.context.get("results")
     # The stranger's posts changed nothing.
     survivor = Document.objects.get(id=document.id)
     assert (survivor.title, survivor.status) == (document.title, Status.READY)

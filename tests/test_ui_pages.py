@@ -22,6 +22,9 @@ from docdb.weaviate_store import PageHit, Ranking, WeaviateUnavailable, page_uui
 from tests.conftest import LoggedIn
 from tests.helpers import user_make
 
+# Views over the same ORM queries the PostgreSQL pass tests: the SQLite pass runs them.
+pytestmark = pytest.mark.sqlite_pass
+
 
 def _document(owner: object, title: str, **fields: object) -> Document:
     document = Document.objects.create(

@@ -8,6 +8,9 @@ from docdb.documents.models import Document
 from tests.conftest import LoggedIn
 from tests.helpers import user_make
 
+# Views over the same ORM queries the PostgreSQL pass tests: the SQLite pass runs them.
+pytestmark = pytest.mark.sqlite_pass
+
 PAGES = [
     reverse("search:search"),
     reverse("documents:list"),

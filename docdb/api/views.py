@@ -29,9 +29,12 @@ from docdb.documents.services import (
     document_upload,
 )
 from docdb.documents.uploads import UploadTooLarge, too_large_response
+from docdb.search.models import QueryImage
+from docdb.search.query_images import MAX_BYTES, query_image_create
 from docdb.search.services import (
     MAX_LIMIT,
     QueryRejected,
+    SearchResponse,
     SearchUnavailable,
     page_results_search,
 )
@@ -186,8 +189,16 @@ class ListParams(Schema):
 
 
 class SearchParams(Schema):
-    q: str = Field(..., max_length=500)
+    q: str = Field("", max_length=500)
     mode: SearchMode = SearchMode.VECTOR
+    limit: int = Field(10, ge=1, le=MAX_LIMIT)
+    document_id: uuid.UUID | None = None
+    # An image searched with before (`image_id` of POST /search/image): searched again without
+    # sending or embedding it again. Used when `q` is empty.
+    image: uuid.UUID | None = None
+
+
+class ImageSearchParams(Schema):
     limit: int = Field(10, ge=1, le=MAX_LIMIT)
     document_id: uuid.UUID | None = None
 
@@ -209,6 +220,8 @@ class SearchOut(Schema):
     mode: SearchMode
     milliseconds: int
     results: list[SearchHitOut]
+    # For a search by image: pass it as `image` to GET /search to search with it again.
+    image_id: uuid.UUID | None = None
 
 
 class ApiRequest(HttpRequest):
@@ -322,9 +335,18 @@ def documents_delete(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, 
 
 @api.get("/search", response={200: SearchOut, 400: Error, 503: Error, **COMMON}, tags=["search"])
 def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
-    """Pages of your documents ranked for `q`: vector (semantic), hybrid or keyword."""
+    """Pages of your documents ranked for `q`: vector (semantic), hybrid or keyword; or, when
+    `q` is empty, for the image `image` sent before to POST /search/image (semantic)."""
     query = params.q.strip()
-    if not query:
+    image = None
+    if not query and params.image is not None:
+        image = QueryImage.objects.filter(id=params.image, owner=request.auth).first()
+        if image is None:
+            return 400, Error(
+                detail="The image `image` is no longer kept (images are kept a week): "
+                "send it again to POST /api/search/image."
+            )
+    elif not query:
         return 400, Error(detail="The query `q` is empty.")
     try:
         response = page_results_search(
@@ -333,11 +355,52 @@ def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
             mode=params.mode,
             limit=params.limit,
             document_id=params.document_id,
+            image=image,
         )
     except QueryRejected as exc:
         return 400, Error(detail=str(exc))
     except SearchUnavailable as exc:
         return 503, Error(detail=str(exc))
+    return 200, _search_out(request, response, query=query, mode=params.mode, image=image)
+
+
+@api.post(
+    "/search/image",
+    response={200: SearchOut, 400: Error, 413: Error, 503: Error, **COMMON},
+    tags=["search"],
+)
+def search_image(
+    request: ApiRequest, params: Query[ImageSearchParams], file: UploadedFile = File(...)
+) -> tuple[int, Any]:
+    """Pages of your documents ranked for an image (multipart field `file`: a screenshot or a
+    photo of a page; PNG, JPEG, WebP, GIF, BMP or TIFF), searched semantically as a page is
+    embedded. The answer's `image_id` searches with it again through GET /search."""
+    data = file.read(MAX_BYTES + 1)
+    try:
+        image = query_image_create(owner=request.auth, data=data)
+        response = page_results_search(
+            user=request.auth,
+            query="",
+            mode=SearchMode.VECTOR,
+            limit=params.limit,
+            document_id=params.document_id,
+            image=image,
+        )
+    except QueryRejected as exc:
+        return (413 if len(data) > MAX_BYTES else 400), Error(detail=str(exc))
+    except SearchUnavailable as exc:
+        return 503, Error(detail=str(exc))
+    return 200, _search_out(request, response, query="", mode=SearchMode.VECTOR, image=image)
+
+
+def _search_out(
+    request: ApiRequest,
+    response: SearchResponse,
+    *,
+    query: str,
+    mode: SearchMode,
+    image: QueryImage | None,
+) -> SearchOut:
     hits = []
     for result in response.results:
         page = result.page
@@ -355,11 +418,12 @@ def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
                 page_url=request.build_absolute_uri(reverse("documents:page", args=args)),
             )
         )
-    return 200, SearchOut(
+    return SearchOut(
         query=query,
-        mode=params.mode,
+        mode=SearchMode.VECTOR if image is not None else mode,
         milliseconds=round(response.seconds * 1000),
         results=hits,
+        image_id=None if image is None else image.id,
     )
 
 

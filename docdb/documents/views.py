@@ -339,7 +339,7 @@ def page_jump(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResp
 
 # What a search is made of, carried from its results through a page view (and its previous and
 # next links) back to the same results.
-_SEARCH_PARAMS = ("q", "mode", "alpha", "document", "date_from", "date_to")
+_SEARCH_PARAMS = ("q", "mode", "alpha", "document", "date_from", "date_to", "image")
 
 
 def _search_query(request: AuthenticatedRequest) -> str:
@@ -349,7 +349,7 @@ def _search_query(request: AuthenticatedRequest) -> str:
         values = [value[:500] for value in request.GET.getlist(name) if value]
         if values:
             kept.setlist(name, values)
-    return kept.urlencode() if kept.get("q") else ""
+    return kept.urlencode() if kept.get("q") or kept.get("image") else ""
 
 
 @require_GET

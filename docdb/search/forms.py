@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth.models import User
 
 from docdb.documents.models import Document
+from docdb.search.models import QueryImage
 from docdb.search.services import MAX_OFFSET, PAGE_SIZE, SearchCriteria
 from docdb.weaviate_store import SearchMode
 
@@ -30,9 +31,11 @@ class SearchForm(forms.Form):
     page = forms.IntegerField(
         required=False, min_value=1, max_value=MAX_OFFSET // PAGE_SIZE, label="Results page"
     )
+    image = forms.UUIDField(required=False, label="Search image")
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.user = user
         # Only the person's own documents are valid choices: anyone else's id is refused.
         field = self.fields["document"]
         assert isinstance(field, forms.ModelMultipleChoiceField)
@@ -40,6 +43,23 @@ class SearchForm(forms.Form):
 
     def clean_q(self) -> str:
         return " ".join(self.cleaned_data["q"].split())[:MAX_QUERY_LENGTH]
+
+    def clean_image(self) -> QueryImage | None:
+        image_id = self.cleaned_data["image"]
+        if image_id is None:
+            return None
+        # Someone else's image reads as one that has expired: nothing tells them it exists.
+        image = QueryImage.objects.filter(id=image_id, owner=self.user).first()
+        if image is None:
+            raise forms.ValidationError(
+                "This search image is no longer kept (images are kept a week). "
+                "Search with the image again."
+            )
+        return image
+
+    def searched(self) -> bool:
+        """Whether the form asks for a search (words or an image), once it is valid."""
+        return bool(self.cleaned_data["q"] or self.cleaned_data["image"])
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -59,4 +79,12 @@ class SearchForm(forms.Form):
             date_from=data.get("date_from"),
             date_to=data.get("date_to"),
             page=data.get("page") or 1,
+            # Words typed over an image search are a new search by words.
+            image=None if data["q"] else data.get("image"),
         )
+
+
+class ImageSearchForm(forms.Form):
+    """A search by image: the file, sent from the search page or pasted into it."""
+
+    image = forms.FileField(label="Image", allow_empty_file=True)

@@ -7,6 +7,7 @@ from datetime import date
 from django.contrib.auth.models import User
 
 from docdb.documents.models import Document, Page, Status
+from docdb.search.models import QueryImage
 from docdb.search.snippets import Snippet, query_terms, snippet_make
 from docdb.weaviate_store import (
     PageHit,
@@ -62,7 +63,8 @@ def score_share(score: float, best: float | None) -> float:
 
 @dataclass(frozen=True)
 class SearchCriteria:
-    """What the search page asks for: a query, a mode and optional filters."""
+    """What the search page asks for: a query (words, or an image searched semantically), a
+    mode and optional filters."""
 
     query: str
     mode: SearchMode = SearchMode.VECTOR
@@ -71,6 +73,7 @@ class SearchCriteria:
     date_from: date | None = None
     date_to: date | None = None
     page: int = 1
+    image: QueryImage | None = None
 
 
 def search_run(*, user: User, criteria: SearchCriteria) -> SearchResponse:
@@ -90,6 +93,7 @@ def search_run(*, user: User, criteria: SearchCriteria) -> SearchResponse:
         alpha=criteria.alpha,
         offset=(criteria.page - 1) * PAGE_SIZE,
         snippets=criteria.mode != SearchMode.VECTOR,
+        image=criteria.image,
     )
 
 
@@ -128,14 +132,21 @@ def page_results_search(
     alpha: float = 0.5,
     offset: int = 0,
     snippets: bool = False,
+    image: QueryImage | None = None,
 ) -> SearchResponse:
-    """The user's pages ranked for `query`, as Page rows with their scores.
+    """The user's pages ranked for `query`, or for `image` (semantically), as Page rows with
+    their scores.
 
     `snippets` adds the piece of each page's text around the query's words (keyword and
     hybrid search match on them). One more hit than asked for tells whether there are more.
     """
     started = time.monotonic()
     limit = max(1, min(limit, MAX_LIMIT))
+    if image is not None and image.owner_id != user.pk:
+        raise QueryRejected("This search image belongs to someone else.")
+    if image is not None:
+        # An image has no words: it is searched as semantic search searches a query's vectors.
+        query, mode, snippets = "", SearchMode.VECTOR, False
     try:
         ranking = pages_ranked(
             owner_id=user.pk,
@@ -147,6 +158,8 @@ def page_results_search(
             alpha=min(1.0, max(0.0, alpha)),
             offset=max(0, min(offset, MAX_OFFSET)),
             tie_keys=page_order_keys(owner_id=user.pk),
+            query_vector=None if image is None else image.multivector(),
+            query_image=None if image is None or image.dimensions else bytes(image.jpeg),
         )
     except QueryRefused as exc:
         raise QueryRejected(f"The model refused it: {exc}") from exc

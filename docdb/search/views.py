@@ -2,14 +2,17 @@ import uuid
 from dataclasses import asdict
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.http import HttpResponse, JsonResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
 from docdb.documents.models import Page, Status
 from docdb.documents.requests import AuthenticatedRequest
-from docdb.search.forms import MODES, SearchForm
+from docdb.search.forms import MODES, ImageSearchForm, SearchForm
 from docdb.search.maps import MapsUnavailable, page_maps_make
+from docdb.search.models import QueryImage
+from docdb.search.query_images import MAX_BYTES, query_image_create
 from docdb.search.services import (
     PAGE_SIZE,
     QueryRejected,
@@ -33,9 +36,13 @@ def _page_get(request: AuthenticatedRequest, document_id: uuid.UUID, number: int
     )
 
 
+# The filters a search by image keeps from the search page's form.
+FILTER_PARAMS = ("document", "date_from", "date_to")
+
+
 def _form_state(request: AuthenticatedRequest) -> dict[str, object]:
     """The form as typed, to show it again even when a field did not validate."""
-    params = request.GET
+    params = request.GET if request.method == "GET" else request.POST
     mode = params.get("mode", SearchMode.VECTOR)
     documents = params.getlist("document")
     dates = (params.get("date_from", ""), params.get("date_to", ""))
@@ -47,6 +54,7 @@ def _form_state(request: AuthenticatedRequest) -> dict[str, object]:
         "date_from": dates[0],
         "date_to": dates[1],
         "filtered": bool(documents or any(dates)),
+        "image": params.get("image", "") if request.method == "GET" else "",
     }
 
 
@@ -60,11 +68,9 @@ def _query_with(request: AuthenticatedRequest, **changes: str | None) -> str:
     return params.urlencode()
 
 
-@require_GET
-def search(request: AuthenticatedRequest) -> HttpResponse:
-    form = SearchForm(request.GET, user=request.user)
+def _page_context(request: AuthenticatedRequest, form: SearchForm) -> dict[str, object]:
     documents = request.user.documents
-    context: dict[str, object] = {
+    return {
         "form": form,
         "modes": MODES,
         "state": _form_state(request),
@@ -73,10 +79,17 @@ def search(request: AuthenticatedRequest) -> HttpResponse:
         "filter_documents": documents.filter(status=Status.READY).order_by("title")[
             :MAX_FILTER_DOCUMENTS
         ],
+        "image_max_mb": MAX_BYTES // 1024 // 1024,
     }
+
+
+@require_GET
+def search(request: AuthenticatedRequest) -> HttpResponse:
+    form = SearchForm(request.GET, user=request.user)
+    context = _page_context(request, form)
     # A partial answer's status; the full page explains an error itself.
     status = 200
-    if form.is_valid() and form.cleaned_data["q"]:
+    if form.is_valid() and form.searched():
         criteria = form.criteria()
         context["criteria"] = criteria
         context["mode_label"] = dict(MODES)[criteria.mode]
@@ -105,6 +118,44 @@ def search(request: AuthenticatedRequest) -> HttpResponse:
         # opens the full page instead, which explains it.
         return render(request, "search/_results.html", context, status=status)
     return render(request, "search/search.html", context)
+
+
+@require_POST
+def image_search(request: AuthenticatedRequest) -> HttpResponse:
+    """A search by image: the image is embedded and kept, then the search page shows its
+    results at an address of its own (so "More results", reloads and links work)."""
+    upload = ImageSearchForm(request.POST, request.FILES)
+    context = _page_context(request, SearchForm(user=request.user))
+    if not upload.is_valid():
+        context["error_title"] = "No image was sent."
+        context["error"] = "Choose an image file, or paste one into the page."
+        return render(request, "search/search.html", context, status=400)
+    # One byte past the limit is enough to refuse the file with its limit.
+    data = upload.cleaned_data["image"].read(MAX_BYTES + 1)
+    try:
+        image = query_image_create(owner=request.user, data=data)
+    except QueryRejected as exc:
+        context["error_title"] = "This image cannot be searched with."
+        context["error"] = str(exc)
+        return render(request, "search/search.html", context, status=400)
+    except SearchUnavailable as exc:
+        context["error_title"] = "Search is unavailable."
+        context["error"] = str(exc)
+        return render(request, "search/search.html", context, status=503)
+    params = QueryDict(mutable=True)
+    for key in FILTER_PARAMS:
+        params.setlist(key, [value for value in request.POST.getlist(key) if value])
+    params["image"] = str(image.id)
+    return redirect(f"{reverse('search:search')}?{params.urlencode()}")
+
+
+@require_GET
+def query_image(request: AuthenticatedRequest, image_id: uuid.UUID) -> HttpResponse:
+    """The image a person searched with, shown beside its results; only to that person."""
+    image = get_object_or_404(QueryImage, id=image_id, owner=request.user)
+    response = HttpResponse(bytes(image.jpeg), content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @require_GET

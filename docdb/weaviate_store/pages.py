@@ -233,6 +233,8 @@ class _Search:
     tie_keys: TieKeys
     # Two-stage search ranks its first-stage candidates in tiers of this many.
     tier: int = 40
+    # A query image (base64 JPEG) for Weaviate to embed, instead of the text (Cloud).
+    image: str | None = None
 
     @property
     def wanted(self) -> int:
@@ -288,8 +290,13 @@ def pages_ranked(
     document_ids: Sequence[uuid.UUID] | None = None,
     offset: int = 0,
     tie_keys: TieKeys = _no_tie_keys,
+    query_vector: Sequence[Sequence[float]] | None = None,
+    query_image: bytes | None = None,
 ) -> Ranking:
     """Pages of one owner ranked for `query`. The owner filter is applied inside Weaviate.
+
+    A search by image (semantic only) gives the image's multi-vector as `query_vector`, or,
+    on Weaviate Cloud, which embeds queries itself, the image's JPEG as `query_image`.
 
     `document_ids` narrows to those documents (an empty list matches nothing); `offset` skips
     the first results, for "more results". Every mode ranks by score, then by document and page
@@ -303,10 +310,13 @@ def pages_ranked(
     # of semantic search, and without the hop through Weaviate's module (hybrid search took a
     # fifth less time, docs/benchmarks.md). On Weaviate Cloud, Weaviate embeds the query.
     embed_here = not settings.WEAVIATE_CLOUD and mode != SearchMode.KEYWORD
+    if query_vector is None and embed_here and query_image is None:
+        query_vector = _query_vector(query)
     search = _Search(
         collection=_collection(),
         query=query,
-        vector=_query_vector(query) if embed_here else None,
+        vector=query_vector,
+        image=None if query_image is None else base64.b64encode(query_image).decode("ascii"),
         filters=_search_filter(owner_id, document_id, document_ids),
         limit=limit,
         offset=offset,
@@ -349,6 +359,8 @@ def _semantic_search(search: _Search) -> Ranking:
         }
         if search.vector is not None:
             response = search.collection.query.near_vector(near_vector=search.vector, **window)
+        elif search.image is not None:
+            response = search.collection.query.near_image(near_image=search.image, **window)
         else:
             response = search.collection.query.near_text(query=search.query, **window)
         return _hits(response.objects, by_distance=True)

@@ -1,4 +1,5 @@
-// The search page: mode switches re-run the query, the hybrid balance slider, "More results".
+// The search page: mode switches re-run the query, the hybrid balance slider, "More results",
+// search by an image chosen or pasted.
 (function () {
   "use strict";
 
@@ -63,9 +64,46 @@
     });
   }
 
+  function setupImageSearch(form) {
+    const input = form.querySelector("[data-image-input]");
+    // With a script the image goes as soon as it is chosen; the button is for pages without.
+    form.classList.add("js");
+    const send = () => {
+      // The filters chosen in the search form apply to the image too.
+      const search = document.querySelector("[data-search-form]");
+      form.querySelectorAll("[data-copied]").forEach((element) => element.remove());
+      if (search) {
+        new FormData(search).forEach((value, key) => {
+          if (!["document", "date_from", "date_to"].includes(key) || !value) return;
+          const hidden = document.createElement("input");
+          Object.assign(hidden, { type: "hidden", name: key, value: value });
+          hidden.dataset.copied = "";
+          form.append(hidden);
+        });
+      }
+      form.setAttribute("aria-busy", "true");
+      form.submit();
+    };
+    input.addEventListener("change", () => input.files.length && send());
+    document.addEventListener("paste", (event) => {
+      const images = Array.from(event.clipboardData ? event.clipboardData.files : []).filter(
+        (file) => file.type.startsWith("image/")
+      );
+      // Text pastes into the query as usual; an image is searched with.
+      if (!images.length) return;
+      event.preventDefault();
+      const transfer = new DataTransfer();
+      transfer.items.add(images[0]);
+      input.files = transfer.files;
+      send();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const form = document.querySelector("[data-search-form]");
     if (form) setupModes(form);
     setupMore();
+    const images = document.querySelector("[data-image-search]");
+    if (images) setupImageSearch(images);
   });
 })();
