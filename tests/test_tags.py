@@ -262,3 +262,27 @@ def test_api_sets_tags_and_filters_documents_and_search_by_them(
     assert api.get("/api/search", {"q": "deed", "tag": "house"}).status_code == 200
     assert api.get("/api/search", {"q": "deed"}).status_code == 200
     assert scopes == [[document.id], None]
+
+
+@pytest.mark.sqlite_pass
+def test_admin_lists_tags_and_filters_documents_by_them(db: None, logged_in: LoggedIn) -> None:
+    staff = user_make()
+    staff.is_staff = staff.is_superuser = True
+    staff.save()
+    owner = user_make()
+    tagged = _document(owner, "Tagged deed")
+    _document(owner, "Plain deed")
+    document_tags_set(document=tagged, names=["Property"])
+    client = logged_in(staff)
+    listed = client.get("/admin/documents/document/", {"tags__name": "Property"})
+    assert listed.status_code == 200
+    assert [document.title for document in listed.context["cl"].result_list] == ["Tagged deed"]
+    assert (
+        "Property" in client.get(f"/admin/documents/document/{tagged.id}/change/").content.decode()
+    )
+    tags = client.get("/admin/documents/tag/")
+    assert [(tag.name, tag.n_documents) for tag in tags.context["cl"].result_list] == [
+        ("Property", 1)
+    ]
+    tag = Tag.objects.get()
+    assert client.get(f"/admin/documents/tag/{tag.pk}/change/").status_code == 200
