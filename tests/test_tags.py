@@ -48,7 +48,7 @@ def test_a_tag_is_one_per_owner_and_name_whatever_the_case(db: None) -> None:
     assert tag_get_or_create(owner=other, name="Tax 2024") != tax
     with pytest.raises(IntegrityError), transaction.atomic():
         Tag.objects.create(owner=owner, name="TAX 2024")
-    for bad in ("", "   ", "x" * 51):
+    for bad in ("", "   ", "x" * 51, "nul\x00"):
         with pytest.raises(TagRejected):
             tag_get_or_create(owner=owner, name=bad)
 
@@ -192,6 +192,10 @@ def test_document_suggestions_are_the_owners_ready_documents_by_title(
     found = client.get(reverse("documents:suggest"), {"q": " minutes "}).json()["documents"]
     assert [row["title"] for row in found] == [f"Minutes {index:02d}" for index in range(10)]
     assert client.get(reverse("documents:suggest"), {"q": "theirs"}).json() == {"documents": []}
+    assert (
+        len(client.get(reverse("documents:suggest"), {"q": "min\x00utes"}).json()["documents"])
+        == 10
+    )
 
 
 @pytest.mark.sqlite_pass

@@ -22,6 +22,9 @@ def tag_name_clean(name: str) -> str:
     cleaned = " ".join(name.split())
     if not cleaned:
         raise TagRejected("A tag needs a name.")
+    if not cleaned.isprintable():
+        # Control characters show as nothing, and PostgreSQL refuses NUL in text.
+        raise TagRejected("A tag name cannot hold control characters.")
     if len(cleaned) > MAX_TAG_LENGTH:
         raise TagRejected(f"A tag name has at most {MAX_TAG_LENGTH} characters.")
     return cleaned

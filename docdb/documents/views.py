@@ -412,7 +412,8 @@ SUGGEST_LIMIT = 10
 @require_GET
 def document_suggest(request: AuthenticatedRequest) -> JsonResponse:
     """The person's ready documents whose title holds what was typed, for the search filter."""
-    query = " ".join(request.GET.get("q", "").split())[:300]
+    # PostgreSQL refuses NUL in text; no title holds one.
+    query = " ".join(request.GET.get("q", "").replace("\x00", "").split())[:300]
     documents = Document.objects.filter(owner=request.user, status=Status.READY)
     documents = _documents_narrowed(documents, query=query)
     rows = documents.order_by(Lower("title"), "id").values("id", "title")[:SUGGEST_LIMIT]
