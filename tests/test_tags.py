@@ -14,7 +14,7 @@ from django.urls import reverse
 from docdb.api.models import ApiToken
 from docdb.documents import services as document_services
 from docdb.documents.models import Document, Status, Tag
-from docdb.documents.tags import TagRejected, document_tags_set, tag_get_or_create
+from docdb.documents.tags import TagRejected, document_tags_set, tag_get_or_create, tags_of
 from docdb.search import services as search_services
 from docdb.search.services import search_scope
 from docdb.weaviate_store import Ranking
@@ -63,6 +63,10 @@ def test_setting_tags_replaces_them_with_the_owners_own(db: None) -> None:
     assert {tag.owner_id for tag in document.tags.all()} == {owner.pk}
     document_tags_set(document=document, names=[])
     assert not document.tags.exists()
+    # Tags no document carries any more are not offered, but come back with their name.
+    assert not tags_of(owner=owner).exists()
+    document_tags_set(document=document, names=["a"])
+    assert list(tags_of(owner=owner)) == [tags[0]]
 
 
 def test_search_scope_resolves_tags_among_the_owners_own(db: None) -> None:

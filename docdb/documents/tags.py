@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from docdb.documents.models import MAX_TAG_LENGTH, Document, Tag
 
@@ -31,7 +31,10 @@ def tag_name_clean(name: str) -> str:
 
 
 def tags_of(*, owner: User) -> QuerySet[Tag]:
-    return Tag.objects.filter(owner=owner)
+    """The owner's tags that some document of theirs carries: those offered and filtered by. A
+    tag taken off its last document is kept, unseen, and comes back if its name is used again."""
+    carried = Document.tags.through.objects.filter(tag_id=OuterRef("pk"))
+    return Tag.objects.filter(owner=owner).filter(Exists(carried))
 
 
 def tag_find(*, owner: User, name: str) -> Tag | None:
@@ -40,7 +43,7 @@ def tag_find(*, owner: User, name: str) -> Tag | None:
         name = tag_name_clean(name)
     except TagRejected:
         return None
-    return tags_of(owner=owner).filter(name__iexact=name).first()
+    return Tag.objects.filter(owner=owner, name__iexact=name).first()
 
 
 def documents_tagged(
@@ -76,8 +79,7 @@ def document_tag_add(*, document: Document, name: str) -> Tag:
 
 
 def document_tag_remove(*, document: Document, name: str) -> bool:
-    """Take the tag off the document; False if it did not carry it. The tag itself stays, to
-    be suggested again."""
+    """Take the tag off the document; False if it did not carry it."""
     tag = tag_find(owner=document.owner, name=name)
     if tag is None or not document.tags.filter(id=tag.id).exists():
         return False
