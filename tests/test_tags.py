@@ -138,7 +138,7 @@ def test_bulk_actions_touch_only_the_owners_documents_and_say_what_they_skipped(
         return _messages(response)
 
     assert Client().post(reverse("documents:bulk"), {"action": "delete"}).status_code == 302
-    assert bulk("tag", " Tax ") == ["Tagged “Tax” 3 documents."]
+    assert bulk("tag", " Tax ") == ["Added the tag “Tax” to 3 documents."]
     assert not theirs.tags.exists()
     assert bulk("tag", "") == ["Type the tag to add or remove."]
     document_tags_set(document=ready, names=[])
@@ -147,7 +147,7 @@ def test_bulk_actions_touch_only_the_owners_documents_and_say_what_they_skipped(
         "“Ready” was left as it was: it has no such tag.",
     ]
     assert bulk("rerun") == [
-        "Queued again 1 document.",
+        "Queued 1 document to be processed again.",
         "“Not a PDF” was left as it was: processing the same file again cannot help.",
         "“Ready” was left as it was: it is ready: there is nothing to process again.",
     ]

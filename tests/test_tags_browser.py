@@ -53,7 +53,7 @@ def test_tag_a_selection_filter_by_it_and_choose_documents_by_title(
     page.fill("[data-bulk-tag] input", "Bills")
     _shot(page, f"{viewport}-40-documents-selected")
     page.click("[data-bulk] button[type=submit]")
-    expect(page.locator(".messages")).to_contain_text("Tagged “Bills” 2 documents.")
+    expect(page.locator(".messages")).to_contain_text("Added the tag “Bills” to 2 documents.")
     expect(page.locator("a.tag:has-text('Bills')")).to_have_count(2)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     _shot(page, f"{viewport}-41-documents-tagged")

@@ -113,7 +113,6 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
             "has_any": request.user.documents.exists(),
             "q": form.title_search(),
             "tag": tag,
-            "filtered": bool(status or tag or form.title_search()),
             "tags": tags_of(owner=request.user),
             "bulk_actions": BulkAction.choices,
         },
@@ -473,10 +472,10 @@ def document_bulk_view(request: AuthenticatedRequest) -> HttpResponse:
 
 
 _BULK_DONE = {
-    BulkAction.TAG: "Tagged “{tag}”",
-    BulkAction.UNTAG: "Removed the tag “{tag}” from",
-    BulkAction.RERUN: "Queued again",
-    BulkAction.DELETE: "Deleted",
+    BulkAction.TAG: "Added the tag “{tag}” to {count}.",
+    BulkAction.UNTAG: "Removed the tag “{tag}” from {count}.",
+    BulkAction.RERUN: "Queued {count} to be processed again.",
+    BulkAction.DELETE: "Deleted {count}.",
 }
 
 
@@ -485,8 +484,10 @@ def _bulk_report(
 ) -> None:
     if outcome.done:
         count = len(outcome.done)
-        done = _BULK_DONE[action].format(tag=" ".join(tag.split()))
-        messages.success(request, f"{done} {count} document{'s' if count != 1 else ''}.")
+        documents = f"{count} document{'s' if count != 1 else ''}"
+        messages.success(
+            request, _BULK_DONE[action].format(tag=" ".join(tag.split()), count=documents)
+        )
     for document, reason in outcome.skipped:
         messages.warning(request, f"“{document.title}” was left as it was: {reason}.")
     if not outcome.done and not outcome.skipped:
