@@ -269,12 +269,13 @@ def test_search_modes_filters_page_view_similar_and_maps(
 
     # Filters: one document, then an upload date range that only the older one is in.
     page.click(".filters summary")
-    page.check(f"input[name=document][value='{notes.id}']")
+    page.fill("[data-doc-input]", "note")
+    page.click("[data-doc-suggestions] [role=option]:has-text('notes')")
     page.click("button:has-text('Apply filters')")
     expect(page.locator(".results > li")).to_have_count(2)
     for card in page.locator(".result-title").all():
         expect(card).to_have_text("notes")
-    page.uncheck(f"input[name=document][value='{notes.id}']")
+    page.click(f"[data-doc-chip]:has(input[value='{notes.id}']) [data-doc-remove]")
     page.fill("input[name=date_to]", str(timezone.localdate() - timedelta(days=7)))
     page.click("button:has-text('Apply filters')")
     expect(page.locator(".results > li")).to_have_count(2)

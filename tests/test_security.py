@@ -14,6 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from docdb.api.models import ApiToken
 from docdb.documents.models import Document, Status
+from docdb.documents.tags import document_tags_set
 from docdb.search.models import QueryImage
 from docdb.weaviate_store import SearchMode, pages_search
 from tests.conftest import LoggedIn, Stack
@@ -62,7 +63,8 @@ def _urls_of(document: Document, token: ApiToken, image: QueryImage) -> list[str
 
 def _leaks(body: bytes, document: Document) -> bool:
     text = body.decode(errors="replace")
-    return document.title in text or str(document.id) in text
+    names = [tag.name for tag in document.tags.all()]
+    return document.title in text or str(document.id) in text or any(n in text for n in names)
 
 
 @pytest.fixture
@@ -76,6 +78,8 @@ def secret_document(live: Stack, tmp_path: Path, logged_in: LoggedIn) -> Documen
     document = Document.objects.get(owner=owner)
     document = document_wait(document.id)
     assert document.status == Status.READY, document.error
+    # A name of its own: a page that echoes a typed tag must not look like it shows the title.
+    document_tags_set(document=document, names=[f"label-{uuid.uuid4().hex[:12]}"])
     return document
 
 
@@ -116,9 +120,32 @@ def test_no_url_shows_a_document_to_anyone_else(
         assert str(document.id) not in response.content.decode()
     response = as_stranger.get(reverse("search:search"), {"image": image.id})
     assert not response.context.get("results")
+    # The owner's tag and title, typed by the stranger, find nothing of theirs either (the
+    # pages echo what was typed, so look for what they found).
+    as_stranger.force_login(stranger)
+    tag = document.tags.get().name
+    suggest = as_stranger.get(reverse("documents:suggest"), {"q": document.title})
+    assert suggest.json() == {"documents": []}
+    for params in ({"tag": tag}, {"q": document.title}):
+        response = as_stranger.get(reverse("documents:list"), params)
+        assert not response.context["page_obj"].object_list, params
+        assert str(document.id) not in response.content.decode(), params
+    for params in ({"tag": tag}, {"document": str(document.id)}):
+        response = as_stranger.get(reverse("search:search"), {"q": "page", **params})
+        assert not response.context.get("results"), params
+        assert document.title not in response.content.decode(), params
+    for action in ("tag", "untag", "rerun", "delete"):
+        response = as_stranger.post(
+            reverse("documents:bulk"),
+            {"document": [str(document.id)], "action": action, "tag": tag},
+            follow=True,
+        )
+        assert not _leaks(response.content, document), action
     # The stranger's posts changed nothing.
     survivor = Document.objects.get(id=document.id)
     assert (survivor.title, survivor.status) == (document.title, Status.READY)
+    assert [t.name for t in survivor.tags.all()] == [tag]
+    assert not stranger.tags.exists()
     token.refresh_from_db()
     assert token.revoked_at is None
 

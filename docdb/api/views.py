@@ -19,7 +19,7 @@ from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 
 from docdb.api.models import ApiToken, token_hash
-from docdb.documents.models import Document, Status
+from docdb.documents.models import MAX_TAG_LENGTH, Document, Status
 from docdb.documents.progress import document_progress, documents_progress
 from docdb.documents.services import (
     UploadRejected,
@@ -28,6 +28,7 @@ from docdb.documents.services import (
     document_retry,
     document_upload,
 )
+from docdb.documents.tags import TagRejected, document_tags_set, documents_tagged
 from docdb.documents.uploads import UploadTooLarge, too_large_response
 from docdb.search.models import QueryImage
 from docdb.search.query_images import MAX_BYTES, query_image_create
@@ -37,6 +38,7 @@ from docdb.search.services import (
     SearchResponse,
     SearchUnavailable,
     page_results_search,
+    search_scope,
 )
 from docdb.weaviate_store import SearchMode, WeaviateUnavailable
 
@@ -138,6 +140,8 @@ class DocumentOut(Schema):
     sha256: str
     created_at: datetime
     url: str
+    # Your tags on it, by name, A to Z.
+    tags: list[str]
 
     @staticmethod
     def from_document(document: Document, progress: dict[str, Any] | None = None) -> "DocumentOut":
@@ -162,6 +166,7 @@ class DocumentOut(Schema):
             sha256=document.sha256,
             created_at=document.created_at,
             url=reverse("documents:detail", args=[document.id]),
+            tags=[tag.name for tag in document.tags.all()],
         )
 
 
@@ -186,6 +191,8 @@ class ListParams(Schema):
     offset: int = Field(0, ge=0, le=1_000_000_000)
     # Only your document of this file (its SHA-256, lower-case hex): ask before uploading it.
     sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
+    # Only your documents with this tag of yours (its name, any case).
+    tag: str | None = Field(None, max_length=MAX_TAG_LENGTH)
 
 
 class SearchParams(Schema):
@@ -193,6 +200,8 @@ class SearchParams(Schema):
     mode: SearchMode = SearchMode.VECTOR
     limit: int = Field(10, ge=1, le=MAX_LIMIT)
     document_id: uuid.UUID | None = None
+    # Only pages of your documents with this tag of yours.
+    tag: str | None = Field(None, max_length=MAX_TAG_LENGTH)
     # An image searched with before (`image_id` of POST /search/image): searched again without
     # sending or embedding it again. Used when `q` is empty.
     image: uuid.UUID | None = None
@@ -201,6 +210,13 @@ class SearchParams(Schema):
 class ImageSearchParams(Schema):
     limit: int = Field(10, ge=1, le=MAX_LIMIT)
     document_id: uuid.UUID | None = None
+    tag: str | None = Field(None, max_length=MAX_TAG_LENGTH)
+
+
+class TagsIn(Schema):
+    # Names of your tags (made as needed; "Tax" and "tax" are one): the document gets exactly
+    # these, replacing those it had.
+    tags: list[str] = Field(..., max_length=100)
 
 
 class SearchHitOut(Schema):
@@ -275,6 +291,9 @@ def documents_list(request: ApiRequest, params: Query[ListParams]) -> DocumentLi
     documents = Document.objects.filter(owner=request.auth).order_by("-created_at")
     if params.sha256:
         documents = documents.filter(sha256=params.sha256)
+    if params.tag:
+        documents = documents_tagged(owner=request.auth, documents=documents, name=params.tag)
+    documents = documents.prefetch_related("tags")
     window = list(documents[params.offset : params.offset + params.limit])
     progress = documents_progress(window)
     return DocumentList(
@@ -290,6 +309,23 @@ def documents_list(request: ApiRequest, params: Query[ListParams]) -> DocumentLi
 )
 def documents_get(request: ApiRequest, document_id: uuid.UUID) -> DocumentOut:
     return DocumentOut.from_document(_document_get(request, document_id))
+
+
+@api.put(
+    "/documents/{document_id}/tags",
+    response={200: DocumentOut, 400: Error, 404: Error, **COMMON},
+    tags=["documents"],
+)
+def documents_tags_set(
+    request: ApiRequest, document_id: uuid.UUID, body: TagsIn
+) -> tuple[int, Any]:
+    """Set the document's tags: exactly those named (an empty list takes all off)."""
+    document = _document_get(request, document_id)
+    try:
+        document_tags_set(document=document, names=body.tags)
+    except TagRejected as exc:
+        return 400, Error(detail=str(exc))
+    return 200, DocumentOut.from_document(document)
 
 
 @api.post(
@@ -355,6 +391,7 @@ def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
             mode=params.mode,
             limit=params.limit,
             document_id=params.document_id,
+            document_ids=_tagged_scope(request, params.tag),
             image=image,
         )
     except QueryRejected as exc:
@@ -384,6 +421,7 @@ def search_image(
             mode=SearchMode.VECTOR,
             limit=params.limit,
             document_id=params.document_id,
+            document_ids=_tagged_scope(request, params.tag),
             image=image,
         )
     except QueryRejected as exc:
@@ -391,6 +429,11 @@ def search_image(
     except SearchUnavailable as exc:
         return 503, Error(detail=str(exc))
     return 200, _search_out(request, response, query="", mode=SearchMode.VECTOR, image=image)
+
+
+def _tagged_scope(request: ApiRequest, tag: str | None) -> list[uuid.UUID] | None:
+    """Your documents with the tag `tag` (None: no tag asked, all documents)."""
+    return search_scope(user=request.auth, tags=[tag]) if tag else None
 
 
 def _search_out(

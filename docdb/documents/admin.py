@@ -28,6 +28,7 @@ from docdb.documents.models import (
     RunKind,
     RunState,
     Status,
+    Tag,
     page_thumbnail_path,
 )
 from docdb.documents.progress import phase_label
@@ -124,9 +125,16 @@ class DocumentAdmin(admin.ModelAdmin):
         "size",
         "created_at",
         "duration",
+        "tag_names",
     )
     list_display_links = ("first_page", "title")
-    list_filter = ("status", ("owner", admin.RelatedOnlyFieldListFilter), "created_at")
+    list_filter = (
+        "status",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "created_at",
+        # By name: each person has their own tags, and several may use the same name.
+        ("tags__name", admin.AllValuesFieldListFilter),
+    )
     date_hierarchy = "created_at"
     search_fields = ("title", "original_name", "^sha256", "=id")
     list_select_related = ("owner",)
@@ -139,7 +147,19 @@ class DocumentAdmin(admin.ModelAdmin):
         "delete_selected",
     )
     fieldsets = (
-        (None, {"fields": ("preview", "title", "owner", "original_name", "original_link")}),
+        (
+            None,
+            {
+                "fields": (
+                    "preview",
+                    "title",
+                    "owner",
+                    "original_name",
+                    "original_link",
+                    "tag_names",
+                )
+            },
+        ),
         (
             "Pipeline",
             {
@@ -159,6 +179,7 @@ class DocumentAdmin(admin.ModelAdmin):
     readonly_fields = (
         "preview",
         "owner",
+        "tag_names",
         "original_name",
         "original_link",
         "status_badge",
@@ -195,6 +216,7 @@ class DocumentAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(has_first_page=Exists(first_page), damaged_count=Subquery(damaged))
+            .prefetch_related("tags")
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -208,6 +230,11 @@ class DocumentAdmin(admin.ModelAdmin):
         if not getattr(document, "has_first_page", False):
             return "—"
         return _thumbnail(document.id, 1)
+
+    @admin.display(description="tags")
+    def tag_names(self, document: Document) -> str:
+        # Shown, not edited here: a document takes only its owner's tags, which they set.
+        return ", ".join(tag.name for tag in document.tags.all()) or "—"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, document: Document) -> SafeString:
@@ -495,6 +522,25 @@ class DocumentStatusFilter(admin.ChoicesFieldListFilter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.title = "document status"
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "document_count", "created_at")
+    list_filter = (("owner", admin.RelatedOnlyFieldListFilter),)
+    search_fields = ("name", "owner__username")
+    list_select_related = ("owner",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tag]:
+        return super().get_queryset(request).annotate(n_documents=Count("documents"))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A tag stays its owner's: its documents are theirs.
+        return ("owner",) if obj is not None else ()
+
+    @admin.display(description="documents", ordering="n_documents")
+    def document_count(self, tag: Tag) -> int:
+        return getattr(tag, "n_documents", 0)
 
 
 @admin.register(Page)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 
@@ -48,6 +49,29 @@ def _original_upload_to(document: "Document", _filename: str) -> str:
     return str(_document_dir(document.id) / "original.pdf")
 
 
+MAX_TAG_LENGTH = 50
+
+
+class Tag(models.Model):
+    """A label a person puts on their documents; each person has and sees only their own."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tags"
+    )
+    name = models.CharField(max_length=MAX_TAG_LENGTH)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = [Lower("name")]
+        constraints = [
+            # "Tax" and "tax" are one tag of a person's (two tabs creating it race to this).
+            models.UniqueConstraint(models.F("owner"), Lower("name"), name="tag_owner_name_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Document(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -88,6 +112,8 @@ class Document(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Only the owner's own tags (docdb.documents.tags checks it on every change).
+    tags = models.ManyToManyField(Tag, related_name="documents", blank=True)
 
     class Meta:
         ordering = ["-created_at"]

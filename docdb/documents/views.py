@@ -4,6 +4,8 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -11,7 +13,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from docdb import pdf
-from docdb.documents.forms import SORT_LABELS, DocumentListForm, RenameForm
+from docdb.documents.bulk import BulkAction, BulkOutcome, documents_bulk
+from docdb.documents.forms import SORT_LABELS, BulkForm, DocumentListForm, RenameForm, TagForm
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.progress import document_progress, documents_progress, workers_alive
 from docdb.documents.requests import AuthenticatedRequest
@@ -23,6 +26,13 @@ from docdb.documents.services import (
     document_retry,
     document_upload,
     document_with_checksum,
+)
+from docdb.documents.tags import (
+    TagRejected,
+    document_tag_add,
+    document_tag_remove,
+    documents_tagged,
+    tags_of,
 )
 from docdb.documents.unlock import document_unlock
 from docdb.documents.uploads import upload_files
@@ -79,6 +89,11 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
     documents = Document.objects.filter(owner=request.user).order_by(*form.order_by())
     if status := form.status_filter():
         documents = documents.filter(status=status)
+    documents = _documents_narrowed(documents, query=form.title_search())
+    tag = form.tag_filter()
+    if tag:
+        documents = documents_tagged(owner=request.user, documents=documents, name=tag)
+    documents = documents.prefetch_related("tags")
     page = Paginator(documents, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
     progress = documents_progress(list(page.object_list))
     # Sort links and the pager keep the other parameters of the current view.
@@ -96,6 +111,10 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
             "sorts": SORT_LABELS,
             "query_without_page": keep.urlencode(),
             "has_any": request.user.documents.exists(),
+            "q": form.title_search(),
+            "tag": tag,
+            "tags": tags_of(owner=request.user),
+            "bulk_actions": BulkAction.choices,
         },
     )
 
@@ -185,7 +204,13 @@ def document_detail(request: AuthenticatedRequest, document_id: uuid.UUID) -> Ht
     return render(
         request,
         "documents/detail.html",
-        {"document": document, "pages": pages, "p": document_progress(document)},
+        {
+            "document": document,
+            "pages": pages,
+            "p": document_progress(document),
+            "tags": document.tags.all(),
+            "tag_choices": tags_of(owner=request.user),
+        },
     )
 
 
@@ -339,7 +364,7 @@ def page_jump(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResp
 
 # What a search is made of, carried from its results through a page view (and its previous and
 # next links) back to the same results.
-_SEARCH_PARAMS = ("q", "mode", "alpha", "document", "date_from", "date_to", "image")
+_SEARCH_PARAMS = ("q", "mode", "alpha", "document", "tag", "date_from", "date_to", "image")
 
 
 def _search_query(request: AuthenticatedRequest) -> str:
@@ -370,3 +395,100 @@ def page_thumbnail(
 ) -> FileResponse:
     page = _page_get(request, document_id, number)
     return _file_response(str(page.thumbnail_path), "image/jpeg")
+
+
+def _documents_narrowed(documents: QuerySet[Document], *, query: str) -> QuerySet[Document]:
+    """The documents whose title or file name holds the words typed (the list's search)."""
+    if not query:
+        return documents
+    return documents.filter(Q(title__icontains=query) | Q(original_name__icontains=query))
+
+
+# The search page's document filter suggests this many documents as a title is typed.
+SUGGEST_LIMIT = 10
+
+
+@require_GET
+def document_suggest(request: AuthenticatedRequest) -> JsonResponse:
+    """The person's ready documents whose title holds what was typed, for the search filter."""
+    # PostgreSQL refuses NUL in text; no title holds one.
+    query = " ".join(request.GET.get("q", "").replace("\x00", "").split())[:300]
+    documents = Document.objects.filter(owner=request.user, status=Status.READY)
+    documents = _documents_narrowed(documents, query=query)
+    rows = documents.order_by(Lower("title"), "id").values("id", "title")[:SUGGEST_LIMIT]
+    return JsonResponse({"documents": [{"id": str(r["id"]), "title": r["title"]} for r in rows]})
+
+
+@require_POST
+def document_tag_add_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
+    document = _document_get(request, document_id)
+    form = TagForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise TagRejected("A tag needs 1 to 50 characters.")
+        tag = document_tag_add(document=document, name=form.cleaned_data["name"])
+    except TagRejected as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Tagged “{tag.name}”.")
+    return redirect(_next_url(request) or reverse("documents:detail", args=[document.id]))
+
+
+@require_POST
+def document_tag_remove_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
+    document = _document_get(request, document_id)
+    name = request.POST.get("name", "")
+    if document_tag_remove(document=document, name=name):
+        messages.success(request, f"Removed the tag “{' '.join(name.split())}”.")
+    return redirect(_next_url(request) or reverse("documents:detail", args=[document.id]))
+
+
+@require_POST
+def document_bulk_view(request: AuthenticatedRequest) -> HttpResponse:
+    """The documents list's selection: one action on the person's own ticked documents."""
+    back = _next_url(request) or reverse("documents:list")
+    form = BulkForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, str(error))
+        return redirect(back)
+    if not form.document_ids():
+        messages.info(request, "Tick the documents to act on first.")
+        return redirect(back)
+    action = BulkAction(form.cleaned_data["action"])
+    try:
+        outcome = documents_bulk(
+            owner=request.user,
+            document_ids=form.document_ids(),
+            action=action,
+            tag=form.cleaned_data["tag"],
+        )
+    except TagRejected as exc:
+        messages.error(request, str(exc))
+        return redirect(back)
+    _bulk_report(request, action, outcome, tag=form.cleaned_data["tag"])
+    return redirect(back)
+
+
+_BULK_DONE = {
+    BulkAction.TAG: "Added the tag “{tag}” to {count}.",
+    BulkAction.UNTAG: "Removed the tag “{tag}” from {count}.",
+    BulkAction.RERUN: "Queued {count} to be processed again.",
+    BulkAction.DELETE: "Deleted {count}.",
+}
+
+
+def _bulk_report(
+    request: AuthenticatedRequest, action: BulkAction, outcome: BulkOutcome, *, tag: str
+) -> None:
+    if outcome.done:
+        count = len(outcome.done)
+        documents = f"{count} document{'s' if count != 1 else ''}"
+        messages.success(
+            request, _BULK_DONE[action].format(tag=" ".join(tag.split()), count=documents)
+        )
+    for document, reason in outcome.skipped:
+        messages.warning(request, f"“{document.title}” was left as it was: {reason}.")
+    if not outcome.done and not outcome.skipped:
+        messages.info(request, "None of the ticked documents is there any more.")

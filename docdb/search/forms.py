@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth.models import User
 
 from docdb.documents.models import Document
+from docdb.documents.tags import tags_of
 from docdb.search.models import QueryImage
 from docdb.search.services import MAX_OFFSET, PAGE_SIZE, SearchCriteria
 from docdb.weaviate_store import SearchMode
@@ -26,6 +27,7 @@ class SearchForm(forms.Form):
     document = forms.ModelMultipleChoiceField(
         queryset=Document.objects.none(), required=False, label="Documents"
     )
+    tag = forms.MultipleChoiceField(choices=(), required=False, label="Tags")
     date_from = forms.DateField(required=False, label="Uploaded from")
     date_to = forms.DateField(required=False, label="Uploaded to")
     page = forms.IntegerField(
@@ -40,6 +42,10 @@ class SearchForm(forms.Form):
         field = self.fields["document"]
         assert isinstance(field, forms.ModelMultipleChoiceField)
         field.queryset = Document.objects.filter(owner=user).order_by("title")
+        # Likewise only the person's own tags, by name: another's tag name is refused.
+        tag_field = self.fields["tag"]
+        assert isinstance(tag_field, forms.MultipleChoiceField)
+        tag_field.choices = [(tag.name, tag.name) for tag in tags_of(owner=user)]
 
     def clean_q(self) -> str:
         return " ".join(self.cleaned_data["q"].split())[:MAX_QUERY_LENGTH]
@@ -76,6 +82,7 @@ class SearchForm(forms.Form):
             mode=SearchMode(data.get("mode") or SearchMode.VECTOR),
             alpha=0.5 if alpha is None else alpha,
             document_ids=tuple(document.id for document in data.get("document") or ()),
+            tags=tuple(data.get("tag") or ()),
             date_from=data.get("date_from"),
             date_to=data.get("date_to"),
             page=data.get("page") or 1,

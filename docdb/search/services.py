@@ -7,6 +7,7 @@ from datetime import date
 from django.contrib.auth.models import User
 
 from docdb.documents.models import Document, Page, Status
+from docdb.documents.tags import tag_find
 from docdb.search.models import QueryImage
 from docdb.search.snippets import Snippet, query_terms, snippet_make
 from docdb.weaviate_store import (
@@ -70,6 +71,8 @@ class SearchCriteria:
     mode: SearchMode = SearchMode.VECTOR
     alpha: float = 0.5  # hybrid only: 0 is keyword alone, 1 vector alone
     document_ids: tuple[uuid.UUID, ...] = ()
+    # The person's tag names: documents carrying any of them.
+    tags: tuple[str, ...] = ()
     date_from: date | None = None
     date_to: date | None = None
     page: int = 1
@@ -81,6 +84,7 @@ def search_run(*, user: User, criteria: SearchCriteria) -> SearchResponse:
     scope = search_scope(
         user=user,
         document_ids=criteria.document_ids,
+        tags=criteria.tags,
         date_from=criteria.date_from,
         date_to=criteria.date_to,
     )
@@ -101,24 +105,29 @@ def search_scope(
     *,
     user: User,
     document_ids: Sequence[uuid.UUID] = (),
+    tags: Sequence[str] = (),
     date_from: date | None = None,
     date_to: date | None = None,
 ) -> list[uuid.UUID] | None:
     """The user's documents a search is limited to, or None for all of them.
 
     Filters are resolved in the database and handed to Weaviate as document ids, so the
-    collection needs no upload dates of its own.
+    collection needs no upload dates or tags of its own. Tags are looked up among the user's
+    own only: anyone else's tag name matches nothing.
     """
-    if not document_ids and date_from is None and date_to is None:
+    if not document_ids and not tags and date_from is None and date_to is None:
         return None
     documents = Document.objects.filter(owner=user)
     if document_ids:
         documents = documents.filter(id__in=document_ids)
+    if tags:
+        found = [tag_find(owner=user, name=name) for name in tags]
+        documents = documents.filter(tags__in=[tag for tag in found if tag is not None])
     if date_from is not None:
         documents = documents.filter(created_at__date__gte=date_from)
     if date_to is not None:
         documents = documents.filter(created_at__date__lte=date_to)
-    return list(documents.values_list("id", flat=True))
+    return list(documents.values_list("id", flat=True).distinct())
 
 
 def page_results_search(

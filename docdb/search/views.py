@@ -2,13 +2,15 @@ import uuid
 from dataclasses import asdict
 
 from django.conf import settings
+from django.db.models.functions import Lower
 from django.http import HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from docdb.documents.models import Page, Status
+from docdb.documents.models import Document, Page, Status
 from docdb.documents.requests import AuthenticatedRequest
+from docdb.documents.tags import tags_of
 from docdb.search.forms import MODES, ImageSearchForm, SearchForm
 from docdb.search.maps import MapsUnavailable, page_maps_make
 from docdb.search.models import QueryImage
@@ -22,8 +24,8 @@ from docdb.search.services import (
 )
 from docdb.weaviate_store import SearchMode
 
-# The filter lists the person's documents as checkboxes; past this many it would not help.
-MAX_FILTER_DOCUMENTS = 300
+# A search chooses a handful of documents; the address would not carry many more.
+MAX_CHOSEN_DOCUMENTS = 100
 
 
 def _page_get(request: AuthenticatedRequest, document_id: uuid.UUID, number: int) -> Page:
@@ -37,7 +39,7 @@ def _page_get(request: AuthenticatedRequest, document_id: uuid.UUID, number: int
 
 
 # The filters a search by image keeps from the search page's form.
-FILTER_PARAMS = ("document", "date_from", "date_to")
+FILTER_PARAMS = ("document", "tag", "date_from", "date_to")
 
 
 def _form_state(request: AuthenticatedRequest) -> dict[str, object]:
@@ -45,15 +47,17 @@ def _form_state(request: AuthenticatedRequest) -> dict[str, object]:
     params = request.GET if request.method == "GET" else request.POST
     mode = params.get("mode", SearchMode.VECTOR)
     documents = params.getlist("document")
+    tags = params.getlist("tag")
     dates = (params.get("date_from", ""), params.get("date_to", ""))
     return {
         "q": params.get("q", ""),
         "mode": mode if mode in {value for value, _ in MODES} else SearchMode.VECTOR,
         "alpha": params.get("alpha") or "0.5",
         "documents": set(documents),
+        "tags": set(tags),
         "date_from": dates[0],
         "date_to": dates[1],
-        "filtered": bool(documents or any(dates)),
+        "filtered": bool(documents or tags or any(dates)),
         "image": params.get("image", "") if request.method == "GET" else "",
     }
 
@@ -76,11 +80,23 @@ def _page_context(request: AuthenticatedRequest, form: SearchForm) -> dict[str, 
         "state": _form_state(request),
         "has_documents": documents.exists(),
         "has_ready": documents.filter(status=Status.READY).exists(),
-        "filter_documents": documents.filter(status=Status.READY).order_by("title")[
-            :MAX_FILTER_DOCUMENTS
-        ],
+        # The documents the filter has chosen; more are found by title as one types.
+        "chosen_documents": _chosen_documents(request),
+        "filter_tags": tags_of(owner=request.user),
         "image_max_mb": MAX_BYTES // 1024 // 1024,
     }
+
+
+def _chosen_documents(request: AuthenticatedRequest) -> list[Document]:
+    params = request.GET if request.method == "GET" else request.POST
+    ids = []
+    for raw in params.getlist("document")[:MAX_CHOSEN_DOCUMENTS]:
+        try:
+            ids.append(uuid.UUID(raw))
+        except ValueError:
+            continue
+    # Only the person's own: anyone else's id shows nothing, as the form refuses it.
+    return list(request.user.documents.filter(id__in=ids).order_by(Lower("title"), "id"))
 
 
 @require_GET

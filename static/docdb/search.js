@@ -1,5 +1,5 @@
 // The search page: mode switches re-run the query, the hybrid balance slider, "More results",
-// search by an image chosen or pasted.
+// search by an image chosen or pasted, documents for the filter found by title as one types.
 (function () {
   "use strict";
 
@@ -74,7 +74,7 @@
       form.querySelectorAll("[data-copied]").forEach((element) => element.remove());
       if (search) {
         new FormData(search).forEach((value, key) => {
-          if (!["document", "date_from", "date_to"].includes(key) || !value) return;
+          if (!["document", "tag", "date_from", "date_to"].includes(key) || !value) return;
           const hidden = document.createElement("input");
           Object.assign(hidden, { type: "hidden", name: key, value: value });
           hidden.dataset.copied = "";
@@ -99,9 +99,137 @@
     });
   }
 
+  // The document filter: what is typed asks the server for the person's ready documents with
+  // that in their title; a chosen one becomes a chip holding the checkbox the form submits as
+  // `document`, exactly as the list of checkboxes did.
+  function setupDocumentFilter(fieldset) {
+    const input = fieldset.querySelector("[data-doc-input]");
+    const list = fieldset.querySelector("[data-doc-suggestions]");
+    const chips = fieldset.querySelector("[data-doc-chips]");
+    const url = fieldset.dataset.suggestUrl;
+    let options = [];
+    let active = -1;
+    let timer = null;
+    let asked = 0;
+
+    const chosen = () =>
+      new Set(Array.from(chips.querySelectorAll("input[name=document]")).map((box) => box.value));
+
+    function close() {
+      list.hidden = true;
+      list.replaceChildren();
+      input.setAttribute("aria-expanded", "false");
+      input.removeAttribute("aria-activedescendant");
+      options = [];
+      active = -1;
+    }
+
+    function highlight(index) {
+      active = index;
+      list.querySelectorAll("li").forEach((li, i) => li.setAttribute("aria-selected", String(i === index)));
+      if (index >= 0) input.setAttribute("aria-activedescendant", `doc-option-${index}`);
+    }
+
+    function choose(option) {
+      if (!chosen().has(option.id)) {
+        const label = document.createElement("label");
+        label.className = "doc-chip";
+        label.dataset.docChip = "";
+        const box = Object.assign(document.createElement("input"), {
+          type: "checkbox", name: "document", value: option.id, checked: true,
+        });
+        const title = document.createElement("span");
+        title.textContent = option.title;
+        const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "×" });
+        remove.className = "js-only";
+        remove.dataset.docRemove = "";
+        remove.setAttribute("aria-label", `Remove ${option.title} from the filter`);
+        label.append(box, " ", title, remove);
+        chips.append(label);
+      }
+      input.value = "";
+      close();
+      input.focus();
+    }
+
+    function show(documents) {
+      const have = chosen();
+      options = documents.filter((doc) => !have.has(doc.id));
+      list.replaceChildren();
+      if (!options.length) {
+        const li = document.createElement("li");
+        li.className = "none";
+        li.textContent = "No ready document has that in its title.";
+        list.append(li);
+      }
+      options.forEach((doc, index) => {
+        const li = document.createElement("li");
+        li.id = `doc-option-${index}`;
+        li.setAttribute("role", "option");
+        li.textContent = doc.title;
+        // mousedown, not click: the input keeps its focus, so the list is not closed first.
+        li.addEventListener("mousedown", (event) => {
+          event.preventDefault();
+          choose(doc);
+        });
+        list.append(li);
+      });
+      list.hidden = false;
+      input.setAttribute("aria-expanded", "true");
+      highlight(options.length ? 0 : -1);
+    }
+
+    async function ask() {
+      const query = input.value.trim();
+      const turn = ++asked;
+      if (!query) return close();
+      try {
+        const response = await fetch(`${url}?q=${encodeURIComponent(query)}`, {
+          headers: { Accept: "application/json" },
+        });
+        if (!response.ok) throw new Error(String(response.status));
+        const body = await response.json();
+        // An older answer arriving late does not replace a newer one.
+        if (turn === asked) show(body.documents);
+      } catch (err) {
+        close();
+      }
+    }
+
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(ask, 150);
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowDown" && options.length) {
+        event.preventDefault();
+        highlight((active + 1) % options.length);
+      } else if (event.key === "ArrowUp" && options.length) {
+        event.preventDefault();
+        highlight((active - 1 + options.length) % options.length);
+      } else if (event.key === "Enter" && !list.hidden) {
+        // Enter picks the highlighted document; it does not submit the search.
+        event.preventDefault();
+        if (active >= 0) choose(options[active]);
+      } else if (event.key === "Escape") {
+        close();
+      }
+    });
+    input.addEventListener("blur", () => setTimeout(close, 100));
+    chips.addEventListener("click", (event) => {
+      const remove = event.target.closest("[data-doc-remove]");
+      if (!remove) return;
+      event.preventDefault();
+      remove.closest("[data-doc-chip]").remove();
+      input.focus();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const form = document.querySelector("[data-search-form]");
     if (form) setupModes(form);
+    const documents = document.querySelector("[data-doc-filter]");
+    if (documents) setupDocumentFilter(documents);
     setupMore();
     const images = document.querySelector("[data-image-search]");
     if (images) setupImageSearch(images);
