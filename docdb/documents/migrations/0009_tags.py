@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("documents", "0007_damaged_pages_and_error_code"),
+        ("documents", "0008_page_text_source"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
