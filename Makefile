@@ -28,6 +28,7 @@ install: $(VENV)/.installed
 
 install-test: install
 	scripts/system-deps.sh $(TEST_PACKAGES)
+	scripts/seaweedfs-binary.sh >/dev/null
 
 run: install
 	scripts/run.sh
