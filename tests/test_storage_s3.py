@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from docdb.documents.models import Document, Status
@@ -37,9 +38,9 @@ def _nothing_on_the_workers_disks(s3: S3Stack) -> None:
         assert not any((data_dir / "media").iterdir()), data_dir
 
 
-def _upload(client: object, path: Path) -> Document:
+def _upload(client: Client, path: Path) -> Document:
     with path.open("rb") as handle:
-        response = client.post(reverse("documents:upload"), {"file": handle})  # type: ignore[attr-defined]
+        response = client.post(reverse("documents:upload"), {"file": handle})
     assert response.status_code in (200, 302)
     return Document.objects.filter(original_name=path.name).latest("created_at")
 

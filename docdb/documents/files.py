@@ -18,7 +18,6 @@ from pathlib import Path
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage, storages
-from storages.backends.s3 import S3Storage
 
 from docdb import pdf
 
@@ -133,19 +132,26 @@ def original_local(name: str) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="docdb-original-") as folder:
         copy = Path(folder) / "original.pdf"
-        with default_storage.open(name, "rb") as stored, copy.open("wb") as out:
-            shutil.copyfileobj(stored, out, COPY_CHUNK_BYTES)
+        try:
+            with default_storage.open(name, "rb") as stored, copy.open("wb") as out:
+                shutil.copyfileobj(stored, out, COPY_CHUNK_BYTES)
+        except FileNotFoundError:
+            pass  # no copy: the engines report the original missing, as on a local disk
         yield copy
 
 
 def document_files_delete(document_id: uuid.UUID) -> None:
     """Remove every stored file of the document; nothing happens when there is none."""
     prefix = document_prefix(document_id)
-    storage = storages["default"]
-    if isinstance(storage, S3Storage):
-        # Batched: one request per 1 000 objects, not one per page image and thumbnail.
-        storage.bucket.objects.filter(Prefix=f"{prefix}/").delete()
-        return
     path = local_path(prefix)
     if path is not None:
         shutil.rmtree(path, ignore_errors=True)
+        return
+    # Imported here: boto3 takes a while to import, and only a bucket needs it.
+    from storages.backends.s3 import S3Storage
+
+    storage = storages["default"]
+    if not isinstance(storage, S3Storage):
+        raise NotImplementedError(f"deleting a folder from {type(storage).__name__}")
+    # Batched: one request per 1 000 objects, not one per page image and thumbnail.
+    storage.bucket.objects.filter(Prefix=f"{prefix}/").delete()
