@@ -187,6 +187,8 @@ STORAGE = env_str("DOCDB_STORAGE")
 if STORAGE == "local":
     _FILES: dict[str, Any] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 elif STORAGE == "s3":
+    from botocore.config import Config as BotocoreConfig
+
     _FILES = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -201,6 +203,12 @@ elif STORAGE == "s3":
             # virtual hosts need DNS names per bucket, which a local SeaweedFS or MinIO lacks.
             "addressing_style": "path",
             "signature_version": "s3v4",
+            # A bucket that does not answer fails the request in seconds, after bounded retries.
+            "client_config": BotocoreConfig(
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
         },
     }
     if not _FILES["OPTIONS"]["bucket_name"]:

@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from docdb.documents.models import Document, Status
+from docdb.ops.health import storage_health
 from docdb.weaviate_store import collection_recreate
 from tests.conftest import LoggedIn, S3Stack
 from tests.helpers import UNIQUE_PAGE, UNIQUE_PHRASE, document_wait, report_pdf, user_make
@@ -63,6 +64,8 @@ def test_a_document_goes_through_the_bucket_and_leaves_nothing_behind(
         + [f"{prefix}thumbnails/{name}" for name in names]
     )
     _nothing_on_the_workers_disks(s3_live)
+    health = storage_health()
+    assert health.ok and s3_live.s3.bucket in health.details["bucket"], health
 
     response = client.get(reverse("search:search"), {"q": UNIQUE_PHRASE, "mode": "keyword"})
     results = response.context["results"]
