@@ -33,6 +33,7 @@ install: $(VENV)/.installed
 install-test: install
 	scripts/system-deps.sh $(TEST_PACKAGES)
 	scripts/helm-binary.sh >/dev/null
+	scripts/seaweedfs-binary.sh >/dev/null
 
 run: install
 	scripts/run.sh

@@ -238,9 +238,54 @@ GROUPS = (
                 "DOCDB_CACHE_DIR",
                 "str",
                 None,
-                "Where scripts/weaviate-binary.sh keeps the Weaviate servers it got (empty: "
+                "Where scripts/weaviate-binary.sh and scripts/seaweedfs-binary.sh keep the servers "
+                "they got (empty: "
                 "~/.cache/docdb; the Makefile sets it to its own cache, which holds its wheelhouse "
                 "too).",
+            ),
+        ),
+    ),
+    Group(
+        "Object storage",
+        (
+            "Originals, page images and thumbnails: in DOCDB_MEDIA_DIR (local, the default), or in",
+            "an S3 bucket (s3), which web and workers on many hosts share instead of a disk.",
+        ),
+        (
+            Setting(
+                "DOCDB_STORAGE",
+                "str",
+                "local",
+                "Where documents' files are kept: `local` (DOCDB_MEDIA_DIR) or `s3` (the bucket "
+                "below, through django-storages; the bucket stays private, Django serves its files "
+                "to their owners).",
+            ),
+            Setting("DOCDB_S3_BUCKET", "str", "", "With DOCDB_STORAGE=s3: the bucket's name."),
+            Setting(
+                "DOCDB_S3_ENDPOINT_URL",
+                "str",
+                "",
+                "With DOCDB_STORAGE=s3: the S3-compatible server, e.g. http://seaweedfs:8333 or "
+                "https://minio.example.com (empty: Amazon S3).",
+            ),
+            Setting(
+                "DOCDB_S3_REGION",
+                "str",
+                "",
+                "With DOCDB_STORAGE=s3: the bucket's region (empty: the client's default).",
+            ),
+            Setting(
+                "DOCDB_S3_ACCESS_KEY_ID",
+                "str",
+                "",
+                "With DOCDB_STORAGE=s3: the access key (empty: boto3's own lookup, e.g. an "
+                "instance role or AWS_ACCESS_KEY_ID).",
+            ),
+            Setting(
+                "DOCDB_S3_SECRET_ACCESS_KEY",
+                "str",
+                "",
+                "With DOCDB_STORAGE=s3: the secret key that goes with the access key.",
             ),
         ),
     ),
@@ -813,6 +858,13 @@ GROUPS = (
                 "",
                 "1 runs tests/test_cluster.py (three Weaviate nodes behind HAProxy), opt-in until "
                 "those tests are reliable on a loaded machine.",
+            ),
+            Setting(
+                "DOCDB_SEAWEEDFS_BINARY",
+                "str",
+                "",
+                "A SeaweedFS `weed` binary for the tests' S3 server (empty: "
+                "scripts/seaweedfs-binary.sh gets the pinned version into DOCDB_CACHE_DIR).",
             ),
             Setting(
                 "DOCDB_CHROMIUM",

@@ -188,8 +188,43 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # The Docker image collects them at build time, outside the data volume.
 STATIC_ROOT = Path(env_str("DOCDB_STATIC_ROOT") or DATA_DIR / "static").resolve()
+# Documents' files (docdb/documents/files.py): the local folder, or a private S3 bucket that
+# web and workers on many hosts share. Objects are replaced whole on upload (file_overwrite), so a
+# page written twice is one object; no ACL is set, the bucket's own policy (private) applies.
+STORAGE = env_str("DOCDB_STORAGE")
+if STORAGE == "local":
+    _FILES: dict[str, Any] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif STORAGE == "s3":
+    from botocore.config import Config as BotocoreConfig
+
+    _FILES = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("DOCDB_S3_BUCKET"),
+            "endpoint_url": env_str("DOCDB_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("DOCDB_S3_REGION") or None,
+            "access_key": env_str("DOCDB_S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("DOCDB_S3_SECRET_ACCESS_KEY") or None,
+            "file_overwrite": True,
+            "default_acl": None,
+            # Path-style addresses (endpoint/bucket/key) work on every S3-compatible server;
+            # virtual hosts need DNS names per bucket, which a local SeaweedFS or MinIO lacks.
+            "addressing_style": "path",
+            "signature_version": "s3v4",
+            # A bucket that does not answer fails the request in seconds, after bounded retries.
+            "client_config": BotocoreConfig(
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
+        },
+    }
+    if not _FILES["OPTIONS"]["bucket_name"]:
+        raise ValueError("DOCDB_STORAGE=s3 needs DOCDB_S3_BUCKET")
+else:
+    raise ValueError(f"DOCDB_STORAGE must be local or s3, not {STORAGE!r}")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _FILES,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG

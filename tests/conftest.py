@@ -33,6 +33,7 @@ from docdb.localstack import free_port, redis_command, server_spawn, weaviate_st
 os.environ["DOCDB_EMBEDDER_DTYPE"] = "float32"
 from tests.helpers import PASSWORD
 from tests.postgres import PostgresServer, database_url, postgres_start, settings_use
+from tests.seaweedfs import S3Server, seaweedfs_start
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 API_KEY = "test-weaviate-key"
@@ -139,6 +140,8 @@ SERVICE_FIXTURES = frozenset(
         "browser",
         # test_embedder.py's own `python -m docdb.embedder` process
         "service",
+        "s3_server",
+        "s3_stack",
     }
 )
 
@@ -158,6 +161,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     # With --postgres, a test that never touches the database would only run a second time.
     if not config.getoption("postgres"):
+        # ... and one about a database server that many hosts share has no subject without it.
+        only_postgres = [item for item in items if item.get_closest_marker("postgres_pass")]
+        config.hook.pytest_deselected(items=only_postgres)
+        items[:] = [item for item in items if item not in only_postgres]
         return
 
     def uses_db(item: pytest.Item) -> bool:
@@ -459,6 +466,64 @@ def stack(
     worker.stop()
     client_close()
     override.disable()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """SeaweedFS's S3 server with an empty bucket (tests/seaweedfs.py)."""
+    server = seaweedfs_start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class S3Stack:
+    stack: Stack
+    s3: S3Server
+    workers: list[Service]
+    # Each worker's DOCDB_DATA_DIR, its media folder inside: a host's own disk.
+    data_dirs: list[Path]
+
+
+@pytest.fixture(scope="module")
+def s3_stack(
+    request: pytest.FixtureRequest,
+    stack: Stack,
+    s3_server: S3Server,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[S3Stack]:
+    """The stack with documents' files in the bucket (DOCDB_STORAGE=s3), for this test process
+    and for workers that each have an empty data folder of their own, as on hosts that share no
+    disk: two of them on PostgreSQL, one on SQLite (a one-machine database). The local-storage
+    worker and beat make way (they would take the same documents) and come back afterwards."""
+    from docdb.celery import app as celery_app
+
+    stack.beat.stop()
+    stack.worker.stop()
+    override = override_settings(STORAGES={**settings.STORAGES, "default": s3_server.storage()})
+    override.enable()
+    count = 2 if request.config.getoption("postgres") else 1
+    log_dir = tmp_path_factory.mktemp("s3-stack")
+    data_dirs = [tmp_path_factory.mktemp(f"s3-worker-{n}") for n in range(count)]
+    workers = []
+    for n, data_dir in enumerate(data_dirs):
+        (data_dir / "media").mkdir()
+        env = {
+            **stack.worker_env,
+            **s3_server.env(),
+            "DOCDB_DATA_DIR": str(data_dir),
+            "DOCDB_MEDIA_DIR": str(data_dir / "media"),
+        }
+        workers.append(worker_start(env, log_dir, name=f"s3-worker-{n}"))
+    wait_until(workers[0], lambda: len(celery_app.control.ping(timeout=1)) >= count, timeout=60)
+    beat = beat_start({**stack.worker_env, **s3_server.env()}, log_dir)
+    yield S3Stack(stack=stack, s3=s3_server, workers=workers, data_dirs=data_dirs)
+    beat.stop()
+    for worker in workers:
+        worker.stop()
+    override.disable()
+    stack.worker.start()
+    stack.beat.start()
 
 
 @pytest.fixture

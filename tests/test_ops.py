@@ -107,9 +107,10 @@ def test_operations_page_shows_health_and_repairs_mismatches(
 
     page = staff.get(reverse("ops:operations")).content.decode()
     assert "Checked " in page
-    for service in ("Redis", "Weaviate", "Embedder", "Celery workers", "OCR"):
+    services = ("Redis", "Weaviate", "Embedder", "Celery workers", "File storage", "OCR")
+    for service in services:
         assert f'data-service="{service}"' in page
-    assert page.count('class="ops-state ok"') == 5, page
+    assert page.count('class="ops-state ok"') == len(services), page
     assert "Tesseract 5." in page
     assert "1.39.0" in page  # Weaviate's version
     assert "random test model" in page and "worker@" in page

@@ -69,6 +69,11 @@ def _leaks(body: bytes, document: Document) -> bool:
 
 @pytest.fixture
 def secret_document(live: Stack, tmp_path: Path, logged_in: LoggedIn) -> Document:
+    return secret_document_upload(tmp_path, logged_in)
+
+
+def secret_document_upload(tmp_path: Path, logged_in: LoggedIn) -> Document:
+    """A new person's two-page document, uploaded and ready, titled with a unique secret."""
     owner = user_make()
     name = f"secret-{uuid.uuid4().hex[:12]}"
     path = pdf_make(tmp_path / f"{name}.pdf", pages=[[f"{name} page one"], ["page two"]])
@@ -86,7 +91,12 @@ def secret_document(live: Stack, tmp_path: Path, logged_in: LoggedIn) -> Documen
 def test_no_url_shows_a_document_to_anyone_else(
     secret_document: Document, logged_in: LoggedIn
 ) -> None:
-    document = secret_document
+    stranger_walk(secret_document, logged_in)
+
+
+def stranger_walk(document: Document, logged_in: LoggedIn) -> None:
+    """Every URL, as an anonymous client and as another person: none shows the document.
+    (tests/test_storage_s3.py walks it with the files in a bucket too.)"""
     stranger = user_make()
     as_stranger = logged_in(stranger)
     anonymous = Client()

@@ -20,6 +20,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from docdb.documents.files import file_open, page_thumbnail_name
 from docdb.documents.models import (
     DamagedPage,
     Document,
@@ -29,7 +30,6 @@ from docdb.documents.models import (
     RunState,
     Status,
     Tag,
-    page_thumbnail_path,
 )
 from docdb.documents.progress import phase_label
 from docdb.documents.reimport import document_reimport_queue, index_rebuild
@@ -445,13 +445,13 @@ class DocumentAdmin(admin.ModelAdmin):
     ) -> FileResponse:
         if not self.has_view_permission(request):
             raise Http404
-        return _file_response(page_thumbnail_path(document_id, number), "image/jpeg")
+        return _file_response(page_thumbnail_name(document_id, number), "image/jpeg")
 
     def original_view(self, request: HttpRequest, document_id: uuid.UUID) -> FileResponse:
         if not self.has_view_permission(request):
             raise Http404
         document = get_object_or_404(Document, id=document_id)
-        return _file_response(document.file.path, "application/pdf", document.original_name)
+        return _file_response(document.original_file, "application/pdf", document.original_name)
 
     def recreate_index_view(self, request: HttpRequest) -> HttpResponse:
         """Drop the collection and re-import every ready document, after typing its name."""
@@ -494,11 +494,11 @@ class DocumentAdmin(admin.ModelAdmin):
         return render(request, "admin/documents/document/recreate_index.html", context)
 
 
-def _file_response(path: Any, content_type: str, filename: str = "") -> FileResponse:
+def _file_response(name: str, content_type: str, filename: str = "") -> FileResponse:
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
+        handle = file_open(name)  # FileResponse closes it
     except FileNotFoundError as exc:
-        raise Http404("This file is not on disk.") from exc
+        raise Http404("This file is not stored.") from exc
     response = FileResponse(handle, content_type=content_type, filename=filename)
     response["Cache-Control"] = "private, max-age=300"
     response["X-Content-Type-Options"] = "nosniff"

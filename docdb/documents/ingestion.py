@@ -16,19 +16,31 @@ from django.conf import settings
 from django.utils import timezone
 
 from docdb import pdf
+from docdb.documents.files import (
+    document_files_delete,
+    file_write,
+    folder_files,
+    original_local,
+    page_file,
+    page_image_name,
+    page_thumbnail_name,
+    pages_folder,
+    thumbnails_folder,
+)
 from docdb.documents.models import (
+    UNFINISHED,
     DamagedPage,
     Document,
     Page,
     Status,
     TextSource,
-    page_image_path,
-    page_thumbnail_path,
 )
 from docdb.documents.states import document_transition
 from docdb.weaviate_store import PageObject, page_uuid, pages_delete, pages_upsert
 
 logger = logging.getLogger(__name__)
+
+THUMBNAIL_QUALITY = 80
 
 
 @dataclass(frozen=True)
@@ -42,25 +54,29 @@ class _Rendered:
 
 
 def _pages_pending(document: Document, first: int, last: int) -> list[int]:
-    """Page numbers in the range not yet indexed with their files on disk (a re-run skips)."""
-    done = {
-        page.number
-        for page in Page.objects.filter(
+    """Page numbers in the range not yet indexed with their files stored (a re-run skips)."""
+    indexed = list(
+        Page.objects.filter(
             document=document, number__range=(first, last), indexed_at__isnull=False
-        )
-        if page.image_path.exists() and page.thumbnail_path.exists()
-    }
+        ).values_list("number", flat=True)
+    )
+    # Two listings, not a request per file: in a bucket each one is a round trip.
+    stored = (
+        folder_files(pages_folder(document.id)) & folder_files(thumbnails_folder(document.id))
+        if indexed
+        else set()
+    )
+    done = {number for number in indexed if page_file(number) in stored}
     return [number for number in range(first, last + 1) if number not in done]
 
 
-def _range_render(document: Document, first: int, last: int) -> list[_Rendered]:
+def _range_render(document: Document, original: Path, first: int, last: int) -> list[_Rendered]:
     """Render the range's pages (whichever engine can), store their images and return them;
     a page no engine renders is recorded as damaged instead, and the others go on."""
-    path = Path(document.file.path)
     # The limit is per page; one engine call renders the whole range.
     timeout = settings.RENDER_TIMEOUT_SECONDS * (last - first + 1)
     result = pdf.pages_render_each(
-        path,
+        original,
         first=first,
         last=last,
         longest_edge=settings.RENDER_LONGEST_EDGE,
@@ -70,13 +86,16 @@ def _range_render(document: Document, first: int, last: int) -> list[_Rendered]:
     _damage_record(document, first, last, result.damaged)
     if not result.pages:
         return []
-    texts = _range_text(path, result.pages, timeout=timeout)
+    texts = _range_text(original, result.pages, timeout=timeout)
     rendered = []
     for page in result.pages:
         jpeg = pdf.image_jpeg_bytes(page.image, quality=settings.PAGE_JPEG_QUALITY)
         thumbnail = pdf.thumbnail_make(page.image, width=settings.THUMBNAIL_WIDTH)
-        pdf.file_write_atomic(page_image_path(document.id, page.number), jpeg)
-        pdf.image_write_jpeg(thumbnail, page_thumbnail_path(document.id, page.number), quality=80)
+        file_write(page_image_name(document.id, page.number), jpeg)
+        file_write(
+            page_thumbnail_name(document.id, page.number),
+            pdf.image_jpeg_bytes(thumbnail, quality=THUMBNAIL_QUALITY),
+        )
         text, source = _page_text(document, page, jpeg, layer=texts.get(page.number, ""))
         rendered.append(
             _Rendered(
@@ -176,14 +195,14 @@ def page_object(document: Document, *, number: int, text: str, image_jpeg: bytes
     )
 
 
-def _range_ingest(document: Document, first: int, last: int) -> None:
+def _range_ingest(document: Document, original: Path, first: int, last: int) -> None:
     pending = _pages_pending(document, first, last)
     if not pending:
         return
     started = time.monotonic()
     rendered = [
         page
-        for page in _range_render(document, min(pending), max(pending))
+        for page in _range_render(document, original, min(pending), max(pending))
         if page.number in pending
     ]
     if not rendered:
@@ -224,7 +243,7 @@ def _range_ingest(document: Document, first: int, last: int) -> None:
     )
 
 
-def _document_start(document: Document) -> bool:
+def _document_start(document: Document, original: Path) -> bool:
     """Move a queued document to processing and read its page count; False if it failed."""
     if not document_transition(
         document_id=document.id, to=Status.PROCESSING, fields={"started_at": timezone.now()}
@@ -232,7 +251,7 @@ def _document_start(document: Document) -> bool:
         return False
     try:
         info = pdf.pdf_inspect(
-            Path(document.file.path),
+            original,
             max_pages=settings.PDF_MAX_PAGES,
             timeout=settings.RENDER_TIMEOUT_SECONDS,
         )
@@ -252,20 +271,22 @@ def document_turn_run(*, document_id: uuid.UUID, holder: str) -> bool:
     """One turn on a document this caller holds: start it if it is queued, then index its next
     range of pages. True when the document has pages left for another turn."""
     document = Document.objects.filter(id=document_id, holder=holder).first()
-    if document is None:
+    if document is None or document.status not in UNFINISHED:
         return False
-    if document.status == Status.QUEUED and not _document_start(document):
-        return False
-    if document.status != Status.PROCESSING:
-        return False
-    first = document.pages_done + 1
-    last = min(first + settings.RENDER_PAGES_PER_CHUNK - 1, document.pages_total)
-    if first <= last:  # else a turn moved the cursor to the end and died before finishing
-        try:
-            _range_ingest(document, first, last)
-        except pdf.PdfError as exc:  # the file, not one page: no engine opens it any more
-            document_fail(document_id=document_id, reason=exc.reason, code=exc.code)
+    # The PDF engines read a local file: with a bucket, a copy for this turn only.
+    with original_local(document.original_file) as original:
+        if document.status == Status.QUEUED and not _document_start(document, original):
             return False
+        if document.status != Status.PROCESSING:
+            return False
+        first = document.pages_done + 1
+        last = min(first + settings.RENDER_PAGES_PER_CHUNK - 1, document.pages_total)
+        if first <= last:  # else a turn moved the cursor to the end and died before finishing
+            try:
+                _range_ingest(document, original, first, last)
+            except pdf.PdfError as exc:  # the file, not one page: no engine opens it any more
+                document_fail(document_id=document_id, reason=exc.reason, code=exc.code)
+                return False
     advanced = Document.objects.filter(
         id=document_id, status=Status.PROCESSING, holder=holder, pages_done=first - 1
     ).update(pages_done=last, retries=0, updated_at=timezone.now())
@@ -284,6 +305,7 @@ def _turn_overtaken(document: Document) -> None:
     current = Document.objects.filter(id=document.id).first()
     if current is None:
         pages_delete(owner_id=document.owner_id, document_id=document.id)
+        document_files_delete(document.id)  # the files this turn wrote after the deletion
     elif current.status == Status.CANCELLED:
         search_withdraw(current)
     logger.info("document %s changed during its turn; the turn stops", document.id)

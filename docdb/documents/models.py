@@ -7,6 +7,14 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from docdb.documents.files import (
+    document_prefix,
+    original_name,
+    page_image_name,
+    page_thumbnail_name,
+    stored_path,
+)
+
 
 class Status(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -32,21 +40,8 @@ UNFINISHED = (Status.QUEUED, Status.PROCESSING)
 RETRY_USELESS = frozenset({"not_pdf", "empty", "encrypted", "damaged"})
 
 
-def _document_dir(document_id: uuid.UUID) -> Path:
-    # Stored names are generated from the primary key; the uploaded name is only displayed.
-    return Path("documents") / str(document_id)
-
-
-def page_image_path(document_id: uuid.UUID, number: int) -> Path:
-    return settings.MEDIA_ROOT / _document_dir(document_id) / "pages" / f"{number:05d}.jpg"
-
-
-def page_thumbnail_path(document_id: uuid.UUID, number: int) -> Path:
-    return settings.MEDIA_ROOT / _document_dir(document_id) / "thumbnails" / f"{number:05d}.jpg"
-
-
 def _original_upload_to(document: "Document", _filename: str) -> str:
-    return str(_document_dir(document.id) / "original.pdf")
+    return original_name(document.id)
 
 
 MAX_TAG_LENGTH = 50
@@ -141,8 +136,15 @@ class Document(models.Model):
         return self.title
 
     @property
+    def original_file(self) -> str:
+        """The stored original's name in the storage."""
+        return self.file.name or original_name(self.id)
+
+    @property
     def directory(self) -> Path:
-        return settings.MEDIA_ROOT / _document_dir(self.id)
+        """The folder of its files on a local storage (tests look into it); DocDB itself goes
+        through `docdb.documents.files`, which works with a bucket too."""
+        return stored_path(document_prefix(self.id))
 
     @property
     def is_terminal(self) -> bool:
@@ -200,12 +202,21 @@ class Page(models.Model):
         return f"{self.document} p. {self.number}"
 
     @property
+    def image_name(self) -> str:
+        return page_image_name(self.document_id, self.number)
+
+    @property
+    def thumbnail_name(self) -> str:
+        return page_thumbnail_name(self.document_id, self.number)
+
+    # The files on a local storage, as `Document.directory`.
+    @property
     def image_path(self) -> Path:
-        return page_image_path(self.document_id, self.number)
+        return stored_path(self.image_name)
 
     @property
     def thumbnail_path(self) -> Path:
-        return page_thumbnail_path(self.document_id, self.number)
+        return stored_path(self.thumbnail_name)
 
 
 class DamagedPage(models.Model):

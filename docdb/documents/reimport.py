@@ -1,11 +1,11 @@
 """Repairs that do not redo the whole pipeline: re-import pages into Weaviate from the files
-already on disk, restore missing page images and thumbnails, rebuild the whole index.
+already stored, restore missing page images and thumbnails, rebuild the whole index.
 """
 
+import io
 import logging
 import uuid
 from collections.abc import Iterable
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -13,14 +13,13 @@ from django.utils import timezone
 from PIL import Image
 
 from docdb import pdf
-from docdb.documents.ingestion import page_object
+from docdb.documents.files import file_exists, file_read, file_write, original_local
+from docdb.documents.ingestion import THUMBNAIL_QUALITY, page_object
 from docdb.documents.models import Document, Page, PipelineRun, RunKind, Status
 from docdb.documents.runs import pipeline_run_enqueue
 from docdb.weaviate_store import PageObject, collection_recreate, pages_delete, pages_upsert
 
 logger = logging.getLogger(__name__)
-
-THUMBNAIL_QUALITY = 80
 
 
 class RepairImpossible(Exception):
@@ -28,20 +27,20 @@ class RepairImpossible(Exception):
 
 
 def _page_image_render(document: Document, number: int) -> Image.Image:
-    original = Path(document.file.path)
-    if not original.is_file():
+    if not file_exists(document.original_file):
         raise RepairImpossible(
             f"page {number}: the page image and the original PDF are both missing; "
             "upload the file again"
         )
-    (rendered,) = pdf.pages_render(
-        original,
-        first=number,
-        last=number,
-        longest_edge=settings.RENDER_LONGEST_EDGE,
-        max_pixels=settings.RENDER_MAX_PIXELS,
-        timeout=settings.RENDER_TIMEOUT_SECONDS,
-    )
+    with original_local(document.original_file) as original:
+        (rendered,) = pdf.pages_render(
+            original,
+            first=number,
+            last=number,
+            longest_edge=settings.RENDER_LONGEST_EDGE,
+            max_pixels=settings.RENDER_MAX_PIXELS,
+            timeout=settings.RENDER_TIMEOUT_SECONDS,
+        )
     return rendered.image
 
 
@@ -53,18 +52,16 @@ def page_files_restore(*, page: Page) -> list[str]:
     """
     restored = []
     image: Image.Image | None = None
-    if not page.image_path.is_file():
+    if not file_exists(page.image_name):
         image = _page_image_render(page.document, page.number)
-        pdf.file_write_atomic(
-            page.image_path, pdf.image_jpeg_bytes(image, quality=settings.PAGE_JPEG_QUALITY)
-        )
+        file_write(page.image_name, pdf.image_jpeg_bytes(image, quality=settings.PAGE_JPEG_QUALITY))
         restored.append(f"page {page.number} image")
-    if not page.thumbnail_path.is_file():
+    if not file_exists(page.thumbnail_name):
         if image is None:
-            with Image.open(page.image_path) as stored:
+            with Image.open(io.BytesIO(file_read(page.image_name))) as stored:
                 image = stored.convert("RGB")
         thumbnail = pdf.thumbnail_make(image, width=settings.THUMBNAIL_WIDTH)
-        pdf.image_write_jpeg(thumbnail, page.thumbnail_path, quality=THUMBNAIL_QUALITY)
+        file_write(page.thumbnail_name, pdf.image_jpeg_bytes(thumbnail, quality=THUMBNAIL_QUALITY))
         restored.append(f"page {page.number} thumbnail")
     return restored
 
@@ -78,7 +75,7 @@ def _page_objects(document: Document, pages: list[Page]) -> list[PageObject]:
                 document,
                 number=page.number,
                 text=page.text,
-                image_jpeg=page.image_path.read_bytes(),
+                image_jpeg=file_read(page.image_name),
             )
         )
     return objects

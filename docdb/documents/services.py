@@ -5,7 +5,6 @@ The work of ingestion itself is in `ingestion` (one turn) and `scheduler` (whose
 
 import hashlib
 import logging
-import shutil
 import uuid
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from docdb import pdf
+from docdb.documents.files import document_files_delete
 from docdb.documents.ingestion import document_fail, document_turn_run, search_withdraw
 from docdb.documents.models import Document, Page, RunKind, Status
 from docdb.documents.runs import pipeline_run_enqueue
@@ -97,7 +97,7 @@ def document_upload(*, owner: User, upload: UploadedFile) -> Document:
     except IntegrityError:
         # Another upload of the same file committed between the check above and this insert:
         # the unique constraint let only one through.
-        shutil.rmtree(document.directory, ignore_errors=True)
+        document_files_delete(document.id)
         original = document_with_checksum(owner=owner, sha256=sha256)
         if original is None:
             raise
@@ -157,10 +157,9 @@ def document_delete(*, document: Document) -> None:
     """
     document_id = document.id  # delete() clears the primary key
     pages_delete(owner_id=document.owner_id, document_id=document_id)
-    directory = document.directory
     with transaction.atomic():
         document.delete()
-        transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+        transaction.on_commit(lambda: document_files_delete(document_id))
     logger.info("document %s deleted", document_id)
 
 

@@ -9,13 +9,13 @@ recognised as a duplicate.
 """
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 
 from django.conf import settings
 
 from docdb import pdf
+from docdb.documents.files import file_store, original_local
 from docdb.documents.models import Document
 from docdb.documents.services import document_retry
 
@@ -30,20 +30,20 @@ def document_unlock(*, document: Document, password: str) -> bool:
     cannot be read at all."""
     if not document.needs_password or not password or len(password) > PASSWORD_MAX_CHARS:
         return False
-    original = Path(document.file.path)
-    # In the original's folder: os.replace is atomic within one file system.
-    fd, temp_name = tempfile.mkstemp(dir=original.parent, prefix=".unlocked-", suffix=".pdf")
-    os.close(fd)
-    temp = Path(temp_name)
-    try:
-        pdf.pdf_unlock(original, temp, password=password, timeout=settings.RENDER_TIMEOUT_SECONDS)
-    except pdf.PdfError as exc:
-        temp.unlink(missing_ok=True)
-        if exc.code == "encrypted":
-            logger.info("document %s: a wrong password", document.id)
-            return False
-        raise
-    os.chmod(temp, 0o644)
-    os.replace(temp, original)
+    with (
+        original_local(document.original_file) as original,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        unlocked = Path(folder) / "unlocked.pdf"
+        try:
+            pdf.pdf_unlock(
+                original, unlocked, password=password, timeout=settings.RENDER_TIMEOUT_SECONDS
+            )
+        except pdf.PdfError as exc:
+            if exc.code == "encrypted":
+                logger.info("document %s: a wrong password", document.id)
+                return False
+            raise
+        file_store(document.original_file, unlocked)
     logger.info("document %s unlocked", document.id)
     return document_retry(document=document)

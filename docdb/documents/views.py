@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from docdb import pdf
 from docdb.documents.bulk import BulkAction, BulkOutcome, documents_bulk
+from docdb.documents.files import file_open
 from docdb.documents.forms import SORT_LABELS, BulkForm, DocumentListForm, RenameForm, TagForm
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.progress import document_progress, documents_progress, workers_alive
@@ -61,12 +62,14 @@ def _page_get(request: AuthenticatedRequest, document_id: uuid.UUID, number: int
 
 
 def _file_response(
-    path: str, content_type: str, *, filename: str = "", attachment: bool = False
+    name: str, content_type: str, *, filename: str = "", attachment: bool = False
 ) -> FileResponse:
+    """A stored file streamed to its owner (the caller checked who asks). From a bucket too:
+    docs/storage.md says why Django streams it rather than redirecting to a presigned URL."""
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
+        handle = file_open(name)  # FileResponse closes it
     except FileNotFoundError as exc:
-        raise Http404("This file is not on disk (yet).") from exc
+        raise Http404("This file is not stored (yet).") from exc
     response = FileResponse(
         handle, content_type=content_type, filename=filename, as_attachment=attachment
     )
@@ -324,7 +327,9 @@ def document_file(request: AuthenticatedRequest, document_id: uuid.UUID) -> File
     document = _document_get(request, document_id)
     # Shown inline in the browser's PDF viewer; the stored name is generated, the given one
     # is only offered (escaped by Django) as the download name.
-    return _file_response(document.file.path, "application/pdf", filename=document.original_name)
+    return _file_response(
+        document.original_file, "application/pdf", filename=document.original_name
+    )
 
 
 @require_GET
@@ -382,7 +387,7 @@ def page_image(request: AuthenticatedRequest, document_id: uuid.UUID, number: in
     page = _page_get(request, document_id, number)
     download = request.GET.get("download") == "1"
     return _file_response(
-        str(page.image_path),
+        page.image_name,
         "image/jpeg",
         filename=f"{page.document.title} - page {page.number}.jpg" if download else "",
         attachment=download,
@@ -394,7 +399,7 @@ def page_thumbnail(
     request: AuthenticatedRequest, document_id: uuid.UUID, number: int
 ) -> FileResponse:
     page = _page_get(request, document_id, number)
-    return _file_response(str(page.thumbnail_path), "image/jpeg")
+    return _file_response(page.thumbnail_name, "image/jpeg")
 
 
 def _documents_narrowed(documents: QuerySet[Document], *, query: str) -> QuerySet[Document]:

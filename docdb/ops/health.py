@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import redis
 from django.conf import settings
+from django.core.files.storage import storages
 from django.db.models import Count
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -18,6 +19,7 @@ from kombu.exceptions import OperationalError
 from docdb import pdf
 from docdb.celery import QUEUES, queue_length
 from docdb.celery import app as celery_app
+from docdb.documents.files import local_path
 from docdb.documents.models import PipelineRun, RunState
 from docdb.documents.progress import documents_by_phase, seconds_per_page
 from docdb.embedder_status import embedder_health
@@ -170,6 +172,21 @@ def ocr_health() -> ServiceHealth:
     )
 
 
+def storage_health() -> ServiceHealth:
+    """Where documents' files are kept: the local folder, or the bucket (one HEAD request)."""
+    folder = local_path("")
+    if folder is not None:
+        return ServiceHealth("File storage", ok=True, details={"folder": str(folder)})
+    # The only other storage DocDB configures (settings.py): django-storages' S3Storage.
+    storage = cast(Any, storages["default"])
+    where = f"S3 bucket {storage.bucket_name} at {storage.endpoint_url or 'Amazon S3'}"
+    try:
+        storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
+    except Exception as exc:  # botocore's many errors: the page shows any of them
+        return ServiceHealth("File storage", ok=False, error=f"{where}: {exc}")
+    return ServiceHealth("File storage", ok=True, details={"bucket": where})
+
+
 def services_health() -> list[ServiceHealth]:
     redis = redis_health()
     if redis.ok:
@@ -177,7 +194,14 @@ def services_health() -> list[ServiceHealth]:
     else:
         # Asking the workers goes through Redis, and would wait on its reconnection attempts.
         workers = ServiceHealth("Celery workers", ok=False, error="Redis is down: cannot ask.")
-    return [redis, weaviate_health(), embedder_status(), workers, ocr_health()]
+    return [
+        redis,
+        weaviate_health(),
+        embedder_status(),
+        workers,
+        storage_health(),
+        ocr_health(),
+    ]
 
 
 @dataclass

@@ -9,9 +9,15 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+from docdb.documents.files import (
+    file_exists,
+    folder_files,
+    page_file,
+    pages_folder,
+    thumbnails_folder,
+)
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.reimport import RepairImpossible, document_reimport, page_files_restore
 from docdb.documents.services import document_reindex
@@ -103,7 +109,7 @@ def _document_check(document: Document, numbers: set[int], objects: set[int]) ->
         pages_total=document.pages_total,
         pages_in_db=len(numbers),
         objects_in_weaviate=len(objects),
-        original_missing=not Path(document.file.path).is_file(),
+        original_missing=not file_exists(document.original_file),
     )
     if document.status != Status.READY:
         # A failed or cancelled document keeps nothing in search (it was withdrawn).
@@ -115,11 +121,13 @@ def _document_check(document: Document, numbers: set[int], objects: set[int]) ->
     check.missing_rows = sorted(expected - numbers)
     check.missing_objects = sorted((numbers & expected) - objects)
     check.extra_objects = sorted(objects - (numbers & expected))
+    # Two listings per document, not a request per file: in a bucket each one is a round trip.
+    images = folder_files(pages_folder(document.id))
+    thumbnails = folder_files(thumbnails_folder(document.id))
     for number in sorted(numbers):
-        page_image = Page(document=document, number=number)
-        if not page_image.image_path.is_file():
+        if page_file(number) not in images:
             check.missing_images.append(number)
-        if not page_image.thumbnail_path.is_file():
+        if page_file(number) not in thumbnails:
             check.missing_thumbnails.append(number)
     return check
 

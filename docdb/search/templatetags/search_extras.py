@@ -12,7 +12,7 @@ register = template.Library()
 @register.filter
 def placeholder(page: Page) -> str:
     """The page's tiny blurred thumbnail as a data URL ("" when there is none yet)."""
-    return placeholder_data_url(page.thumbnail_path)
+    return placeholder_data_url(page.thumbnail_name, str(page.indexed_at))
 
 
 @register.simple_tag
