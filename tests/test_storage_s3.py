@@ -2,16 +2,19 @@
 upload, ingestion by workers that have no disk in common with the web, search, the files served
 to their owner alone, and deletion that leaves nothing in the bucket."""
 
+import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
 from docdb.documents.models import Document, Status
 from docdb.ops.health import storage_health
-from docdb.weaviate_store import collection_recreate
+from docdb.weaviate_store import collection_recreate, pages_count
 from tests.conftest import LoggedIn, S3Stack
 from tests.helpers import UNIQUE_PAGE, UNIQUE_PHRASE, document_wait, report_pdf, user_make
 from tests.pdf_factory import pdf_make
@@ -131,3 +134,48 @@ def test_workers_without_a_shared_disk_process_documents_together(
     _nothing_on_the_workers_disks(s3_live)
     for document in documents:
         client.post(reverse("documents:delete", args=[document.id]))
+
+
+@pytest.mark.sqlite_pass
+def test_a_single_machine_install_moves_its_files_to_the_bucket_and_a_new_collection(
+    s3_live: S3Stack, tmp_path: Path, logged_in: LoggedIn
+) -> None:
+    """docs/scaling.md's move: `storage_copy` from the old media folder into the bucket (again
+    after an interruption: nothing copied twice), then `reindex --import-only` into an empty
+    collection (a new cluster's) from the stored page images; search and page images work."""
+    owner = user_make()
+    client = logged_in(owner)
+    document = document_wait(_upload(client, report_pdf(tmp_path)).id)
+    assert document.status == Status.READY, document.error
+    # The old install's folder: the same names, under DOCDB_MEDIA_DIR; the new bucket is empty.
+    media = tmp_path / "old-media"
+    bucket = s3_live.s3.client()
+    stored = s3_live.s3.keys()
+    for key in stored:
+        target = media / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(bucket.get_object(Bucket=s3_live.s3.bucket, Key=key)["Body"].read())
+        bucket.delete_object(Bucket=s3_live.s3.bucket, Key=key)
+    (media / "documents" / "stray.txt").write_text("not a document's file")
+    collection_recreate()
+
+    out = io.StringIO()
+    call_command("storage_copy", str(media), stdout=out)
+    assert out.getvalue().startswith("Copied 11 file(s)"), out.getvalue()
+    assert len(s3_live.s3.keys()) == 11
+    out = io.StringIO()
+    call_command("storage_copy", str(media), stdout=out)
+    assert out.getvalue().startswith("Copied 0 file(s) (0.0 MiB); 11 were there already")
+
+    call_command("reindex", "--import-only", stdout=io.StringIO())
+    deadline = time.monotonic() + 120
+    while pages_count(owner_id=owner.pk, document_id=document.id) < 5:
+        assert time.monotonic() < deadline, "the pages were not imported again"
+        time.sleep(0.5)
+    response = client.get(reverse("search:search"), {"q": UNIQUE_PHRASE, "mode": "keyword"})
+    assert response.context["results"][0].page.number == UNIQUE_PAGE
+    image = client.get(reverse("documents:page_image", args=[document.id, UNIQUE_PAGE]))
+    assert b"".join(image.streaming_content) == (
+        media / f"documents/{document.id}/pages/{UNIQUE_PAGE:05d}.jpg"
+    ).read_bytes()
+    client.post(reverse("documents:delete", args=[document.id]))
