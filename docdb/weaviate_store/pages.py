@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from weaviate.classes.data import DataObject
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.collections import Collection
 from weaviate.collections.classes.filters import _Filters
@@ -105,37 +106,44 @@ def pages_upsert(pages: list[PageObject]) -> None:
         # Read afresh: a page left without its pooled vector would be invisible to search.
         if POOLED_VECTOR_NAME in _vector_names(collection, fresh=True):
             pooled_size = settings.WEAVIATE_POOLED_VECTORS or POOL_SIZE_DEFAULT
-    with collection.batch.fixed_size(
-        batch_size=settings.WEAVIATE_IMPORT_BATCH_SIZE, concurrent_requests=1
-    ) as batch:
-        for page in pages:
-            properties: dict[str, Any] = {
-                "document_id": str(page.document_id),
-                "owner_id": page.owner_id,
-                "title": page.title,
-                "file_name": page.file_name,
-                "page_number": page.page_number,
-                "text": page.text,
-            }
-            if client_side:
-                vector = {VECTOR_NAME: _plain_lists(page.vectors or [])}
-                if pooled_size:
-                    full = np.asarray(page.vectors, dtype=np.float32)
-                    vector[POOLED_VECTOR_NAME] = multivector_pool(full, pooled_size).tolist()
-            else:
-                properties["image"] = base64.b64encode(page.image_jpeg).decode("ascii")
-                vector = None
-            batch.add_object(
-                uuid=page_uuid(page.document_id, page.page_number),
+    objects = []
+    for page in pages:
+        properties: dict[str, Any] = {
+            "document_id": str(page.document_id),
+            "owner_id": page.owner_id,
+            "title": page.title,
+            "file_name": page.file_name,
+            "page_number": page.page_number,
+            "text": page.text,
+        }
+        vector: dict[str, Any] | None = None
+        if client_side:
+            vector = {VECTOR_NAME: _plain_lists(page.vectors or [])}
+            if pooled_size:
+                full = np.asarray(page.vectors, dtype=np.float32)
+                vector[POOLED_VECTOR_NAME] = multivector_pool(full, pooled_size).tolist()
+        else:
+            properties["image"] = base64.b64encode(page.image_jpeg).decode("ascii")
+        objects.append(
+            DataObject(
                 properties=properties,
+                uuid=page_uuid(page.document_id, page.page_number),
                 vector=vector,
             )
-    failed = collection.batch.failed_objects
-    if failed:
-        first = failed[0]
-        raise WeaviateImportError(
-            f"{len(failed)} of {len(pages)} pages were not indexed: {first.message}"
         )
+    # One request per WEAVIATE_IMPORT_BATCH_SIZE pages, each answered or failed within the
+    # insert timeout: insert_many retries a node that is away a few seconds (2 retries), where
+    # the client's background batching retries it for up to ~17 minutes (WEAVIATE_BATCH_MAX_RETRIES,
+    # exponential), which held a turn, and its document, long after a cluster node died. A
+    # failure here goes to the error boundary and the pipeline's own retries.
+    size = max(1, settings.WEAVIATE_IMPORT_BATCH_SIZE)
+    for start in range(0, len(objects), size):
+        answer = collection.data.insert_many(objects[start : start + size])
+        if answer.errors:
+            first = next(iter(answer.errors.values()))
+            raise WeaviateImportError(
+                f"{len(answer.errors)} of {len(pages)} pages were not indexed: {first.message}"
+            )
 
 
 def _plain_lists(vectors: Sequence[Sequence[float]]) -> list[list[float]]:

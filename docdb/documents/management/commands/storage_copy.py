@@ -46,8 +46,7 @@ class Command(BaseCommand):
                 copied += 1
                 size += path.stat().st_size
         self.stdout.write(
-            f"Copied {copied} file(s) ({size / 1024 / 1024:.1f} MiB); "
-            f"{skipped} were there already."
+            f"Copied {copied} file(s) ({size / 1024 / 1024:.1f} MiB); {skipped} were there already."
         )
         if missing:
             raise CommandError(
