@@ -34,16 +34,16 @@ from tests.conftest import API_KEY, Service, Stack, beat_start, worker_start
 from tests.helpers import document_wait, user_make
 from tests.pdf_factory import pdf_make
 
-# Not yet reliable: on the loaded 2-core CI machine, with the real-geometry test model, one of
-# the two tests at a time left a document unfinished after 400 s (a different one in each of two
-# runs; both passed on their own). Opt in with DOCDB_CLUSTER_TESTS=1 until that is understood
-# (issue 15).
+# They were opt-in while a document could stay unfinished after a node died (the Weaviate
+# client's background batching retried the dead node for minutes, holding the turn); imports
+# are now bounded requests (weaviate_store.pages_upsert). DOCDB_CLUSTER_TESTS=0 leaves them out
+# of a quick local run.
 pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.cluster,
     pytest.mark.skipif(
-        os.environ.get("DOCDB_CLUSTER_TESTS") != "1",
-        reason="cluster tests are opt-in (DOCDB_CLUSTER_TESTS=1) until they are reliable",
+        os.environ.get("DOCDB_CLUSTER_TESTS") == "0",
+        reason="DOCDB_CLUSTER_TESTS=0 leaves the cluster tests out",
     ),
 ]
 

@@ -175,7 +175,8 @@ def test_a_single_machine_install_moves_its_files_to_the_bucket_and_a_new_collec
     response = client.get(reverse("search:search"), {"q": UNIQUE_PHRASE, "mode": "keyword"})
     assert response.context["results"][0].page.number == UNIQUE_PAGE
     image = client.get(reverse("documents:page_image", args=[document.id, UNIQUE_PAGE]))
-    assert b"".join(image.streaming_content) == (
-        media / f"documents/{document.id}/pages/{UNIQUE_PAGE:05d}.jpg"
-    ).read_bytes()
+    assert (
+        b"".join(image.streaming_content)
+        == (media / f"documents/{document.id}/pages/{UNIQUE_PAGE:05d}.jpg").read_bytes()
+    )
     client.post(reverse("documents:delete", args=[document.id]))
