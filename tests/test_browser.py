@@ -149,7 +149,7 @@ def test_drop_upload_watch_and_manage(
     expect(rows.first).to_contain_text("report")
     # The protected file was unlocked: all three are ready, none failed.
     page.select_option("select[name=status]", "failed")
-    expect(page.locator(".empty")).to_contain_text("No documents with the status")
+    expect(page.locator(".empty")).to_contain_text("No documents match the status")
     page.select_option("select[name=status]", "ready")
     expect(rows).to_have_count(3)
     _shot(page, f"{viewport}-06-documents")
