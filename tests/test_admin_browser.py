@@ -99,7 +99,7 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
 
     page.clock.install()
     page.goto(f"{base}{reverse('ops:operations')}")
-    expect(page.locator(".ops-state.ok")).to_have_count(5)  # with OCR
+    expect(page.locator(".ops-state.ok")).to_have_count(6)  # with the file storage and OCR
     # The services and pipeline sections refresh themselves: marked, they come back unmarked.
     page.locator("[data-refresh]").evaluate_all(
         "sections => sections.forEach(s => s.dataset.old = 1)"
