@@ -108,7 +108,7 @@ def test_admin_screens(browser: Browser, live: Stack, live_server: object, tmp_p
     expect(page.locator("[data-refreshed]")).to_contain_text("Updated at")
     expect(page.locator("[data-refresh][data-old]")).to_have_count(0)
     expect(page.locator("[data-refresh]")).to_have_count(2)
-    expect(page.locator(".ops-state.ok")).to_have_count(5)  # with OCR
+    expect(page.locator(".ops-state.ok")).to_have_count(6)
     # The page shows the worker's last check; ask for one now.
     page.click("input[value='Check now']")
     expect(page.locator(".messagelist")).to_contain_text("Check queued")
