@@ -23,14 +23,13 @@ from typing import Any
 
 import django
 import numpy as np
-import requests
 import weaviate
 from weaviate.classes.config import Configure, DataType, Property
 from weaviate.classes.config import ConsistencyLevel as Level
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter
 
-from bench.common import API_KEY, percentile, results_save
+from bench.common import API_KEY, percentile, process_rss_bytes, results_save
 from bench.search import OWNER, _import
 from bench.synthetic import Corpus
 from docdb.localstack import WeaviateCluster, WeaviateServer, weaviate_cluster_start
@@ -47,30 +46,9 @@ TOKENS = 882
 CANDIDATES = 40
 
 
-def _rss(node: WeaviateServer) -> int:
-    for line in Path(f"/proc/{node.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def _disk(node: WeaviateServer) -> int:
     folder = Path(node.env["PERSISTENCE_DATA_PATH"])
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
-def _objects(node: WeaviateServer, collection: str) -> dict[str, int]:
-    answer = requests.get(
-        f"{node.url}/v1/nodes",
-        params={"output": "verbose", "collection": collection},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return {
-        item["name"]: sum(shard["objectCount"] for shard in item.get("shards") or [])
-        for item in answer.json()["nodes"]
-    }
 
 
 def _client(node: WeaviateServer) -> weaviate.WeaviateClient:
@@ -82,10 +60,13 @@ def _client(node: WeaviateServer) -> weaviate.WeaviateClient:
     )
 
 
-def _settled(node: WeaviateServer, name: str, expected: int, timeout: float = 300) -> None:
+def _settled(cluster: WeaviateCluster, name: str, expected: int, timeout: float = 300) -> None:
     """Wait until the nodes report every copy (the nodes API counts objects asynchronously)."""
     deadline = time.monotonic() + timeout
-    while sum(_objects(node, name).values()) < expected and time.monotonic() < deadline:
+    while (
+        sum(cluster.objects_per_node(name, api_key=API_KEY).values()) < expected
+        and time.monotonic() < deadline
+    ):
         time.sleep(2)
 
 
@@ -102,7 +83,7 @@ def layout_measure(
     first = cluster.nodes[0]
     client = _client(first)
     try:
-        rss_before = [_rss(node) for node in cluster.nodes]
+        rss_before = [process_rss_bytes(node.process.pid) for node in cluster.nodes]
         disk_before = [_disk(node) for node in cluster.nodes]
         client.collections.create(
             name,
@@ -122,9 +103,9 @@ def layout_measure(
         # Written as DocDB writes with replicas (DOCDB_WEAVIATE_WRITE_CONSISTENCY, QUORUM).
         _import(collection.with_consistency_level(Level.QUORUM), corpus, 0, pages, pooled=POOLED)
         import_seconds = time.perf_counter() - started
-        _settled(first, name, pages * factor)
+        _settled(cluster, name, pages * factor)
         time.sleep(2)  # flushed, so memory and disk are what the pages cost
-        objects = _objects(first, name)
+        objects = cluster.objects_per_node(name, api_key=API_KEY)
         row: dict[str, Any] = {
             "replication_factor": factor,
             "shards": shards,
@@ -132,7 +113,7 @@ def layout_measure(
             "import_pages_per_s": pages / import_seconds,
             "objects_per_node": objects,
             "memory_bytes_per_page_per_node": [
-                (_rss(node) - before) / pages
+                (process_rss_bytes(node.process.pid) - before) / pages
                 for node, before in zip(cluster.nodes, rss_before, strict=True)
             ],
             "disk_bytes_per_page_per_node": [

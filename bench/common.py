@@ -38,13 +38,18 @@ class Weaviate:
     process: subprocess.Popen[bytes]
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return process_rss_bytes(self.process.pid)
 
     def disk_bytes(self) -> int:
         return sum(path.stat().st_size for path in self.data_dir.rglob("*") if path.is_file())
+
+
+def process_rss_bytes(pid: int) -> int:
+    """The resident memory of a process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 @contextmanager

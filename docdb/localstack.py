@@ -264,6 +264,25 @@ class WeaviateCluster:
     def grpc_ports(self) -> list[int]:
         return [node.ports.grpc for node in self.nodes]
 
+    def objects_per_node(self, collection: str, *, api_key: str) -> dict[str, int]:
+        """Objects of `collection` each node holds, as the nodes API of a running node
+        reports them (it counts asynchronously: a moment behind the writes)."""
+        for node in self.nodes:
+            if node.process.poll() is not None:
+                continue
+            answer = requests.get(
+                f"{node.url}/v1/nodes",
+                params={"output": "verbose", "collection": collection},
+                headers={"Authorization": f"Bearer {api_key}"},
+                timeout=10,
+            )
+            answer.raise_for_status()
+            return {
+                item["name"]: sum(shard["objectCount"] for shard in item.get("shards") or [])
+                for item in answer.json()["nodes"]
+            }
+        raise ServiceUnavailable("no Weaviate node of the cluster is running")
+
     def node_restart(self, index: int, *, timeout: float = 120) -> None:
         """Start a stopped node again with its ports and data: it rejoins the cluster."""
         node = self.nodes[index]

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 from django.contrib.auth.models import AbstractUser
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
@@ -135,25 +134,6 @@ def on_cluster(
         live.beat.start()
 
 
-def _node_objects(cluster: WeaviateCluster) -> dict[str, int]:
-    """Objects of the page collection each node holds, as the nodes API reports them."""
-    for node in cluster.nodes:
-        if node.process.poll() is not None:
-            continue
-        answer = requests.get(
-            f"{node.url}/v1/nodes",
-            params={"output": "verbose", "collection": COLLECTION},
-            headers={"Authorization": f"Bearer {API_KEY}"},
-            timeout=10,
-        )
-        answer.raise_for_status()
-        return {
-            item["name"]: sum(shard["objectCount"] for shard in item.get("shards") or [])
-            for item in answer.json()["nodes"]
-        }
-    raise AssertionError("no node is running")
-
-
 def _searching(on: OnCluster, stop: threading.Event, done: list[int]) -> None:
     """Search as the page does, without pause, until `stop`; every failure is recorded."""
     queries = [
@@ -187,7 +167,7 @@ def _all_ready(documents: list[Document]) -> list[Document]:
 def _caught_up(cluster: WeaviateCluster, expected: int, timeout: float = 240) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while True:
-        counts = _node_objects(cluster)
+        counts = cluster.objects_per_node(COLLECTION, api_key=API_KEY)
         if len(counts) == 3 and all(count == expected for count in counts.values()):
             return counts
         if time.monotonic() > deadline:

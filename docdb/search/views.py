@@ -58,7 +58,6 @@ def _form_state(request: AuthenticatedRequest) -> dict[str, object]:
         "date_from": dates[0],
         "date_to": dates[1],
         "filtered": bool(documents or tags or any(dates)),
-        "image": params.get("image", "") if request.method == "GET" else "",
     }
 
 
@@ -141,23 +140,25 @@ def image_search(request: AuthenticatedRequest) -> HttpResponse:
     """A search by image: the image is embedded and kept, then the search page shows its
     results at an address of its own (so "More results", reloads and links work)."""
     upload = ImageSearchForm(request.POST, request.FILES)
-    context = _page_context(request, SearchForm(user=request.user))
+
+    def refused(title: str, error: str, status: int) -> HttpResponse:
+        # The search page again, with the reason; built only when the image is refused.
+        context = _page_context(request, SearchForm(user=request.user))
+        context.update(error_title=title, error=error)
+        return render(request, "search/search.html", context, status=status)
+
     if not upload.is_valid():
-        context["error_title"] = "No image was sent."
-        context["error"] = "Choose an image file, or paste one into the page."
-        return render(request, "search/search.html", context, status=400)
+        return refused(
+            "No image was sent.", "Choose an image file, or paste one into the page.", 400
+        )
     # One byte past the limit is enough to refuse the file with its limit.
     data = upload.cleaned_data["image"].read(MAX_BYTES + 1)
     try:
         image = query_image_create(owner=request.user, data=data)
     except QueryRejected as exc:
-        context["error_title"] = "This image cannot be searched with."
-        context["error"] = str(exc)
-        return render(request, "search/search.html", context, status=400)
+        return refused("This image cannot be searched with.", str(exc), 400)
     except SearchUnavailable as exc:
-        context["error_title"] = "Search is unavailable."
-        context["error"] = str(exc)
-        return render(request, "search/search.html", context, status=503)
+        return refused("Search is unavailable.", str(exc), 503)
     params = QueryDict(mutable=True)
     for key in FILTER_PARAMS:
         params.setlist(key, [value for value in request.POST.getlist(key) if value])
