@@ -1,8 +1,10 @@
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -44,34 +46,129 @@ def _original_upload_to(document: "Document", _filename: str) -> str:
     return original_name(document.id)
 
 
+MAX_LIBRARY_NAME_LENGTH = 100
+
+
+class Role(models.TextChoices):
+    """What a member may do in a library; each role may do everything the ones before it may."""
+
+    VIEWER = "viewer", "Viewer"  # search and read
+    EDITOR = "editor", "Editor"  # also upload, rename, tag, move, re-run and delete documents
+    OWNER = "owner", "Owner"  # also rename the library and manage its members
+
+
+# Roles in the order of what they allow, for "at least this role" checks.
+ROLE_RANK = {Role.VIEWER: 1, Role.EDITOR: 2, Role.OWNER: 3}
+
+
+PERSONAL_LIBRARY_NAME = "Personal"
+
+
+class LibraryManager(models.Manager["Library"]):
+    def personal(self, user: User) -> "Library":
+        """The person's personal library, made (with them as its owner) the first time."""
+        library, created = self.get_or_create(
+            personal_of=user, defaults={"name": PERSONAL_LIBRARY_NAME}
+        )
+        if created:
+            Membership.objects.get_or_create(
+                library=library, user=user, defaults={"role": Role.OWNER}
+            )
+        return library
+
+
+class Library(models.Model):
+    """A collection of documents shared by its members. Every document belongs to one; each
+    person has a personal library of their own (`personal_of`), made when first needed."""
+
+    name = models.CharField(max_length=MAX_LIBRARY_NAME_LENGTH)
+    # The person whose personal library this is; null for a shared library. A personal library
+    # is where a person's uploads go unless they pick another.
+    personal_of = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="personal_library",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = LibraryManager()
+
+    class Meta:
+        ordering = [Lower("name"), "id"]
+        verbose_name_plural = "libraries"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A person's role in a library. Access is read from these rows on every request, so a
+    member removed or demoted loses access at once."""
+
+    library = models.ForeignKey(Library, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["library", "user"], name="membership_library_user_uniq"
+            ),
+        ]
+        indexes = [
+            # Every request: the libraries a person may see, and their role in each.
+            models.Index(fields=["user", "library"], name="membership_user_library_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.library} ({self.role})"
+
+
 MAX_TAG_LENGTH = 50
 
 
 class Tag(models.Model):
-    """A label a person puts on their documents; each person has and sees only their own."""
+    """A label on a library's documents, shared by the library's members."""
 
+    # Who made the tag.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tags"
     )
+    library = models.ForeignKey(Library, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=MAX_TAG_LENGTH)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = [Lower("name")]
         constraints = [
-            # "Tax" and "tax" are one tag of a person's (two tabs creating it race to this).
-            models.UniqueConstraint(models.F("owner"), Lower("name"), name="tag_owner_name_uniq"),
+            # "Tax" and "tax" are one tag of a library's (two tabs creating it race to this).
+            models.UniqueConstraint(
+                models.F("library"), Lower("name"), name="tag_library_name_uniq"
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.library_id is None:
+            self.library = Library.objects.personal(self.owner)
+        super().save(*args, **kwargs)
+
 
 class Document(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Who uploaded the document: the scheduler shares workers fairly between uploaders.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents"
     )
+    # Where the document lives: who may see and change it follows from the library's members.
+    library = models.ForeignKey(Library, on_delete=models.CASCADE, related_name="documents")
     title = models.CharField(max_length=300)
     original_name = models.CharField(max_length=300)
     file = models.FileField(upload_to=_original_upload_to, max_length=300)
@@ -134,6 +231,12 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A document given no library goes to its uploader's personal one.
+        if self.library_id is None:
+            self.library = Library.objects.personal(self.owner)
+        super().save(*args, **kwargs)
 
     @property
     def original_file(self) -> str:
