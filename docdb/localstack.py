@@ -283,6 +283,27 @@ class WeaviateCluster:
             }
         raise ServiceUnavailable("no Weaviate node of the cluster is running")
 
+    def raft_leader(self, *, api_key: str, timeout: float = 30) -> int:
+        """The index of the node that leads the cluster's RAFT (schema) consensus now."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for node in self.nodes:
+                if node.process.poll() is not None:
+                    continue
+                answer = requests.get(
+                    f"{node.url}/v1/cluster/statistics",
+                    headers={"Authorization": f"Bearer {api_key}"},
+                    timeout=10,
+                )
+                answer.raise_for_status()
+                for item in answer.json()["statistics"]:
+                    if (item.get("raft") or {}).get("state") == "Leader":
+                        return int(item["name"].removeprefix("node")) - 1
+                break
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"no RAFT leader among the nodes within {timeout:.0f} s")
+            time.sleep(0.5)  # an election under way
+
     def node_restart(self, index: int, *, timeout: float = 120) -> None:
         """Start a stopped node again with its ports and data: it rejoins the cluster."""
         node = self.nodes[index]

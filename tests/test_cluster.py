@@ -33,11 +33,9 @@ from tests.conftest import API_KEY, Service, Stack, beat_start, worker_start
 from tests.helpers import document_wait, user_make
 from tests.pdf_factory import pdf_make
 
-# Opt-in (DOCDB_CLUSTER_TESTS=1). A document could stay unfinished after a node died: the
-# Weaviate client's background batching retried the dead node for minutes, holding the turn;
-# imports are bounded requests now (weaviate_store.pages_upsert), and both tests passed alone
-# after that, but in a full run on the loaded 2-core machine the second failed once more
-# (issue 15).
+# Opt-in (DOCDB_CLUSTER_TESTS=1): they add about 5 minutes to a run that is kept under its time
+# budget. They passed alone and in a full run; the one hang seen (a write waiting 10 minutes) was
+# the RAFT leader's loss, now killed on purpose and bounded by WRITE_DEADLINE_S.
 pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.cluster,
@@ -48,6 +46,12 @@ pytestmark = [
 ]
 
 COLLECTION = "DocDBPage"
+# Weaviate 1.39 answers the first write, and the first read of the collection's configuration,
+# after its RAFT leader died only when the request's deadline runs out (measured: 601 s with the
+# default 600-s deadline; the next requests take 10 ms). The tiny model's imports and searches
+# take well under a second, so 20 s is room enough; the request that waits fails, and the
+# pipeline retries the write and the error boundary the search, as for a user (docs/scaling.md).
+WRITE_DEADLINE_S = 20
 DOCUMENTS = 4
 PAGES = 2
 
@@ -106,6 +110,7 @@ def on_cluster(
         WEAVIATE_URL=balancer.url,
         WEAVIATE_GRPC_PORT=balancer.grpc_port,
         WEAVIATE_REPLICATION_FACTOR=3,
+        WEAVIATE_TIMEOUT_SECONDS=WRITE_DEADLINE_S,
     )
     override.enable()
     client_close()
@@ -116,6 +121,7 @@ def on_cluster(
         "DOCDB_WEAVIATE_URL": balancer.url,
         "DOCDB_WEAVIATE_GRPC_PORT": str(balancer.grpc_port),
         "DOCDB_WEAVIATE_REPLICATION_FACTOR": "3",
+        "DOCDB_WEAVIATE_TIMEOUT_SECONDS": str(WRITE_DEADLINE_S),
     }
     worker = worker_start(env, live.stack_dir, name="cluster-worker")
     beat = beat_start(env, live.stack_dir)
@@ -196,7 +202,9 @@ def test_a_node_killed_during_ingestion_and_searches_fails_nothing_and_catches_u
     while not Page.objects.filter(document__in=documents).exists():
         assert time.monotonic() < deadline, "no page was ingested"
         time.sleep(0.2)
-    on.node_kill(2)
+    # The RAFT leader: the worst node to lose (see WRITE_DEADLINE_S).
+    killed = on.cluster.raft_leader(api_key=API_KEY)
+    on.node_kill(killed)
     searched_before = done[0]
     documents = _all_ready(documents)
     time.sleep(2)  # a few more searches with the node away
@@ -206,9 +214,9 @@ def test_a_node_killed_during_ingestion_and_searches_fails_nothing_and_catches_u
     assert done[0] > searched_before, "no search ran while the node was down"
     _nothing_lost(on, documents)
 
-    on.cluster.node_restart(2)
+    on.cluster.node_restart(killed)
     counts = _caught_up(on.cluster, DOCUMENTS * PAGES)
-    print(f"objects per node after node3 came back: {counts}; {done[0]} searches, none failed")
+    print(f"objects per node after node{killed + 1} came back: {counts}; {done[0]} searches")
 
 
 def test_docdb_moves_to_the_next_node_when_the_one_it_talks_to_is_killed(
