@@ -120,6 +120,7 @@ def _refusal(exc: LibraryRejected) -> tuple[int, Error]:
 @router.get("", response={200: LibraryList, **COMMON})
 def libraries_list(request: ApiRequest) -> LibraryList:
     """Your libraries, your personal one first, with your role in each."""
+    Library.objects.personal(request.auth)  # listed even before the first upload makes it
     rows = libraries_listed(user=request.auth)
     return LibraryList(libraries=[LibraryOut.from_row(row) for row in rows])
 

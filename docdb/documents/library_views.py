@@ -51,6 +51,7 @@ def _role_of(request: AuthenticatedRequest) -> Role | None:
 
 @require_GET
 def library_list(request: AuthenticatedRequest) -> HttpResponse:
+    Library.objects.personal(request.user)  # listed even before the first upload makes it
     return render(
         request,
         "libraries/list.html",

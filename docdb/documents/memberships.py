@@ -138,9 +138,9 @@ def library_create(*, by: User, name: str) -> Library:
 
 
 def library_rename(*, library: Library, by: User, name: str) -> Library:
-    name = library_name_clean(name)
     with transaction.atomic():
         _locked(library, by, Role.OWNER)
+        name = library_name_clean(name)
         Library.objects.filter(pk=library.pk).update(name=name)
     library.name = name
     return library
@@ -186,9 +186,10 @@ def member_add(*, library: Library, by: User, who: str, role: Role) -> Membershi
     """Make the person named by username or email address a member, with `role`."""
     if library.personal_of_id is not None:
         raise LibraryRejected(SHARE_PERSONAL)
-    person = _person_find(who)
     with transaction.atomic():
+        # The role first: only owners learn whether a name belongs to someone.
         _locked(library, by, Role.OWNER)
+        person = _person_find(who)
         current = Membership.objects.filter(library=library, user=person).first()
         if current is not None:
             raise LibraryRejected(
