@@ -198,9 +198,7 @@ def _library_urls(library: Library, member: User) -> list[tuple[str, str]]:
 
 
 @pytest.mark.sqlite_pass
-def test_an_owner_makes_a_library_and_manages_its_members(
-    db: None, logged_in: LoggedIn
-) -> None:
+def test_an_owner_makes_a_library_and_manages_its_members(db: None, logged_in: LoggedIn) -> None:
     owner, friend = user_make(), user_make()
     client = logged_in(owner)
     listed = client.get(reverse("libraries:list"))
@@ -243,9 +241,7 @@ def test_an_owner_makes_a_library_and_manages_its_members(
 
 
 @pytest.mark.sqlite_pass
-def test_a_personal_library_page_says_to_make_a_shared_one(
-    db: None, logged_in: LoggedIn
-) -> None:
+def test_a_personal_library_page_says_to_make_a_shared_one(db: None, logged_in: LoggedIn) -> None:
     person = user_make()
     personal = Library.objects.personal(person)
     body = logged_in(person).get(reverse("libraries:detail", args=[personal.pk])).content
@@ -300,9 +296,7 @@ def test_a_non_member_gets_404_everywhere_and_a_removed_member_at_once(
 
 
 @pytest.mark.sqlite_pass
-def test_a_member_leaves_but_the_last_owner_is_told_why_not(
-    db: None, logged_in: LoggedIn
-) -> None:
+def test_a_member_leaves_but_the_last_owner_is_told_why_not(db: None, logged_in: LoggedIn) -> None:
     owner, viewer = user_make(), user_make()
     library = _shared(owner, (viewer, Role.VIEWER))
     leave = reverse("libraries:leave", args=[library.pk])
@@ -310,8 +304,7 @@ def test_a_member_leaves_but_the_last_owner_is_told_why_not(
     assert as_owner.get(leave).status_code == 200
     response = as_owner.post(leave, follow=True)
     assert _messages(response) == [
-        "You are the last owner of “Team”: make someone else an owner first, or delete the "
-        "library."
+        "You are the last owner of “Team”: make someone else an owner first, or delete the library."
     ]
     response = logged_in(viewer).post(leave, follow=True)
     assert response.redirect_chain[-1][0] == reverse("libraries:list")
