@@ -27,6 +27,7 @@ from docdb.documents.memberships import (
 from docdb.documents.models import Document, Library, Membership, Role
 from tests.conftest import LoggedIn
 from tests.helpers import user_make
+from tests.ops_helpers import staff_make
 
 
 def _document(library: Library, owner: User, title: str) -> Document:
@@ -384,3 +385,47 @@ def test_the_api_manages_libraries_with_the_same_rules(api_for: object) -> None:
     )
     assert api.delete(base).status_code == 204
     assert api.get(base).status_code == 404
+
+
+@pytest.mark.sqlite_pass
+def test_the_admin_lists_libraries_and_keeps_their_rules(db: None, logged_in: LoggedIn) -> None:
+    owner, viewer = user_make(), user_make()
+    library = _shared(owner, (viewer, Role.VIEWER))
+    _document(library, owner, "Kept")
+    staff = logged_in(staff_make())
+    listed = staff.get(reverse("admin:documents_library_changelist"), {"q": "Team"})
+    assert listed.status_code == 200
+    assert [
+        (row.name, row.n_members, row.n_documents) for row in listed.context["cl"].result_list
+    ] == [("Team", 2, 1)]
+    change = reverse("admin:documents_library_change", args=[library.pk])
+    page = staff.get(change)
+    assert page.status_code == 200
+    assert b'id="id_memberships-0-role"' in page.content
+    assert b"/delete/" not in page.content  # it holds a document
+    assert staff.get(reverse("admin:documents_membership_changelist")).status_code == 200
+    documents = staff.get(
+        reverse("admin:documents_document_changelist"), {"library__id__exact": library.pk}
+    )
+    assert "Kept" in documents.content.decode()
+
+    # Making the owner a viewer would leave no owner: the form says so and nothing changes.
+    members = list(Membership.objects.filter(library=library).order_by("pk"))
+    form = {
+        "name": "Team",
+        "memberships-TOTAL_FORMS": str(len(members)),
+        "memberships-INITIAL_FORMS": str(len(members)),
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+    }
+    for index, membership in enumerate(members):
+        form |= {
+            f"memberships-{index}-id": str(membership.pk),
+            f"memberships-{index}-library": str(library.pk),
+            f"memberships-{index}-user": str(membership.user_id),
+            f"memberships-{index}-role": "viewer",
+        }
+    response = staff.post(change, form)
+    assert response.status_code == 200
+    assert "A library needs at least one owner." in response.content.decode()
+    assert _membership(library, owner).role == Role.OWNER

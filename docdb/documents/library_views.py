@@ -79,7 +79,7 @@ def library_detail(request: AuthenticatedRequest, library_id: int) -> HttpRespon
         "libraries/detail.html",
         {
             "library": library,
-            "role": role,
+            "role_as": _AS_ROLE[role] if role else "",
             "is_owner": role_allows(role, Role.OWNER),
             "members": library_members(library=library),
             "documents": library.documents.count(),

@@ -117,7 +117,9 @@ def library_members(*, library: Library) -> QuerySet[Membership]:
 
 def _locked(library: Library, by: User, needed: Role) -> Library:
     """The library's row, locked until the transaction ends, once `by` is allowed to act."""
-    locked = Library.objects.select_for_update().get(pk=library.pk)
+    locked = Library.objects.select_for_update().filter(pk=library.pk).first()
+    if locked is None:
+        raise LibraryRejected(f"“{library.name}” was deleted meanwhile.")
     if not role_allows(library_role(user=by, library_id=library.pk), needed):
         raise LibraryForbidden(f"Only an owner of “{library.name}” can change it.")
     return locked
@@ -204,8 +206,10 @@ def member_role_set(*, membership: Membership, by: User, role: Role) -> Membersh
         raise LibraryRejected(SHARE_PERSONAL)
     with transaction.atomic():
         _locked(library, by, Role.OWNER)
-        membership.refresh_from_db()
-        demoted = membership.role == Role.OWNER and role != Role.OWNER
+        current = Membership.objects.filter(pk=membership.pk).values_list("role", flat=True).first()
+        if current is None:
+            raise LibraryRejected(f"{membership.user.username} is no longer a member.")
+        demoted = current == Role.OWNER and role != Role.OWNER
         if demoted and not _owners_left(library, without=membership):
             raise LibraryRejected(
                 f"{membership.user.username} is the last owner of “{library.name}”: make "
