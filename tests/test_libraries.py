@@ -6,10 +6,12 @@ Nothing here reaches Weaviate or the pipeline: documents are rows made here.
 
 import hashlib
 import io
+import threading
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -173,6 +175,38 @@ def test_the_list_shows_each_library_with_role_and_counts(db: None) -> None:
         ("Team", Role.VIEWER, 2, 2),
     ]
     assert [row.library for row in libraries_listed(user=user_make())] == []
+
+
+@pytest.mark.postgres_pass
+@pytest.mark.django_db(transaction=True)
+def test_an_owner_demoted_while_demoting_the_other_is_refused() -> None:
+    """Two owners demote each other at once. The first change holds the library's row lock,
+    as the service does, while the second comes: the second waits, then reads that its maker
+    is no longer an owner, and is refused. Without the lock both would pass and leave no owner
+    (SQLite has no row locks to test)."""
+    first, second = user_make(), user_make()
+    library = _shared(first, (second, Role.OWNER))
+    refused: list[Exception] = []
+
+    def demote_first() -> None:
+        try:
+            member_role_set(membership=_membership(library, first), by=second, role=Role.EDITOR)
+        except LibraryRejected as exc:
+            refused.append(exc)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        Library.objects.select_for_update().get(pk=library.pk)
+        Membership.objects.filter(library=library, user=second).update(role=Role.EDITOR)
+        racing = threading.Thread(target=demote_first)
+        racing.start()
+        racing.join(timeout=0.5)  # it waits for the lock (without one it would be done)
+    racing.join(timeout=30)
+    assert list(library.memberships.filter(role=Role.OWNER).values_list("user", flat=True)) == [
+        first.pk
+    ]
+    assert len(refused) == 1 and isinstance(refused[0], LibraryForbidden)
 
 
 # --- the pages and the API over those services: the SQLite pass runs them ---

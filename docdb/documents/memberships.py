@@ -25,7 +25,7 @@ from docdb.documents.models import (
 )
 
 # Libraries by name, as their model orders them.
-ORDER = (Lower("name"), "id")
+_BY_NAME = (Lower("name"), "id")
 
 
 class LibraryRejected(ValueError):
@@ -79,7 +79,7 @@ def libraries_listed(*, user: User) -> list[LibraryRow]:
             n_members=Coalesce(_count_of(Membership.objects.filter(library=OuterRef("pk"))), 0),
             n_documents=Coalesce(_count_of(Document.objects.filter(library=OuterRef("pk"))), 0),
         )
-        .order_by(Case(When(personal_of=user, then=Value(0)), default=Value(1)), *ORDER)
+        .order_by(Case(When(personal_of=user, then=Value(0)), default=Value(1)), *_BY_NAME)
     )
     return [
         LibraryRow(
@@ -115,14 +115,14 @@ def library_members(*, library: Library) -> QuerySet[Membership]:
     return members.order_by(first, "user__username")
 
 
-def _locked(library: Library, by: User, needed: Role) -> Library:
-    """The library's row, locked until the transaction ends, once `by` is allowed to act."""
+def _lock(library: Library, by: User, needed: Role) -> None:
+    """Lock the library's row until the transaction ends, then check that `by` may act: a
+    role changed meanwhile is read after the change."""
     locked = Library.objects.select_for_update().filter(pk=library.pk).first()
     if locked is None:
         raise LibraryRejected(f"“{library.name}” was deleted meanwhile.")
     if not role_allows(library_role(user=by, library_id=library.pk), needed):
         raise LibraryForbidden(f"Only an owner of “{library.name}” can change it.")
-    return locked
 
 
 def _owners_left(library: Library, *, without: Membership) -> bool:
@@ -141,7 +141,7 @@ def library_create(*, by: User, name: str) -> Library:
 
 def library_rename(*, library: Library, by: User, name: str) -> Library:
     with transaction.atomic():
-        _locked(library, by, Role.OWNER)
+        _lock(library, by, Role.OWNER)
         name = library_name_clean(name)
         Library.objects.filter(pk=library.pk).update(name=name)
     library.name = name
@@ -156,7 +156,7 @@ def library_delete(*, library: Library, by: User) -> None:
     if library.personal_of_id is not None:
         raise LibraryRejected("A personal library cannot be deleted: your uploads go there.")
     with transaction.atomic():
-        _locked(library, by, Role.OWNER)
+        _lock(library, by, Role.OWNER)
         held = Document.objects.filter(library=library).count()
         if held:
             raise LibraryRejected(
@@ -190,7 +190,7 @@ def member_add(*, library: Library, by: User, who: str, role: Role) -> Membershi
         raise LibraryRejected(SHARE_PERSONAL)
     with transaction.atomic():
         # The role first: only owners learn whether a name belongs to someone.
-        _locked(library, by, Role.OWNER)
+        _lock(library, by, Role.OWNER)
         person = _person_find(who)
         current = Membership.objects.filter(library=library, user=person).first()
         if current is not None:
@@ -205,7 +205,7 @@ def member_role_set(*, membership: Membership, by: User, role: Role) -> Membersh
     if library.personal_of_id is not None:
         raise LibraryRejected(SHARE_PERSONAL)
     with transaction.atomic():
-        _locked(library, by, Role.OWNER)
+        _lock(library, by, Role.OWNER)
         current = Membership.objects.filter(pk=membership.pk).values_list("role", flat=True).first()
         if current is None:
             raise LibraryRejected(f"{membership.user.username} is no longer a member.")
@@ -227,7 +227,7 @@ def member_remove(*, membership: Membership, by: User) -> None:
     if library.personal_of_id is not None:
         raise LibraryRejected("A personal library keeps its person: it cannot be left.")
     with transaction.atomic():
-        _locked(library, by, Role.VIEWER if leaving else Role.OWNER)
+        _lock(library, by, Role.VIEWER if leaving else Role.OWNER)
         current = Membership.objects.filter(pk=membership.pk).values_list("role", flat=True).first()
         if current is None:
             return  # removed meanwhile (another tab)
