@@ -49,10 +49,10 @@ def _urls_of(document: Document, token: ApiToken, image: QueryImage) -> list[str
     an image they searched with, and the owner as a library's member."""
     values: dict[str, object] = {
         "document_id": document.id,
+        "library_id": document.library_id,
         "number": 1,
         "token_id": token.pk,
         "image_id": image.id,
-        "library_id": document.library_id,
         "user_id": document.owner_id,
     }
     urls = []

@@ -125,7 +125,6 @@ class DocumentAdmin(admin.ModelAdmin):
         "first_page",
         "title",
         "owner",
-        "library",
         "status_badge",
         "pages",
         "size",
@@ -137,14 +136,13 @@ class DocumentAdmin(admin.ModelAdmin):
     list_filter = (
         "status",
         ("owner", admin.RelatedOnlyFieldListFilter),
-        ("library", admin.RelatedOnlyFieldListFilter),
         "created_at",
         # By name: each person has their own tags, and several may use the same name.
         ("tags__name", admin.AllValuesFieldListFilter),
     )
     date_hierarchy = "created_at"
     search_fields = ("title", "original_name", "^sha256", "=id")
-    list_select_related = ("owner", "library")
+    list_select_related = ("owner",)
     list_per_page = 50
     actions = (
         "rerun_pipeline",
@@ -161,7 +159,6 @@ class DocumentAdmin(admin.ModelAdmin):
                     "preview",
                     "title",
                     "owner",
-                    "library",
                     "original_name",
                     "original_link",
                     "tag_names",
@@ -187,7 +184,6 @@ class DocumentAdmin(admin.ModelAdmin):
     readonly_fields = (
         "preview",
         "owner",
-        "library",
         "tag_names",
         "original_name",
         "original_link",
@@ -533,100 +529,6 @@ class DocumentStatusFilter(admin.ChoicesFieldListFilter):
         self.title = "document status"
 
 
-class MembershipFormSet(BaseInlineFormSet):
-    """The rules the Libraries pages keep, kept here too: a library has an owner, and a personal
-    library has its person as its only member."""
-
-    def clean(self) -> None:
-        super().clean()
-        kept = [
-            form.cleaned_data
-            for form in self.forms
-            if form.cleaned_data and not form.cleaned_data.get("DELETE")
-        ]
-        library = self.instance
-        if library.pk is not None and library.personal_of_id is not None:
-            members = [(row["user"].pk, row["role"]) for row in kept]
-            if members != [(library.personal_of_id, Role.OWNER)]:
-                raise ValidationError(
-                    "A personal library has its person as its only member, as owner."
-                )
-        elif not any(row["role"] == Role.OWNER for row in kept):
-            raise ValidationError("A library needs at least one owner.")
-
-
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    formset = MembershipFormSet
-    fields = ("user", "role", "created_at")
-    readonly_fields = ("created_at",)
-    autocomplete_fields = ("user",)
-    extra = 0
-
-
-@admin.register(Library)
-class LibraryAdmin(admin.ModelAdmin):
-    list_display = ("name", "personal_of", "member_count", "document_count", "created_at")
-    list_filter = (("personal_of", admin.EmptyFieldListFilter),)
-    search_fields = ("name", "personal_of__username")
-    list_select_related = ("personal_of",)
-    fields = ("name", "personal_of", "created_at")
-    readonly_fields = ("personal_of", "created_at")
-    inlines = [MembershipInline]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Library]:
-        members = Membership.objects.filter(library=OuterRef("pk")).values("library")
-        documents = Document.objects.filter(library=OuterRef("pk")).values("library")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                n_members=Subquery(members.annotate(n=Count("pk")).values("n")),
-                n_documents=Subquery(documents.annotate(n=Count("pk")).values("n")),
-            )
-        )
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        # Deleting rows would take documents without their files and search entries.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-    def has_delete_permission(self, request: HttpRequest, obj: Library | None = None) -> bool:
-        # As on the Libraries pages: only an empty shared library goes.
-        if obj is not None and (obj.personal_of_id is not None or obj.documents.exists()):
-            return False
-        return super().has_delete_permission(request, obj)
-
-    @admin.display(description="members", ordering="n_members")
-    def member_count(self, library: Library) -> int:
-        return getattr(library, "n_members", None) or 0
-
-    @admin.display(description="documents", ordering="n_documents")
-    def document_count(self, library: Library) -> int:
-        return getattr(library, "n_documents", None) or 0
-
-
-@admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
-    """Every membership, to look through; they are changed on their library's page, which
-    keeps the rules."""
-
-    list_display = ("user", "library", "role", "created_at")
-    list_filter = ("role",)
-    search_fields = ("library__name", "user__username", "user__email")
-    list_select_related = ("user", "library")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
     list_display = ("name", "owner", "document_count", "created_at")
@@ -773,3 +675,97 @@ class PipelineRunAdmin(admin.ModelAdmin):
         if not run.error:
             return "—"
         return format_html('<pre class="docdb-pre">{}</pre>', run.error)
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    """The rules the Libraries pages keep, kept here too: a library has an owner, and a personal
+    library has its person as its only member."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form.cleaned_data
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        library = self.instance
+        if library.pk is not None and library.personal_of_id is not None:
+            members = [(row["user"].pk, row["role"]) for row in kept]
+            if members != [(library.personal_of_id, Role.OWNER)]:
+                raise ValidationError(
+                    "A personal library has its person as its only member, as owner."
+                )
+        elif not any(row["role"] == Role.OWNER for row in kept):
+            raise ValidationError("A library needs at least one owner.")
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    formset = MembershipFormSet
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+    autocomplete_fields = ("user",)
+    extra = 0
+
+
+@admin.register(Library)
+class LibraryAdmin(admin.ModelAdmin):
+    list_display = ("name", "personal_of", "member_count", "document_count", "created_at")
+    list_filter = (("personal_of", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "personal_of__username")
+    list_select_related = ("personal_of",)
+    fields = ("name", "personal_of", "created_at")
+    readonly_fields = ("personal_of", "created_at")
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Library]:
+        members = Membership.objects.filter(library=OuterRef("pk")).values("library")
+        documents = Document.objects.filter(library=OuterRef("pk")).values("library")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_members=Subquery(members.annotate(n=Count("pk")).values("n")),
+                n_documents=Subquery(documents.annotate(n=Count("pk")).values("n")),
+            )
+        )
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Deleting rows would take documents without their files and search entries.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_delete_permission(self, request: HttpRequest, obj: Library | None = None) -> bool:
+        # As on the Libraries pages: only an empty shared library goes.
+        if obj is not None and (obj.personal_of_id is not None or obj.documents.exists()):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    @admin.display(description="members", ordering="n_members")
+    def member_count(self, library: Library) -> int:
+        return getattr(library, "n_members", None) or 0
+
+    @admin.display(description="documents", ordering="n_documents")
+    def document_count(self, library: Library) -> int:
+        return getattr(library, "n_documents", None) or 0
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    """Every membership, to look through; they are changed on their library's page, which
+    keeps the rules."""
+
+    list_display = ("user", "library", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("library__name", "user__username", "user__email")
+    list_select_related = ("user", "library")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
