@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from ninja import Field, Path, Router, Schema
 
-from docdb.api.schemas import COMMON, ApiRequest, Error
+from docdb.api.common import COMMON, ApiRequest, Error
 from docdb.documents.libraries import libraries_visible
 from docdb.documents.memberships import (
     LibraryForbidden,

@@ -17,9 +17,9 @@ from ninja import Field, File, NinjaAPI, Query, Schema
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 
+from docdb.api.common import COMMON, ApiRequest, Error
 from docdb.api.libraries import router as libraries_router
 from docdb.api.models import ApiToken, token_hash
-from docdb.api.schemas import COMMON, ApiRequest, Error
 from docdb.documents.models import MAX_TAG_LENGTH, Document, Status
 from docdb.documents.progress import document_progress, documents_progress
 from docdb.documents.services import (
