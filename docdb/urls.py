@@ -16,6 +16,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", include("docdb.api.account")),
     path("documents/", include("docdb.documents.urls")),
+    path("libraries/", include("docdb.documents.library_urls")),
     path("search/", include("docdb.search.urls")),
     path("api/", api_urls()),
     # Before the admin's own URLs, which would otherwise answer this prefix with a 404.

@@ -31,10 +31,12 @@ def test_api_never_errors_and_keeps_its_schema(
     headers = {"Authorization": f"Bearer {token}"}
 
     for operation in operations:
+        # The libraries' endpoints take ids, a name or a role: fewer cases cover them.
+        examples = 10 if operation.path.startswith("/api/libraries") else 25
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=25,
+            max_examples=examples,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             database=None,

@@ -99,6 +99,12 @@ def test_every_page_passes_the_content_security_policy(
     walk.visit(reverse("documents:detail", args=[document.id]), "[data-document-status]")
     walk.visit(reverse("documents:delete", args=[document.id]), "form")
     # The page view loads its similar pages and, with a query, the similarity maps.
+    for path in (
+        reverse("libraries:list"),
+        reverse("libraries:detail", args=[document.library_id]),
+        reverse("libraries:delete", args=[document.library_id]),
+    ):
+        walk.visit(path, "main h1")
     walk.visit(f"{page_url}?q=bamboo", "[data-maps]")
     expect(page.locator("[data-similar-body] .similar-list, [data-similar-body] p")).to_be_visible()
     expect(page.locator("[data-maps] button").first).to_be_visible()
@@ -117,6 +123,9 @@ def test_every_page_passes_the_content_security_policy(
         reverse("admin:documents_pipelinerun_changelist"),
         reverse("admin:documents_pipelinerun_change", args=[run.id]),
         reverse("admin:documents_document_recreate_index"),
+        reverse("admin:documents_library_changelist"),
+        reverse("admin:documents_library_change", args=[document.library_id]),
+        reverse("admin:documents_membership_changelist"),
         reverse("admin:docdb_api_apitoken_changelist"),
         reverse("admin:auth_user_changelist"),
         reverse("admin:auth_user_change", args=[staff.pk]),

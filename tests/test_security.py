@@ -44,13 +44,15 @@ def _named_patterns(
 
 
 def _urls_of(document: Document, token: ApiToken, image: QueryImage) -> list[str]:
-    """Every named URL, filled with the owner's document, its first page, API token and an
-    image they searched with."""
+    """Every named URL, filled with the owner's document, its first page, library, API token,
+    an image they searched with, and the owner as a library's member."""
     values: dict[str, object] = {
         "document_id": document.id,
+        "library_id": document.library_id,
         "number": 1,
         "token_id": token.pk,
         "image_id": image.id,
+        "user_id": document.owner_id,
     }
     urls = []
     for name, pattern in _named_patterns(get_resolver().url_patterns):
@@ -63,7 +65,7 @@ def _urls_of(document: Document, token: ApiToken, image: QueryImage) -> list[str
 
 def _leaks(body: bytes, document: Document) -> bool:
     text = body.decode(errors="replace")
-    names = [tag.name for tag in document.tags.all()]
+    names = [tag.name for tag in document.tags.all()] + [document.library.name]
     return document.title in text or str(document.id) in text or any(n in text for n in names)
 
 
@@ -85,6 +87,9 @@ def secret_document_upload(tmp_path: Path, logged_in: LoggedIn) -> Document:
     assert document.status == Status.READY, document.error
     # A name of its own: a page that echoes a typed tag must not look like it shows the title.
     document_tags_set(document=document, names=[f"label-{uuid.uuid4().hex[:12]}"])
+    # Its library's name too: no page of anyone else's names it.
+    document.library.name = f"library-{uuid.uuid4().hex[:12]}"
+    document.library.save(update_fields=["name"])
     return document
 
 
@@ -119,7 +124,8 @@ def stranger_walk(document: Document, logged_in: LoggedIn) -> None:
 
             as_stranger.force_login(stranger)  # the walk passes the logout URL too
             response = getattr(as_stranger, method)(url)
-            if str(document.id) in url or str(image.id) in url:
+            library = reverse("libraries:detail", args=[document.library_id])
+            if str(document.id) in url or str(image.id) in url or url.startswith(library):
                 assert response.status_code in (403, 404, 405), (method, url, response.status_code)
             assert not _leaks(response.content, document), (method, url)
 
@@ -170,14 +176,18 @@ def test_no_api_endpoint_shows_a_document_to_anyone_else(secret_document: Docume
     schema = anonymous.get("/api/openapi.json").json()
     for path, operations in schema["paths"].items():
         url = path.replace("{document_id}", str(document.id))
+        url = url.replace("{library_id}", str(document.library_id))
         for method in operations:
             params = {"q": "page one", "mode": "keyword"} if "search" in path else {}
             response = getattr(anonymous, method)(url, params)
             assert response.status_code == 401, (method, url)
             response = getattr(as_stranger, method)(url, params)
             assert response.status_code in (200, 400, 404, 422), (method, url)
+            if "{library_id}" in path:  # nothing of someone else's library answers
+                assert response.status_code != 200, (method, url)
             assert not _leaks(response.content, document), (method, url)
     assert Document.objects.filter(id=document.id).exists()
+    assert document.library.memberships.get().user_id == document.owner_id
 
 
 def test_a_crafted_search_cannot_reach_another_owners_pages(secret_document: Document) -> None:

@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
@@ -18,6 +17,8 @@ from ninja import Field, File, NinjaAPI, Query, Schema
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 
+from docdb.api.common import COMMON, ApiRequest, Error
+from docdb.api.libraries import router as libraries_router
 from docdb.api.models import ApiToken, token_hash
 from docdb.documents.models import MAX_TAG_LENGTH, Document, Status
 from docdb.documents.progress import document_progress, documents_progress
@@ -78,10 +79,6 @@ api = NinjaAPI(
 )
 
 
-class Error(Schema):
-    detail: str
-
-
 def _bad_request(request: HttpRequest, exc: object) -> HttpResponse:
     # Malformed multipart (no boundary, too many files, oversized part headers) and other
     # requests Django finds suspicious: a JSON 400 like every other client error here, whatever
@@ -96,16 +93,7 @@ def _too_large(request: HttpRequest, exc: object) -> HttpResponse:
 for _exception in (MultiPartParserError, SuspiciousOperation, BadRequest):
     api.add_exception_handler(_exception, _bad_request)
 api.add_exception_handler(UploadTooLarge, _too_large)
-
-
-class InvalidRequest(Schema):
-    """A parameter or field is missing or malformed; `detail` lists each problem."""
-
-    detail: list[dict[str, Any]]
-
-
-# Every operation can answer these: no or a bad token, and input that does not fit its schema.
-COMMON = {401: Error, 422: InvalidRequest}
+api.add_router("/libraries", libraries_router)
 
 
 class DamagedPageOut(Schema):
@@ -238,12 +226,6 @@ class SearchOut(Schema):
     results: list[SearchHitOut]
     # For a search by image: pass it as `image` to GET /search to search with it again.
     image_id: uuid.UUID | None = None
-
-
-class ApiRequest(HttpRequest):
-    """A request that passed TokenAuth: `auth` is the token's user."""
-
-    auth: User
 
 
 def _document_get(request: ApiRequest, document_id: uuid.UUID) -> Document:

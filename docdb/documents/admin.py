@@ -9,8 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.forms.models import BaseInlineFormSet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
@@ -24,8 +26,11 @@ from docdb.documents.files import file_open, page_thumbnail_name
 from docdb.documents.models import (
     DamagedPage,
     Document,
+    Library,
+    Membership,
     Page,
     PipelineRun,
+    Role,
     RunKind,
     RunState,
     Status,
@@ -670,3 +675,97 @@ class PipelineRunAdmin(admin.ModelAdmin):
         if not run.error:
             return "—"
         return format_html('<pre class="docdb-pre">{}</pre>', run.error)
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    """The rules the Libraries pages keep, kept here too: a library has an owner, and a personal
+    library has its person as its only member."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form.cleaned_data
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        library = self.instance
+        if library.pk is not None and library.personal_of_id is not None:
+            members = [(row["user"].pk, row["role"]) for row in kept]
+            if members != [(library.personal_of_id, Role.OWNER)]:
+                raise ValidationError(
+                    "A personal library has its person as its only member, as owner."
+                )
+        elif not any(row["role"] == Role.OWNER for row in kept):
+            raise ValidationError("A library needs at least one owner.")
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    formset = MembershipFormSet
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+    autocomplete_fields = ("user",)
+    extra = 0
+
+
+@admin.register(Library)
+class LibraryAdmin(admin.ModelAdmin):
+    list_display = ("name", "personal_of", "member_count", "document_count", "created_at")
+    list_filter = (("personal_of", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "personal_of__username")
+    list_select_related = ("personal_of",)
+    fields = ("name", "personal_of", "created_at")
+    readonly_fields = ("personal_of", "created_at")
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Library]:
+        members = Membership.objects.filter(library=OuterRef("pk")).values("library")
+        documents = Document.objects.filter(library=OuterRef("pk")).values("library")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_members=Subquery(members.annotate(n=Count("pk")).values("n")),
+                n_documents=Subquery(documents.annotate(n=Count("pk")).values("n")),
+            )
+        )
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Deleting rows would take documents without their files and search entries.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_delete_permission(self, request: HttpRequest, obj: Library | None = None) -> bool:
+        # As on the Libraries pages: only an empty shared library goes.
+        if obj is not None and (obj.personal_of_id is not None or obj.documents.exists()):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    @admin.display(description="members", ordering="n_members")
+    def member_count(self, library: Library) -> int:
+        return getattr(library, "n_members", None) or 0
+
+    @admin.display(description="documents", ordering="n_documents")
+    def document_count(self, library: Library) -> int:
+        return getattr(library, "n_documents", None) or 0
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    """Every membership, to look through; they are changed on their library's page, which
+    keeps the rules."""
+
+    list_display = ("user", "library", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("library__name", "user__username", "user__email")
+    list_select_related = ("user", "library")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
