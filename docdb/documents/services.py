@@ -76,8 +76,8 @@ def document_with_checksum(*, library: Library, sha256: str) -> Document | None:
 
 def _duplicate_rejection(name: str | None, original: Document) -> UploadRejected:
     return UploadRejected(
-        f"{name}: the library “{original.library.name}” already holds this file as "
-        f"“{original.title}”.",
+        f"{name}: this file was already uploaded as “{original.title}”. It is in the library "
+        f"“{original.library.name}”.",
         duplicate_of=original,
     )
 
