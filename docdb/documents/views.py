@@ -18,6 +18,7 @@ from docdb.documents.files import file_open
 from docdb.documents.forms import SORT_LABELS, BulkForm, DocumentListForm, RenameForm, TagForm
 from docdb.documents.libraries import (
     ChangeRefused,
+    change_refusal,
     document_change_check,
     documents_visible,
     libraries_visible,
@@ -159,6 +160,7 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
             "libraries": list(libraries),
             "library_id": library_id,
             "move_targets": move_targets,
+            "editable_library_ids": {library.id for library in move_targets},
         },
     )
 
@@ -282,6 +284,8 @@ def document_detail(request: AuthenticatedRequest, document_id: uuid.UUID) -> Ht
             "p": document_progress(document, viewer=request.user),
             "tags": document.tags.all(),
             "tag_choices": tags_of_library(library=document.library),
+            # Viewers are offered no changes (the views refuse them anyway).
+            "can_change": not change_refusal(user=request.user, library=document.library),
         },
     )
 
