@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.http import HttpResponse
 from django.test import override_settings
+from django.urls import reverse
 
 from docdb.documents.libraries import library_ids_visible
-from docdb.documents.models import Document, Library, Membership, Role
+from docdb.documents.models import Document, Library, Membership, Role, Status
 from docdb.documents.services import MoveRefused, document_move
 from docdb.documents.tags import document_tags_set
 from docdb.weaviate_store import (
@@ -24,8 +27,8 @@ from docdb.weaviate_store import (
     pages_without_library,
 )
 from docdb.weaviate_store import schema as weaviate_schema
-from tests.conftest import Stack
-from tests.helpers import user_make
+from tests.conftest import LoggedIn, Stack
+from tests.helpers import report_pdf, user_make
 from tests.ops_helpers import document_ready
 
 pytestmark = [pytest.mark.sqlite_pass, pytest.mark.timeout(600)]
@@ -111,3 +114,58 @@ def test_a_collection_made_before_libraries_gets_the_property(
             assert collection_ensure()["properties"]["library_id"] == "int"
         finally:
             client_get().collections.delete("DocDBPreLibraries")
+
+
+def test_uploads_list_and_moves_follow_the_persons_libraries_and_roles(
+    db: None, logged_in: LoggedIn, tmp_path: Path, settings: object
+) -> None:
+    settings.MEDIA_ROOT = tmp_path  # type: ignore[attr-defined]
+    me, other = user_make(), user_make()
+    team, board = Library.objects.create(name="Team"), Library.objects.create(name="Board")
+    Membership.objects.create(library=team, user=me, role=Role.EDITOR)
+    Membership.objects.create(library=board, user=me, role=Role.VIEWER)
+    theirs = Library.objects.personal(other)
+    client = logged_in(me)
+    page = client.get(reverse("documents:upload"))
+    assert [library.name for library in page.context["upload_libraries"]] == ["Personal", "Team"]
+
+    pdf = report_pdf(tmp_path).read_bytes()
+
+    def upload(library: Library | None) -> HttpResponse:
+        data: dict[str, object] = {"file": SimpleUploadedFile("report.pdf", pdf)}
+        if library is not None:
+            data["library"] = library.id
+        return client.post(reverse("documents:upload_file"), data)  # type: ignore[no-any-return]
+
+    assert upload(team).status_code == 201
+    # The same file in another library is no duplicate; twice in one library is, and says where.
+    assert upload(None).status_code == 201
+    again = upload(team)
+    assert again.status_code == 409
+    assert "It is in the library “Team”." in again.json()["error"]
+    refused = upload(board)
+    assert refused.status_code == 403
+    assert "your role there is viewer" in refused.json()["error"]
+    assert upload(theirs).status_code == 404
+    assert {d.library.name for d in Document.objects.filter(owner=me)} == {"Personal", "Team"}
+
+    listed = client.get(reverse("documents:list"), {"library": team.id})
+    assert [d.library_id for d in listed.context["page_obj"]] == [team.id]
+    assert len(client.get(reverse("documents:list")).context["page_obj"]) == 2
+
+    mine = Document.objects.get(owner=me, library__personal_of=me)
+    Document.objects.filter(id=mine.id).update(status=Status.READY)
+    bulk = reverse("documents:bulk")
+    for library, said in ((board, "you cannot add documents"), (team, "already holds this file")):
+        response = client.post(
+            bulk, {"document": [str(mine.id)], "action": "move", "library": library.id}, follow=True
+        )
+        assert any(said in str(m) for m in response.context["messages"]), library
+    Document.objects.filter(library=team).delete()
+    response = client.post(
+        bulk, {"document": [str(mine.id)], "action": "move", "library": team.id}, follow=True
+    )
+    assert [str(m) for m in response.context["messages"]] == [
+        "Moved 1 document to another library."
+    ]
+    assert Document.objects.get(id=mine.id).library_id == team.id
