@@ -18,7 +18,7 @@ from django.utils import timezone
 from docdb import pdf
 from docdb.documents.files import document_files_delete
 from docdb.documents.ingestion import document_fail, document_turn_run, search_withdraw
-from docdb.documents.models import Document, Library, Page, RunKind, Status
+from docdb.documents.models import UNFINISHED, Document, Library, Page, RunKind, Status
 from docdb.documents.runs import pipeline_run_enqueue
 from docdb.documents.scheduler import document_hold_take, hold_release
 from docdb.documents.states import document_transition
@@ -219,7 +219,10 @@ def document_move(*, document: Document, library: Library, user: User) -> bool:
     try:
         with transaction.atomic():
             names = [tag.name for tag in document.tags.all()]
-            Document.objects.filter(id=document.id).update(library=library)
+            # Only while it is still finished: a retry queued meanwhile keeps it where it is.
+            moved = Document.objects.filter(id=document.id).exclude(status__in=UNFINISHED)
+            if not moved.update(library=library):
+                raise MoveRefused("it was queued to be processed again meanwhile")
             # Tags are the library's: the document takes tags of the same names in its new one.
             document.tags.set(
                 [tag_get_or_create(library=library, owner=user, name=name) for name in names]
@@ -227,6 +230,9 @@ def document_move(*, document: Document, library: Library, user: User) -> bool:
     except IntegrityError:
         pages_library_set(document_id=document.id, page_numbers=numbers, library_id=source)
         raise MoveRefused(f"the library “{library.name}” already holds this file") from None
+    except MoveRefused:
+        pages_library_set(document_id=document.id, page_numbers=numbers, library_id=source)
+        raise
     document.library = library
     logger.info("document %s moved to library %s", document.id, library.id)
     return True
