@@ -164,6 +164,7 @@ def _import_stage(vectors: list[np.ndarray], pages: int) -> float:
         PageObject(
             document_id=document,
             owner_id=owner,
+            library_id=owner,
             title="Free Culture",
             file_name="freeculture.pdf",
             page_number=number,

@@ -145,6 +145,7 @@ def _embed_and_import(jpegs: list[bytes], owner_id: int, *, per_call: int) -> di
         PageObject(
             document_id=document_id,
             owner_id=owner_id,
+            library_id=owner_id,
             title="bench",
             file_name="bench.pdf",
             page_number=number,

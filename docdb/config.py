@@ -624,8 +624,8 @@ GROUPS = (
                 "DOCDB_WEAVIATE_FLAT_SEARCH_CUTOFF",
                 "int",
                 "2000",
-                "An owner with fewer pages than this is searched by scanning them, else through "
-                "HNSW.",
+                "A search whose libraries hold fewer pages than this scans them, else goes "
+                "through HNSW.",
             ),
             Setting(
                 "DOCDB_WEAVIATE_POOLED_VECTORS",

@@ -343,7 +343,7 @@ if VECTORIZE not in ("server", "client"):
 WEAVIATE_MUVERA = env_bool("DOCDB_WEAVIATE_MUVERA")
 WEAVIATE_HNSW_EF = env_int("DOCDB_WEAVIATE_HNSW_EF")  # -1: Weaviate's dynamic ef
 # Semantic search re-ranks at least this many candidate pages exactly with MUVERA (Weaviate
-# re-ranks twice the limit asked for when it scans an owner's pages), then keeps the best.
+# re-ranks twice the limit asked for when it scans the filtered pages), then keeps the best.
 WEAVIATE_SEARCH_CANDIDATES = env_int("DOCDB_WEAVIATE_SEARCH_CANDIDATES")
 WEAVIATE_FLAT_SEARCH_CUTOFF = env_int("DOCDB_WEAVIATE_FLAT_SEARCH_CUTOFF")
 # Two-stage semantic search (self-hosted): new collections also hold each page's multi-vector

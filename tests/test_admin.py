@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from docdb.documents.libraries import library_ids_visible
 from docdb.documents.models import Document, PipelineRun, RunKind, RunState, Status
 from docdb.weaviate_store import (
     SearchMode,
@@ -157,7 +158,9 @@ def test_title_change_renames_without_reembedding(
 ) -> None:
     owner = user_make()
     document = document_ready(owner, tmp_path)
-    vectors = page_multivector(owner_id=owner.pk, document_id=document.id, page_number=1)
+    vectors = page_multivector(
+        library_ids=library_ids_visible(user=owner), document_id=document.id, page_number=1
+    )
     embedded = live.embedder.health()["counters"]["images_embedded"]  # type: ignore[index]
     staff = logged_in(staff_make())
 
@@ -165,12 +168,22 @@ def test_title_change_renames_without_reembedding(
     response = staff.post(reverse("admin:documents_document_change", args=[document.id]), form)
     assert response.status_code == 302, response.content
     assert Document.objects.get(id=document.id).title == "Zeppelin manual"
-    hits = pages_search(owner_id=owner.pk, query="zeppelin", mode=SearchMode.KEYWORD, limit=10)
+    hits = pages_search(
+        library_ids=library_ids_visible(user=owner),
+        query="zeppelin",
+        mode=SearchMode.KEYWORD,
+        limit=10,
+    )
     assert len(hits) == 3
     # Nothing queued and nothing embedded: only the title moved, in place.
     assert not PipelineRun.objects.filter(document=document, kind=RunKind.REIMPORT).exists()
     assert live.embedder.health()["counters"]["images_embedded"] == embedded  # type: ignore[index]
-    assert page_multivector(owner_id=owner.pk, document_id=document.id, page_number=1) == vectors
+    assert (
+        page_multivector(
+            library_ids=library_ids_visible(user=owner), document_id=document.id, page_number=1
+        )
+        == vectors
+    )
 
 
 def test_delete_removes_files_rows_and_objects(

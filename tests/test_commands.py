@@ -102,6 +102,7 @@ def test_reconcile_finds_and_repairs_a_deleted_object_and_thumbnail(
             PageObject(
                 document_id=ghost,
                 owner_id=owner.pk,
+                library_id=other.library_id,
                 title="ghost",
                 file_name="ghost.pdf",
                 page_number=1,

@@ -132,7 +132,9 @@ def test_the_loser_of_a_race_is_answered_as_a_duplicate(
         document_upload(owner=owner, upload=SimpleUploadedFile("copy.pdf", pdf))
     assert len(looked_up) == 2
     assert rejected.value.duplicate_of == winner
-    assert rejected.value.reason == "copy.pdf: this file was already uploaded as “report”."
+    assert rejected.value.reason == (
+        "copy.pdf: this file was already uploaded as “report”. It is in the library “Personal”."
+    )
     assert list(Document.objects.filter(owner=owner)) == [winner]
     assert [path.name for path in (tmp_path / "documents").iterdir()] == [str(winner.id)]
 

@@ -103,3 +103,43 @@ def test_copies_stored_before_the_constraint_are_kept_and_marked(transactional_d
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_each_person_gets_a_personal_library_holding_their_documents_and_tags(
+    transactional_db: None,
+) -> None:
+    """Migrations 0010-0013 on a database made before libraries: every person's documents and
+    tags move to a personal library of theirs, which they own; copies stay as they were."""
+    try:
+        old = _migrated(
+            MigrationExecutor(connection),
+            [("documents", "0009_tags"), ("ops", "0002_delete_pipelinerun")],
+        )
+        users = old.get_model("auth", "User").objects
+        ann, bob = users.create(username="lib-ann"), users.create(username="lib-bob")
+        documents = old.get_model("documents", "Document").objects
+        fields = {"original_name": "a.pdf", "sha256": "a" * 64}
+        anns = documents.create(owner=ann, title="ann's", **fields)
+        copy = documents.create(owner=ann, title="copy", legacy_duplicate=True, **fields)
+        bobs = documents.create(owner=bob, title="bob's", **fields)
+        tag = old.get_model("documents", "Tag").objects.create(owner=ann, name="Tax")
+        anns.tags.add(tag)
+
+        new = _migrated(
+            MigrationExecutor(connection),
+            [("documents", "0013_library_sha256_uniq"), ("ops", "0002_delete_pipelinerun")],
+        )
+        libraries = new.get_model("documents", "Library").objects
+        personal = {library.personal_of_id: library for library in libraries.all()}
+        assert set(personal) >= {ann.id, bob.id}
+        moved = dict(new.get_model("documents", "Document").objects.values_list("id", "library"))
+        assert moved[anns.id] == moved[copy.id] == personal[ann.id].id
+        assert moved[bobs.id] == personal[bob.id].id
+        tag_library = new.get_model("documents", "Tag").objects.get(id=tag.id).library_id
+        assert tag_library == personal[ann.id].id
+        memberships = new.get_model("documents", "Membership").objects
+        assert memberships.get(library=personal[ann.id]).user_id == ann.id
+        assert memberships.get(library=personal[ann.id]).role == "owner"
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

@@ -139,6 +139,8 @@ def _objects_add(document_id: uuid.UUID, owner_id: int, numbers: list[int], imag
             PageObject(
                 document_id=document_id,
                 owner_id=owner_id,
+                # A stray object's library: any (it belongs to no document row).
+                library_id=0,
                 title="stray",
                 file_name="stray.pdf",
                 page_number=number,

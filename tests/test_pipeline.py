@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from docdb.documents import services
+from docdb.documents.libraries import library_ids_visible
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.states import document_transition
 from docdb.search.maps import page_maps_make
@@ -106,7 +107,12 @@ def test_upload_index_search_delete(live: Stack, tmp_path: Path, logged_in: Logg
     # The stranger sees none of it, neither in search nor by URL.
     stranger_client = logged_in(stranger)
     for mode in SearchMode:
-        assert pages_search(owner_id=stranger.pk, query="bamboo", mode=mode, limit=10) == []
+        assert (
+            pages_search(
+                library_ids=library_ids_visible(user=stranger), query="bamboo", mode=mode, limit=10
+            )
+            == []
+        )
         response = stranger_client.get(reverse("search:search"), {"q": "bamboo", "mode": mode})
         assert response.context.get("results") == []
     for name, args in [
@@ -233,7 +239,9 @@ def test_pages_of_each_shape_are_stored_with_the_real_model_s_tiles(
     assert Document.objects.get(id=document.id).status == Status.READY
 
     for number, (shape, _, (rows, cols), vectors) in enumerate(PAGE_SHAPES, start=1):
-        stored = page_multivector(owner_id=owner.pk, document_id=document.id, page_number=number)
+        stored = page_multivector(
+            library_ids=library_ids_visible(user=owner), document_id=document.id, page_number=number
+        )
         assert stored is not None and len(stored) == vectors, shape
         page = Page.objects.get(document=document, number=number)
         maps = page_maps_make(page=page, query="total due")

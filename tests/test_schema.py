@@ -25,6 +25,7 @@ def test_collection_has_the_page_properties_and_our_embedder(live: Stack) -> Non
     assert description["properties"] == {
         "document_id": "uuid",
         "owner_id": "int",
+        "library_id": "int",
         "title": "text",
         "file_name": "text",
         "page_number": "int",

@@ -1,6 +1,7 @@
-"""Nobody but the owner sees a document: every URL and API endpoint, walked as a stranger and
-as an anonymous client, leaks none of it. The URL list is read from the URLconf and the OpenAPI
-schema, so a view added later is walked too."""
+"""Nobody outside a document's library sees it: every URL and API endpoint, walked as a
+stranger and as an anonymous client, leaks none of it; a viewer of the library reads it and
+changes nothing; a member removed loses it at once. The URL list is read from the URLconf and
+the OpenAPI schema, so a view added later is walked too."""
 
 import io
 import uuid
@@ -13,12 +14,14 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from docdb.api.models import ApiToken
-from docdb.documents.models import Document, Status
+from docdb.documents.libraries import library_ids_visible
+from docdb.documents.models import Document, Library, Membership, Role, Status
+from docdb.documents.services import document_move
 from docdb.documents.tags import document_tags_set
 from docdb.search.models import QueryImage
-from docdb.weaviate_store import SearchMode, pages_search
+from docdb.weaviate_store import SearchMode, pages_count, pages_search
 from tests.conftest import LoggedIn, Stack
-from tests.helpers import document_wait, user_make
+from tests.helpers import document_wait, report_pdf, user_make
 from tests.pdf_factory import pdf_make
 
 pytestmark = pytest.mark.timeout(600)
@@ -196,7 +199,7 @@ def test_a_crafted_search_cannot_reach_another_owners_pages(secret_document: Doc
     stranger = user_make()
     for mode in SearchMode:
         hits = pages_search(
-            owner_id=stranger.pk,
+            library_ids=library_ids_visible(user=stranger),
             query=document.title,
             mode=mode,
             limit=50,
@@ -236,3 +239,96 @@ def test_revoked_tokens_stop_working(db: None) -> None:
     assert api.get("/api/documents").status_code == 200
     call_command("revoke_api_tokens", user.username, "--name", "laptop", stdout=io.StringIO())
     assert api.get("/api/documents").status_code == 401
+
+
+def _shared(document: Document) -> tuple[Library, object]:
+    """The document moved into a new shared library of its uploader's, with a viewer member."""
+    library = Library.objects.create(name=f"team-{uuid.uuid4().hex[:8]}")
+    Membership.objects.create(library=library, user=document.owner, role=Role.OWNER)
+    viewer = user_make()
+    Membership.objects.create(library=library, user=viewer, role=Role.VIEWER)
+    assert document_move(document=document, library=library, user=document.owner)
+    return library, viewer
+
+
+def _state(document: Document) -> tuple[object, ...]:
+    survivor = Document.objects.get(id=document.id)
+    return (
+        survivor.title,
+        survivor.status,
+        survivor.library_id,
+        sorted(tag.name for tag in survivor.tags.all()),
+        pages_count(document_id=document.id, library_id=document.library_id),
+    )
+
+
+# Plain ORM filters, the same on both databases: the SQLite pass runs it.
+@pytest.mark.sqlite_pass
+def test_a_shared_library_is_read_by_its_viewers_changed_by_none_and_unseen_by_others(
+    secret_document: Document, logged_in: LoggedIn, tmp_path: Path
+) -> None:
+    document = secret_document
+    library, viewer = _shared(document)
+    document.refresh_from_db()
+    # A person who is not a member sees nothing of it, anywhere.
+    stranger_walk(document, logged_in)
+
+    as_viewer = logged_in(viewer)
+    assert as_viewer.get(reverse("documents:detail", args=[document.id])).status_code == 200
+    response = as_viewer.get(reverse("search:search"), {"q": document.title, "mode": "keyword"})
+    assert [r.page.document_id for r in response.context["results"]][:1] == [document.id]
+    before = _state(document)
+
+    # Every URL of the document that changes something refuses, saying why.
+    token, _raw = ApiToken.issue(user=document.owner, name="owner's script")
+    image = QueryImage.objects.create(
+        owner=document.owner, sha256="1" * 64, jpeg=b"\xff\xd8", width=1, height=1
+    )
+    tag = document.tags.get().name
+    form = {"title": "changed", "name": tag, "password": "x", "tag": tag}
+    for url in _urls_of(document, token, image):
+        if str(document.id) not in url:
+            continue
+        response = as_viewer.post(url, form)
+        assert response.status_code in (403, 405), (url, response.status_code)
+        if response.status_code == 403:
+            assert "your role there is viewer" in response.content.decode(), url
+    for action in ("tag", "untag", "rerun", "delete", "move"):
+        response = as_viewer.post(
+            reverse("documents:bulk"),
+            {"document": [str(document.id)], "action": action, "tag": "x", "library": library.id},
+            follow=True,
+        )
+        warnings = [str(m) for m in response.context["messages"]]
+        assert any("your role there is viewer" in m for m in warnings), (action, warnings)
+    with report_pdf(tmp_path, "viewer.pdf").open("rb") as handle:
+        response = as_viewer.post(
+            reverse("documents:upload_file"), {"file": handle, "library": library.id}
+        )
+    assert response.status_code == 403
+
+    # The API: reads answer, changes are refused with a sentence.
+    out = io.StringIO()
+    call_command("create_api_token", viewer.username, stdout=out)
+    api = Client(headers={"Authorization": f"Bearer {out.getvalue().strip()}"})
+    assert api.get(f"/api/documents/{document.id}").json()["library_id"] == library.id
+    found = api.get("/api/search", {"q": document.title, "mode": "keyword", "library": library.id})
+    assert found.json()["results"][0]["document_id"] == str(document.id)
+    schema = api.get("/api/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        if "{document_id}" not in path:
+            continue
+        url = path.replace("{document_id}", str(document.id))
+        for method in set(operations) - {"get"}:
+            response = getattr(api, method)(url, {"tags": ["x"]}, content_type="application/json")
+            assert response.status_code == 403, (method, url, response.status_code)
+            assert "your role there is viewer" in response.json()["detail"], (method, url)
+    assert _state(document) == before
+
+    # Removed, the viewer loses it on their very next request.
+    Membership.objects.filter(library=library, user=viewer).delete()
+    assert as_viewer.get(reverse("documents:detail", args=[document.id])).status_code == 404
+    response = as_viewer.get(reverse("search:search"), {"q": document.title, "mode": "keyword"})
+    assert not response.context.get("results")
+    assert api.get(f"/api/documents/{document.id}").status_code == 404
+    assert api.get("/api/search", {"q": document.title, "mode": "keyword"}).json()["results"] == []

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from docdb.api.models import ApiToken
 from docdb.documents import services as document_services
-from docdb.documents.models import Document, Status, Tag
+from docdb.documents.models import Document, Library, Status, Tag
 from docdb.documents.tags import TagRejected, document_tags_set, tag_get_or_create, tags_of
 from docdb.search import services as search_services
 from docdb.search.services import search_scope
@@ -39,23 +39,24 @@ def _messages(response: object) -> list[str]:
 # --- the model and services: their subject is the database (both passes run them) ---
 
 
-def test_a_tag_is_one_per_owner_and_name_whatever_the_case(db: None) -> None:
+def test_a_tag_is_one_per_library_and_name_whatever_the_case(db: None) -> None:
     owner, other = user_make(), user_make()
-    tax = tag_get_or_create(owner=owner, name="  Tax   2024 ")
+    mine, theirs = Library.objects.personal(owner), Library.objects.personal(other)
+    tax = tag_get_or_create(library=mine, owner=owner, name="  Tax   2024 ")
     assert tax.name == "Tax 2024"
-    assert tag_get_or_create(owner=owner, name="tax 2024") == tax
-    # Someone else's tag of the same name is theirs alone.
-    assert tag_get_or_create(owner=other, name="Tax 2024") != tax
+    assert tag_get_or_create(library=mine, owner=other, name="tax 2024") == tax
+    # Another library's tag of the same name is that library's alone.
+    assert tag_get_or_create(library=theirs, owner=other, name="Tax 2024") != tax
     with pytest.raises(IntegrityError), transaction.atomic():
-        Tag.objects.create(owner=owner, name="TAX 2024")
+        Tag.objects.create(library=mine, owner=owner, name="TAX 2024")
     for bad in ("", "   ", "x" * 51, "nul\x00"):
         with pytest.raises(TagRejected):
-            tag_get_or_create(owner=owner, name=bad)
+            tag_get_or_create(library=mine, owner=owner, name=bad)
 
 
-def test_setting_tags_replaces_them_with_the_owners_own(db: None) -> None:
+def test_setting_tags_replaces_them_with_the_librarys_own(db: None) -> None:
     owner, other = user_make(), user_make()
-    theirs = tag_get_or_create(owner=other, name="secret")
+    theirs = tag_get_or_create(library=Library.objects.personal(other), owner=other, name="secret")
     document = _document(owner, "Invoice")
     tags = document_tags_set(document=document, names=["b", "A", "a", "secret"])
     assert [tag.name for tag in tags] == ["A", "b", "secret"]
@@ -64,9 +65,9 @@ def test_setting_tags_replaces_them_with_the_owners_own(db: None) -> None:
     document_tags_set(document=document, names=[])
     assert not document.tags.exists()
     # Tags no document carries any more are not offered, but come back with their name.
-    assert not tags_of(owner=owner).exists()
+    assert not tags_of(user=owner)
     document_tags_set(document=document, names=["a"])
-    assert list(tags_of(owner=owner)) == [tags[0]]
+    assert tags_of(user=owner) == [tags[0]]
 
 
 def test_search_scope_resolves_tags_among_the_owners_own(db: None) -> None:
@@ -162,7 +163,7 @@ def test_bulk_actions_touch_only_the_owners_documents_and_say_what_they_skipped(
 def test_tags_are_added_and_removed_on_a_documents_page(db: None, logged_in: LoggedIn) -> None:
     owner, stranger = user_make(), user_make()
     document = _document(owner, "Lease")
-    tag_get_or_create(owner=owner, name="Home")
+    tag_get_or_create(library=Library.objects.personal(owner), owner=owner, name="Home")
     client = logged_in(owner)
     detail = reverse("documents:detail", args=[document.id])
     add = reverse("documents:tag_add", args=[document.id])

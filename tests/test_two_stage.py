@@ -19,6 +19,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from docdb.documents import services
+from docdb.documents.libraries import library_ids_visible
 from docdb.documents.models import Document, Page, Status
 from docdb.embedder_client import query_embed
 from docdb.pooling import multivector_pool
@@ -111,7 +112,8 @@ def _fused(alpha: float, vector: dict[int, float], keyword: dict[int, float]) ->
     }
 
 
-def _check_pooled_and_exact_order(owner_id: int, document_id: uuid.UUID) -> None:
+def _check_pooled_and_exact_order(document_id: uuid.UUID) -> None:
+    library_ids = [Document.objects.get(id=document_id).library_id]
     stored = _stored(document_id, 5)
     for vectors in stored.values():
         assert vectors[POOLED_VECTOR_NAME].shape == (settings.WEAVIATE_POOLED_VECTORS, 128)
@@ -124,7 +126,7 @@ def _check_pooled_and_exact_order(owner_id: int, document_id: uuid.UUID) -> None
         number: _maxsim(query, vectors[POOLED_VECTOR_NAME]) for number, vectors in stored.items()
     }
 
-    hits = pages_search(owner_id=owner_id, query=QUERY, mode=SearchMode.VECTOR, limit=5)
+    hits = pages_search(library_ids=library_ids, query=QUERY, mode=SearchMode.VECTOR, limit=5)
     _assert_ranked(hits, exact, tolerance=1e-4)
 
     # Two candidates: the two best by pooled MaxSim, then ordered by exact MaxSim.
@@ -132,7 +134,7 @@ def _check_pooled_and_exact_order(owner_id: int, document_id: uuid.UUID) -> None
     objects = weaviate_pages.two_stage_search(
         collection,
         query.tolist(),
-        filters=weaviate_pages._owner_filter(owner_id),
+        filters=weaviate_pages._library_filter(library_ids),
         candidates=2,
         return_properties=["page_number"],
     )
@@ -147,7 +149,9 @@ def _check_pooled_and_exact_order(owner_id: int, document_id: uuid.UUID) -> None
     # Hybrid search fuses over the same candidates, in the order of Weaviate's fusion of exact
     # MaxSim and BM25 scores (pages 2 and 4 name bamboo; the others score nothing): all vector
     # at alpha 1, all keyword at alpha 0.
-    keyword_hits = pages_search(owner_id=owner_id, query=QUERY, mode=SearchMode.KEYWORD, limit=5)
+    keyword_hits = pages_search(
+        library_ids=library_ids, query=QUERY, mode=SearchMode.KEYWORD, limit=5
+    )
     keyword = _numbers(keyword_hits)
     assert keyword == [2, 4]
     bm25 = {number: hit.score for hit, number in zip(keyword_hits, keyword, strict=True)}
@@ -158,14 +162,14 @@ def _check_pooled_and_exact_order(owner_id: int, document_id: uuid.UUID) -> None
     rounding = 2 * float(np.spacing(np.float32(max(exact.values())))) / spread
     for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
         hits = pages_search(
-            owner_id=owner_id, query=QUERY, mode=SearchMode.HYBRID, limit=5, alpha=alpha
+            library_ids=library_ids, query=QUERY, mode=SearchMode.HYBRID, limit=5, alpha=alpha
         )
         _assert_ranked(hits, _fused(alpha, exact, bm25), tolerance=5e-3 + alpha * rounding)
 
     # Similar pages: the owner's other pages in exact MaxSim order against page 1's vectors.
     page = stored[1][VECTOR_NAME]
     similar = weaviate_pages.pages_similar(
-        owner_id=owner_id,
+        library_ids=library_ids,
         vector=page.tolist(),
         exclude_document_id=document_id,
         exclude_page_number=1,
@@ -203,14 +207,19 @@ def test_server_side_pages_get_pooled_vectors_from_one_forward_pass(
                 calls.append(name) or original(*args, **kwargs)
             ),
         )
-    _check_pooled_and_exact_order(owner.pk, document.id)
+    _check_pooled_and_exact_order(document.id)
     # Semantic search, similar pages and the five hybrid searches each took their two stages.
     assert calls.count("_semantic_tiers") == 2 and calls.count("_hybrid_tiers") == 5
 
     # Turned off, search is one-stage again and ranks the pages in the same exact order.
     with override_settings(WEAVIATE_POOLED_VECTORS=0):
         calls.clear()
-        hits = pages_search(owner_id=owner.pk, query=QUERY, mode=SearchMode.VECTOR, limit=5)
+        hits = pages_search(
+            library_ids=library_ids_visible(user=owner),
+            query=QUERY,
+            mode=SearchMode.VECTOR,
+            limit=5,
+        )
         assert not calls
         _assert_ranked(hits, _exact(document.id), tolerance=1e-4)
 
@@ -226,7 +235,7 @@ def test_client_side_vectors_are_pooled_by_docdb(live: Stack, tmp_path: Path) ->
             document = document_stored(owner, report_pdf(tmp_path, salt="client-two-stage"))
             services.document_ingest(document_id=document.id)
             assert Document.objects.get(id=document.id).status == Status.READY
-            _check_pooled_and_exact_order(owner.pk, document.id)
+            _check_pooled_and_exact_order(document.id)
         finally:
             client_get().collections.delete("DocDBClientPage")
 
@@ -245,7 +254,12 @@ def test_a_collection_without_pooled_vectors_still_searches_in_one_stage(
             assert "weaviate_schema --recreate" in description["note"]
             document = document_stored(owner, report_pdf(tmp_path, salt="one-stage"))
             services.document_ingest(document_id=document.id)
-            hits = pages_search(owner_id=owner.pk, query=QUERY, mode=SearchMode.VECTOR, limit=5)
+            hits = pages_search(
+                library_ids=library_ids_visible(user=owner),
+                query=QUERY,
+                mode=SearchMode.VECTOR,
+                limit=5,
+            )
             assert len(hits) == 5
             _assert_ranked(hits, _exact(document.id), tolerance=1e-4)
     finally:

@@ -11,6 +11,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from docdb.documents.libraries import library_ids_visible
 from docdb.documents.models import Document, Status
 from docdb.documents.progress import workers_forget
 from docdb.search import services as search_services
@@ -155,9 +156,16 @@ def test_similar_pages_and_similarity_maps(
         headers={"Authorization": f"Bearer {live.embedder.api_key}"},
         timeout=30,
     ).json()
-    stored = page_multivector(owner_id=owner.pk, document_id=report.id, page_number=UNIQUE_PAGE)
+    stored = page_multivector(
+        library_ids=library_ids_visible(user=owner), document_id=report.id, page_number=UNIQUE_PAGE
+    )
     assert stored is not None and layout["length"] == len(stored)
-    assert page_multivector(owner_id=stranger.pk, document_id=report.id, page_number=1) is None
+    assert (
+        page_multivector(
+            library_ids=library_ids_visible(user=stranger), document_id=report.id, page_number=1
+        )
+        is None
+    )
 
 
 def test_query_tokens_are_the_query_embedding_with_its_tokens(live: Stack) -> None:
@@ -263,7 +271,9 @@ def test_rename_changes_titles_in_search_without_reembedding(
     owner = user_make()
     client = logged_in(owner)
     report = _ready(_upload(client, report_pdf(tmp_path)))
-    before = page_multivector(owner_id=owner.pk, document_id=report.id, page_number=1)
+    before = page_multivector(
+        library_ids=library_ids_visible(user=owner), document_id=report.id, page_number=1
+    )
     embedded = live.embedder.health()["counters"]["images_embedded"]  # type: ignore[index]
 
     response = client.post(
@@ -275,7 +285,12 @@ def test_rename_changes_titles_in_search_without_reembedding(
     assert {r.page.number for r in results} == {1, 2, 3, 4, 5}
     assert results[0].page.document.title == "Zeppelin manual"
     assert live.embedder.health()["counters"]["images_embedded"] == embedded  # type: ignore[index]
-    assert page_multivector(owner_id=owner.pk, document_id=report.id, page_number=1) == before
+    assert (
+        page_multivector(
+            library_ids=library_ids_visible(user=owner), document_id=report.id, page_number=1
+        )
+        == before
+    )
 
     with report_pdf(tmp_path).open("rb") as again:
         duplicate = client.post(reverse("documents:upload_file"), {"file": again})

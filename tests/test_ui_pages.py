@@ -16,6 +16,7 @@ from django.test import override_settings
 from django.urls import reverse
 from PIL import Image
 
+from docdb.documents.libraries import library_ids_visible
 from docdb.documents.models import Document, Page, Status
 from docdb.search import services as search_services
 from docdb.weaviate_store import PageHit, Ranking, WeaviateUnavailable, page_uuid
@@ -287,7 +288,8 @@ def test_search_keeps_the_index_order_and_explains_an_index_that_does_not_answer
         (ready, 1),
     ]
     assert [r.score for r in found.context["results"]] == [0.9, 0.7]
-    assert asked[0]["owner_id"] == owner.pk and asked[0]["alpha"] == 0.3
+    assert asked[0]["library_ids"] == library_ids_visible(user=owner)
+    assert asked[0]["alpha"] == 0.3
     assert asked[0]["limit"] == search_services.PAGE_SIZE + 1  # one more tells of a next page
 
     down = client.get(url, {"q": "bamboo"})

@@ -13,14 +13,21 @@ from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils import timezone
-from ninja import Field, File, NinjaAPI, Query, Schema
+from ninja import Field, File, Form, NinjaAPI, Query, Schema
+from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 
 from docdb.api.common import COMMON, ApiRequest, Error
 from docdb.api.libraries import router as libraries_router
 from docdb.api.models import ApiToken, token_hash
-from docdb.documents.models import MAX_TAG_LENGTH, Document, Status
+from docdb.documents.libraries import (
+    ChangeRefused,
+    document_change_check,
+    documents_visible,
+    library_for_upload,
+)
+from docdb.documents.models import MAX_TAG_LENGTH, Document, Library, Status
 from docdb.documents.progress import document_progress, documents_progress
 from docdb.documents.services import (
     UploadRejected,
@@ -128,8 +135,10 @@ class DocumentOut(Schema):
     sha256: str
     created_at: datetime
     url: str
-    # Your tags on it, by name, A to Z.
+    # Its library's tags on it, by name, A to Z.
     tags: list[str]
+    # The library it is in (GET /api/libraries lists yours).
+    library_id: int
 
     @staticmethod
     def from_document(document: Document, progress: dict[str, Any] | None = None) -> "DocumentOut":
@@ -155,6 +164,7 @@ class DocumentOut(Schema):
             created_at=document.created_at,
             url=reverse("documents:detail", args=[document.id]),
             tags=[tag.name for tag in document.tags.all()],
+            library_id=document.library_id,
         )
 
 
@@ -177,10 +187,12 @@ class DocumentList(Schema):
 class ListParams(Schema):
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0, le=1_000_000_000)
-    # Only your document of this file (its SHA-256, lower-case hex): ask before uploading it.
+    # Only documents of this file (its SHA-256, lower-case hex): ask before uploading it.
     sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
-    # Only your documents with this tag of yours (its name, any case).
+    # Only documents with a tag of this name (any case).
     tag: str | None = Field(None, max_length=MAX_TAG_LENGTH)
+    # Only documents of this one of your libraries (default: all of them).
+    library: int | None = None
 
 
 class SearchParams(Schema):
@@ -188,8 +200,10 @@ class SearchParams(Schema):
     mode: SearchMode = SearchMode.VECTOR
     limit: int = Field(10, ge=1, le=MAX_LIMIT)
     document_id: uuid.UUID | None = None
-    # Only pages of your documents with this tag of yours.
+    # Only pages of documents with a tag of this name.
     tag: str | None = Field(None, max_length=MAX_TAG_LENGTH)
+    # Only pages of this one of your libraries (default: all of them).
+    library: int | None = None
     # An image searched with before (`image_id` of POST /search/image): searched again without
     # sending or embedding it again. Used when `q` is empty.
     image: uuid.UUID | None = None
@@ -199,11 +213,12 @@ class ImageSearchParams(Schema):
     limit: int = Field(10, ge=1, le=MAX_LIMIT)
     document_id: uuid.UUID | None = None
     tag: str | None = Field(None, max_length=MAX_TAG_LENGTH)
+    library: int | None = None
 
 
 class TagsIn(Schema):
-    # Names of your tags (made as needed; "Tax" and "tax" are one): the document gets exactly
-    # these, replacing those it had.
+    # Tag names of the document's library (made as needed; "Tax" and "tax" are one): the
+    # document gets exactly these, replacing those it had.
     tags: list[str] = Field(..., max_length=100)
 
 
@@ -229,26 +244,61 @@ class SearchOut(Schema):
 
 
 def _document_get(request: ApiRequest, document_id: uuid.UUID) -> Document:
-    return get_object_or_404(Document, id=document_id, owner=request.auth)
+    # A document of a library you are not a member of answers 404, as one that does not exist.
+    return get_object_or_404(
+        documents_visible(user=request.auth).select_related("library"), id=document_id
+    )
+
+
+def _document_for_change(request: ApiRequest, document_id: uuid.UUID) -> Document:
+    """The document, if you may change it: 404 as above, 403 where you are a viewer."""
+    document = _document_get(request, document_id)
+    try:
+        document_change_check(user=request.auth, document=document)
+    except ChangeRefused as exc:
+        raise HttpError(403, str(exc)) from exc
+    return document
+
+
+def _upload_library(request: ApiRequest, library_id: int | None) -> Library:
+    try:
+        return library_for_upload(user=request.auth, library_id=library_id)
+    except Library.DoesNotExist as exc:
+        raise HttpError(404, "No such library.") from exc
+    except ChangeRefused as exc:
+        raise HttpError(403, str(exc)) from exc
 
 
 @api.post(
     "/documents",
-    response={201: UploadOut, 400: UploadOut, 409: UploadOut, 413: Error, **COMMON},
+    response={
+        201: UploadOut,
+        400: UploadOut,
+        403: Error,
+        404: Error,
+        409: UploadOut,
+        413: Error,
+        **COMMON,
+    },
     tags=["documents"],
 )
 def documents_upload(
-    request: ApiRequest, file: list[UploadedFile] = File(...)
+    request: ApiRequest,
+    file: list[UploadedFile] = File(...),
+    library: int | None = Form(None),
 ) -> tuple[int, UploadOut]:
-    """Upload one or several PDFs (repeat the multipart field `file`); each is queued.
+    """Upload one or several PDFs (repeat the multipart field `file`); each is queued, in the
+    library `library` (one where you are an editor or owner; default: your personal one).
 
-    201 when at least one was stored; else 409 when every file was one you had uploaded
-    already (`duplicate_of` names your document of it), 400 when any was refused otherwise.
-    413 when the request or a file is larger than the limit."""
+    201 when at least one was stored; else 409 when every file was one the library holds
+    already (`duplicate_of` names its document of it), 400 when any was refused otherwise.
+    403 when you may only read the library, 404 when it is not one of yours. 413 when the
+    request or a file is larger than the limit."""
+    target = _upload_library(request, library)
     created, rejected = [], []
     for upload in file:
         try:
-            document = document_upload(owner=request.auth, upload=upload)
+            document = document_upload(owner=request.auth, upload=upload, library=target)
         except UploadRejected as exc:
             rejected.append(
                 Rejection(
@@ -270,14 +320,16 @@ def documents_upload(
 
 @api.get("/documents", response={200: DocumentList, **COMMON}, tags=["documents"])
 def documents_list(request: ApiRequest, params: Query[ListParams]) -> DocumentList:
-    documents = Document.objects.filter(owner=request.auth).order_by("-created_at")
+    documents = documents_visible(user=request.auth).order_by("-created_at")
+    if params.library is not None:
+        documents = documents.filter(library_id=params.library)
     if params.sha256:
         documents = documents.filter(sha256=params.sha256)
     if params.tag:
-        documents = documents_tagged(owner=request.auth, documents=documents, name=params.tag)
+        documents = documents_tagged(documents=documents, name=params.tag)
     documents = documents.prefetch_related("tags")
     window = list(documents[params.offset : params.offset + params.limit])
-    progress = documents_progress(window)
+    progress = documents_progress(window, viewer=request.auth)
     return DocumentList(
         documents=[DocumentOut.from_document(doc, progress[doc.id]) for doc in window],
         count=documents.count(),
@@ -295,16 +347,16 @@ def documents_get(request: ApiRequest, document_id: uuid.UUID) -> DocumentOut:
 
 @api.put(
     "/documents/{document_id}/tags",
-    response={200: DocumentOut, 400: Error, 404: Error, **COMMON},
+    response={200: DocumentOut, 400: Error, 403: Error, 404: Error, **COMMON},
     tags=["documents"],
 )
 def documents_tags_set(
     request: ApiRequest, document_id: uuid.UUID, body: TagsIn
 ) -> tuple[int, Any]:
     """Set the document's tags: exactly those named (an empty list takes all off)."""
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     try:
-        document_tags_set(document=document, names=body.tags)
+        document_tags_set(document=document, names=body.tags, user=request.auth)
     except TagRejected as exc:
         return 400, Error(detail=str(exc))
     return 200, DocumentOut.from_document(document)
@@ -312,11 +364,11 @@ def documents_tags_set(
 
 @api.post(
     "/documents/{document_id}/retry",
-    response={202: DocumentOut, 404: Error, 409: Error, **COMMON},
+    response={202: DocumentOut, 403: Error, 404: Error, 409: Error, **COMMON},
     tags=["documents"],
 )
 def documents_retry(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     if not document_retry(document=document):
         return 409, Error(detail="The document is already queued or processing.")
     document.refresh_from_db()
@@ -325,12 +377,12 @@ def documents_retry(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, A
 
 @api.post(
     "/documents/{document_id}/cancel",
-    response={200: DocumentOut, 404: Error, 409: Error, **COMMON},
+    response={200: DocumentOut, 403: Error, 404: Error, 409: Error, **COMMON},
     tags=["documents"],
 )
 def documents_cancel(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
     """Stop a queued or processing document; its pages leave search. Retry takes it up again."""
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     if not document_cancel(document=document):
         return 409, Error(detail="The document has already finished.")
     document.refresh_from_db()
@@ -339,11 +391,11 @@ def documents_cancel(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, 
 
 @api.delete(
     "/documents/{document_id}",
-    response={204: None, 404: Error, 503: Error, **COMMON},
+    response={204: None, 403: Error, 404: Error, 503: Error, **COMMON},
     tags=["documents"],
 )
 def documents_delete(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     try:
         document_delete(document=document)
     except WeaviateUnavailable:
@@ -353,8 +405,9 @@ def documents_delete(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, 
 
 @api.get("/search", response={200: SearchOut, 400: Error, 503: Error, **COMMON}, tags=["search"])
 def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
-    """Pages of your documents ranked for `q`: vector (semantic), hybrid or keyword; or, when
-    `q` is empty, for the image `image` sent before to POST /search/image (semantic)."""
+    """Pages of your libraries' documents ranked for `q`: vector (semantic), hybrid or
+    keyword; or, when `q` is empty, for the image `image` sent before to POST /search/image
+    (semantic). `library` narrows to one of your libraries."""
     query = params.q.strip()
     image = None
     if not query and params.image is not None:
@@ -370,6 +423,7 @@ def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
         response = page_results_search(
             user=request.auth,
             query=query[:500],
+            library_id=params.library,
             mode=params.mode,
             limit=params.limit,
             document_id=params.document_id,
@@ -391,15 +445,16 @@ def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
 def search_image(
     request: ApiRequest, params: Query[ImageSearchParams], file: UploadedFile = File(...)
 ) -> tuple[int, Any]:
-    """Pages of your documents ranked for an image (multipart field `file`: a screenshot or a
-    photo of a page; PNG, JPEG, WebP, GIF, BMP or TIFF), searched semantically as a page is
-    embedded. The answer's `image_id` searches with it again through GET /search."""
+    """Pages of your libraries' documents ranked for an image (multipart field `file`: a
+    screenshot or a photo of a page; PNG, JPEG, WebP, GIF, BMP or TIFF), searched semantically
+    as a page is embedded. The answer's `image_id` searches with it again through GET /search."""
     data = file.read(MAX_BYTES + 1)
     try:
         image = query_image_create(owner=request.auth, data=data)
         response = page_results_search(
             user=request.auth,
             query="",
+            library_id=params.library,
             mode=SearchMode.VECTOR,
             limit=params.limit,
             document_id=params.document_id,
@@ -414,7 +469,7 @@ def search_image(
 
 
 def _tagged_scope(request: ApiRequest, tag: str | None) -> list[uuid.UUID] | None:
-    """Your documents with the tag `tag` (None: no tag asked, all documents)."""
+    """Your libraries' documents with a tag named `tag` (None: no tag asked, all documents)."""
     return search_scope(user=request.auth, tags=[tag]) if tag else None
 
 

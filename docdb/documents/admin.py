@@ -124,6 +124,7 @@ class DocumentAdmin(admin.ModelAdmin):
     list_display = (
         "first_page",
         "title",
+        "library",
         "owner",
         "status_badge",
         "pages",
@@ -135,14 +136,15 @@ class DocumentAdmin(admin.ModelAdmin):
     list_display_links = ("first_page", "title")
     list_filter = (
         "status",
+        ("library", admin.RelatedOnlyFieldListFilter),
         ("owner", admin.RelatedOnlyFieldListFilter),
         "created_at",
-        # By name: each person has their own tags, and several may use the same name.
+        # By name: each library has its own tags, and several may use the same name.
         ("tags__name", admin.AllValuesFieldListFilter),
     )
     date_hierarchy = "created_at"
     search_fields = ("title", "original_name", "^sha256", "=id")
-    list_select_related = ("owner",)
+    list_select_related = ("owner", "library")
     list_per_page = 50
     actions = (
         "rerun_pipeline",
@@ -158,6 +160,7 @@ class DocumentAdmin(admin.ModelAdmin):
                 "fields": (
                     "preview",
                     "title",
+                    "library",
                     "owner",
                     "original_name",
                     "original_link",
@@ -183,6 +186,9 @@ class DocumentAdmin(admin.ModelAdmin):
     )
     readonly_fields = (
         "preview",
+        # Moved between libraries by their editors (the documents list), which also moves
+        # the pages in Weaviate and the tags.
+        "library",
         "owner",
         "tag_names",
         "original_name",
@@ -238,7 +244,8 @@ class DocumentAdmin(admin.ModelAdmin):
 
     @admin.display(description="tags")
     def tag_names(self, document: Document) -> str:
-        # Shown, not edited here: a document takes only its owner's tags, which they set.
+        # Shown, not edited here: a document takes only its library's tags, which its editors
+        # set.
         return ", ".join(tag.name for tag in document.tags.all()) or "—"
 
     @admin.display(description="status", ordering="status")
@@ -531,17 +538,17 @@ class DocumentStatusFilter(admin.ChoicesFieldListFilter):
 
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
-    list_display = ("name", "owner", "document_count", "created_at")
-    list_filter = (("owner", admin.RelatedOnlyFieldListFilter),)
-    search_fields = ("name", "owner__username")
-    list_select_related = ("owner",)
+    list_display = ("name", "library", "owner", "document_count", "created_at")
+    list_filter = (("library", admin.RelatedOnlyFieldListFilter),)
+    search_fields = ("name", "library__name", "owner__username")
+    list_select_related = ("library", "owner")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tag]:
         return super().get_queryset(request).annotate(n_documents=Count("documents"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        # A tag stays its owner's: its documents are theirs.
-        return ("owner",) if obj is not None else ()
+        # A tag stays its library's: its documents are the library's.
+        return ("library", "owner") if obj is not None else ()
 
     @admin.display(description="documents", ordering="n_documents")
     def document_count(self, tag: Tag) -> int:

@@ -78,6 +78,8 @@ class BulkForm(forms.Form):
 
     action = forms.ChoiceField(choices=BulkAction.choices)
     tag = forms.CharField(required=False, max_length=MAX_TAG_LENGTH, strip=True)
+    # Where "move to library" moves them.
+    library = forms.IntegerField(required=False, min_value=1)
 
     def document_ids(self) -> list[uuid.UUID]:
         """The ticked documents' ids; malformed ones are dropped as others' documents are."""
@@ -94,4 +96,6 @@ class BulkForm(forms.Form):
         cleaned = super().clean() or {}
         if cleaned.get("action") in (BulkAction.TAG, BulkAction.UNTAG) and not cleaned.get("tag"):
             self.add_error("tag", "Type the tag to add or remove.")
+        if cleaned.get("action") == BulkAction.MOVE and not cleaned.get("library"):
+            self.add_error("library", "Choose the library to move them to.")
         return cleaned

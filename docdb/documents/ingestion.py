@@ -187,6 +187,7 @@ def page_object(document: Document, *, number: int, text: str, image_jpeg: bytes
     return PageObject(
         document_id=document.id,
         owner_id=document.owner_id,
+        library_id=document.library_id,
         title=document.title,
         file_name=document.original_name,
         page_number=number,

@@ -6,6 +6,7 @@ rows, so adding, removing or demoting a member takes effect on that person's nex
 """
 
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 
 from docdb.documents.models import ROLE_RANK, Document, Library, Membership, Role
@@ -55,3 +56,40 @@ def documents_visible(*, user: User) -> QuerySet[Document]:
 def documents_editable(*, user: User) -> QuerySet[Document]:
     """The documents the person may change: those of libraries where they are editor or owner."""
     return Document.objects.filter(library__in=libraries_with_role(user=user, role=Role.EDITOR))
+
+
+class ChangeRefused(PermissionDenied):
+    """The person sees the document but their role in its library does not let them change
+    it; the message is fit to show."""
+
+
+def change_refusal(*, user: User, library: Library) -> str:
+    """Why the person may not change the library's documents ("" when they may)."""
+    if role_allows(library_role(user=user, library_id=library.id), Role.EDITOR):
+        return ""
+    return (
+        f"You can read the documents of the library “{library.name}” but not change them: "
+        "your role there is viewer. An owner of the library can make you an editor."
+    )
+
+
+def document_change_check(*, user: User, document: Document) -> None:
+    """Raise ChangeRefused unless the person may change the document (one they can see)."""
+    refusal = change_refusal(user=user, library=document.library)
+    if refusal:
+        raise ChangeRefused(refusal)
+
+
+def library_for_upload(*, user: User, library_id: int | None) -> Library:
+    """The library an upload goes to: the one chosen, else the person's personal library.
+
+    Raises ChangeRefused when the person may not add documents there, and Library.DoesNotExist
+    when they cannot see it (a stranger's library reads as one that does not exist).
+    """
+    if library_id is None:
+        return Library.objects.personal(user)
+    library = libraries_visible(user=user).get(id=library_id)
+    refusal = change_refusal(user=user, library=library)
+    if refusal:
+        raise ChangeRefused(refusal)
+    return library

@@ -204,28 +204,28 @@ class Document(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Only the owner's own tags (docdb.documents.tags checks it on every change).
+    # Only tags of the document's library (docdb.documents.tags keeps it so).
     tags = models.ManyToManyField(Tag, related_name="documents", blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            # The documents list: one owner's documents, newest first.
-            models.Index(fields=["owner", "-created_at"], name="document_owner_created_idx"),
-            # Duplicate detection at upload: does this owner already have this file (any copy)?
-            models.Index(fields=["owner", "sha256"], name="document_owner_sha256_idx"),
+            # The documents list: the documents of a person's libraries, newest first.
+            models.Index(fields=["library", "-created_at"], name="document_library_created_idx"),
+            # Duplicate detection at upload: does this library already hold this file (any copy)?
+            models.Index(fields=["library", "sha256"], name="document_library_sha256_idx"),
             # The sweeper and the operations page look documents up by state.
             models.Index(fields=["status"], name="document_status_idx"),
             # The scheduler: unfinished documents of each person, in upload order.
             models.Index(fields=["status", "owner", "created_at"], name="document_turn_idx"),
         ]
         constraints = [
-            # One document per owner and file, even when two uploads of it race: the second
+            # One document per library and file, even when two uploads of it race: the second
             # insert fails, and the upload answers it as a duplicate of the first.
             models.UniqueConstraint(
-                fields=["owner", "sha256"],
+                fields=["library", "sha256"],
                 condition=models.Q(legacy_duplicate=False),
-                name="document_owner_sha256_uniq",
+                name="document_library_sha256_uniq",
             ),
         ]
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db.models import Count, Sum
 from django.template.loader import render_to_string
@@ -169,20 +170,26 @@ def _owner_order(owner_id: int) -> list[Document]:
     )
 
 
-def _waiting_reason(ahead: int, phase: str, pipeline: _Pipeline) -> str:
+def _waiting_reason(ahead: int, phase: str, pipeline: _Pipeline, *, yours: bool) -> str:
+    # Turns go to uploaders: a document someone else put in a shared library waits behind
+    # that person's uploads, not the viewer's.
     if phase == Phase.RETRYING:
         return "the search index or the embedder was away; trying again shortly"
     if ahead:
-        return f"waiting behind {ahead} of your documents"
+        whose = "your documents" if yours else "the documents of the person who uploaded it"
+        return f"waiting behind {ahead} of {whose}"
     others = pipeline.people - 1
     if phase == Phase.WAITING and others > 0:
         return f"waiting for its next turn: workers take turns between {pipeline.people} people"
     if others > 0:
-        return f"next for you; workers take turns between {pipeline.people} people"
+        whom = "you" if yours else "its uploader"
+        return f"next for {whom}; workers take turns between {pipeline.people} people"
     return "next in line"
 
 
-def _progress(document: Document, order: Sequence[Document], pipeline: _Pipeline) -> dict[str, Any]:
+def _progress(
+    document: Document, order: Sequence[Document], pipeline: _Pipeline, *, yours: bool = True
+) -> dict[str, Any]:
     phase = _phase(document, pipeline.now)
     body: dict[str, Any] = {
         "id": str(document.id),
@@ -220,14 +227,16 @@ def _progress(document: Document, order: Sequence[Document], pipeline: _Pipeline
     body["waiting_behind"] = position
     body["eta_seconds"] = _eta(document, pages, pipeline)
     if phase != Phase.WORKING:
-        body["detail"] = _waiting_reason(position, phase, pipeline)
+        body["detail"] = _waiting_reason(position, phase, pipeline, yours=yours)
     return body
 
 
-def documents_progress(documents: Sequence[Document]) -> dict[Any, dict[str, Any]]:
+def documents_progress(
+    documents: Sequence[Document], *, viewer: User | None = None
+) -> dict[Any, dict[str, Any]]:
     """Each document's state as every page shows it (JSON-ready), by id. Queue places and
-    waits count only the document owner's own documents: nobody learns of others' work but
-    that the workers are shared."""
+    waits count only the uploader's own documents: nobody learns of others' work but that the
+    workers are shared. `viewer`: who reads it, told when the uploader is someone else."""
     pipeline = _pipeline_read()
     orders: dict[int, list[Document]] = {}
     damaged = _damaged_pages([d.id for d in documents if d.status == Status.READY])
@@ -238,7 +247,8 @@ def documents_progress(documents: Sequence[Document]) -> dict[Any, dict[str, Any
         order = orders.get(document.owner_id, [])
         # The owner's list was read just now: its copy of the document is the freshest.
         current = next((d for d in order if d.id == document.id), document)
-        body = _progress(current, order, pipeline)
+        yours = viewer is None or viewer.pk == document.owner_id
+        body = _progress(current, order, pipeline, yours=yours)
         if body["status"] == Status.READY and document.id in damaged:
             body["damaged_pages"] = damaged[document.id]
             body["thumbnail_url"] = _first_page_thumbnail(document.id, damaged[document.id])
@@ -263,8 +273,8 @@ def _first_page_thumbnail(document_id: Any, damaged: list[dict[str, Any]]) -> st
     return reverse("documents:page_thumbnail", args=[document_id, first])
 
 
-def document_progress(document: Document) -> dict[str, Any]:
-    return documents_progress([document])[document.id]
+def document_progress(document: Document, *, viewer: User | None = None) -> dict[str, Any]:
+    return documents_progress([document], viewer=viewer)[document.id]
 
 
 def documents_by_phase() -> dict[str, int]:

@@ -1,5 +1,6 @@
 """Repairs that do not redo the whole pipeline: re-import pages into Weaviate from the files
-already stored, restore missing page images and thumbnails, rebuild the whole index.
+already stored, restore missing page images and thumbnails, write the library on pages indexed
+before libraries, rebuild the whole index.
 """
 
 import io
@@ -17,7 +18,15 @@ from docdb.documents.files import file_exists, file_read, file_write, original_l
 from docdb.documents.ingestion import THUMBNAIL_QUALITY, page_object
 from docdb.documents.models import Document, Page, PipelineRun, RunKind, Status
 from docdb.documents.runs import pipeline_run_enqueue
-from docdb.weaviate_store import PageObject, collection_recreate, pages_delete, pages_upsert
+from docdb.weaviate_store import (
+    PageObject,
+    collection_recreate,
+    pages_count,
+    pages_delete,
+    pages_library_set,
+    pages_upsert,
+    pages_without_library,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +129,34 @@ def document_reimport_queue(*, document: Document) -> PipelineRun | None:
         return pipeline_run_enqueue(
             document_reimport_task, kind=RunKind.REIMPORT, document_id=document.id
         )
+
+
+def libraries_backfill() -> int:
+    """Write each document's library on its pages in Weaviate where they lack it (a collection
+    indexed before libraries existed; `weaviate_schema` adds the property, then calls this at
+    start-up). Returns how many documents were written.
+
+    A partial update of one property: nothing is embedded again. Safe to run twice, and to
+    break off: it asks first whether any object lacks a library (two counts, all it costs once
+    done), then skips each document whose pages all carry the right one.
+    """
+    if not pages_without_library():
+        return 0
+    written = 0
+    for document in Document.objects.only("id", "library_id").order_by("created_at", "id"):
+        numbers = list(
+            document.pages.filter(indexed_at__isnull=False).values_list("number", flat=True)
+        )
+        if not numbers:
+            continue
+        if pages_count(document_id=document.id, library_id=document.library_id) == len(numbers):
+            continue
+        pages_library_set(
+            document_id=document.id, page_numbers=numbers, library_id=document.library_id
+        )
+        written += 1
+    logger.warning("wrote the library on the pages of %d documents", written)
+    return written
 
 
 def index_rebuild() -> int:

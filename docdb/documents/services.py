@@ -1,4 +1,4 @@
-"""What happens to documents: upload, queueing, retry, cancel, rename, deletion.
+"""What happens to documents: upload, queueing, retry, cancel, rename, move, deletion.
 
 The work of ingestion itself is in `ingestion` (one turn) and `scheduler` (whose turn).
 """
@@ -18,11 +18,12 @@ from django.utils import timezone
 from docdb import pdf
 from docdb.documents.files import document_files_delete
 from docdb.documents.ingestion import document_fail, document_turn_run, search_withdraw
-from docdb.documents.models import Document, Page, RunKind, Status
+from docdb.documents.models import UNFINISHED, Document, Library, Page, RunKind, Status
 from docdb.documents.runs import pipeline_run_enqueue
 from docdb.documents.scheduler import document_hold_take, hold_release
 from docdb.documents.states import document_transition
-from docdb.weaviate_store import pages_delete, pages_retitle
+from docdb.documents.tags import tag_get_or_create
+from docdb.weaviate_store import pages_delete, pages_library_set, pages_retitle
 
 logger = logging.getLogger(__name__)
 
@@ -63,27 +64,40 @@ def _upload_check(upload: UploadedFile) -> None:
         raise UploadRejected(f"{name}: this file is not a PDF.")
 
 
-def document_with_checksum(*, owner: User, sha256: str) -> Document | None:
-    """The owner's document of this file (its first copy), if they uploaded it already."""
-    return Document.objects.filter(owner=owner, sha256=sha256).order_by("created_at", "id").first()
+def document_with_checksum(*, library: Library, sha256: str) -> Document | None:
+    """The library's document of this file (its first copy), if it holds it already."""
+    return (
+        Document.objects.filter(library=library, sha256=sha256)
+        .select_related("library")
+        .order_by("created_at", "id")
+        .first()
+    )
 
 
 def _duplicate_rejection(name: str | None, original: Document) -> UploadRejected:
     return UploadRejected(
-        f"{name}: this file was already uploaded as “{original.title}”.", duplicate_of=original
+        f"{name}: this file was already uploaded as “{original.title}”. It is in the library "
+        f"“{original.library.name}”.",
+        duplicate_of=original,
     )
 
 
-def document_upload(*, owner: User, upload: UploadedFile) -> Document:
-    """Store an uploaded PDF and queue its ingestion once the row is committed."""
+def document_upload(
+    *, owner: User, upload: UploadedFile, library: Library | None = None
+) -> Document:
+    """Store an uploaded PDF in the library (the uploader's personal one unless given) and
+    queue its ingestion once the row is committed. The caller checked that the uploader may
+    add documents to the library (`libraries.library_for_upload`)."""
     _upload_check(upload)
+    library = library or Library.objects.personal(owner)
     sha256 = _sha256_of(upload)
-    duplicate = document_with_checksum(owner=owner, sha256=sha256)
+    duplicate = document_with_checksum(library=library, sha256=sha256)
     if duplicate is not None:
         raise _duplicate_rejection(upload.name, duplicate)
     original_name = Path((upload.name or "file.pdf").replace("\\", "/")).name[:300]
     document = Document(
         owner=owner,
+        library=library,
         title=_title_from_name(original_name),
         original_name=original_name,
         size_bytes=upload.size or 0,
@@ -98,7 +112,7 @@ def document_upload(*, owner: User, upload: UploadedFile) -> Document:
         # Another upload of the same file committed between the check above and this insert:
         # the unique constraint let only one through.
         document_files_delete(document.id)
-        original = document_with_checksum(owner=owner, sha256=sha256)
+        original = document_with_checksum(library=library, sha256=sha256)
         if original is None:
             raise
         raise _duplicate_rejection(upload.name, original) from None
@@ -178,6 +192,50 @@ def document_rename(*, document: Document, title: str) -> Document:
     document.title = title
     logger.info("document %s renamed", document.id)
     return document
+
+
+class MoveRefused(Exception):
+    """Why a document cannot move to a library; the message is fit to show."""
+
+
+def document_move(*, document: Document, library: Library, user: User) -> bool:
+    """Move the document, its pages' objects in Weaviate and its tags to another library.
+    False when it is there already. The caller checked that `user` is an editor of both.
+
+    Weaviate goes first, in place (a partial update: nothing is embedded again); if the
+    database then refuses, the objects go back. A document still being processed stays where
+    it is: a turn under way would index its next pages with the library it read.
+    """
+    if document.library_id == library.id:
+        return False
+    if not document.is_terminal:
+        raise MoveRefused("it is still being processed; move it once it is done")
+    copy = document_with_checksum(library=library, sha256=document.sha256)
+    if copy is not None:
+        raise MoveRefused(f"the library “{library.name}” already holds this file as “{copy.title}”")
+    numbers = list(document.pages.filter(indexed_at__isnull=False).values_list("number", flat=True))
+    source = document.library_id
+    pages_library_set(document_id=document.id, page_numbers=numbers, library_id=library.id)
+    try:
+        with transaction.atomic():
+            names = [tag.name for tag in document.tags.all()]
+            # Only while it is still finished: a retry queued meanwhile keeps it where it is.
+            moved = Document.objects.filter(id=document.id).exclude(status__in=UNFINISHED)
+            if not moved.update(library=library):
+                raise MoveRefused("it was queued to be processed again meanwhile")
+            # Tags are the library's: the document takes tags of the same names in its new one.
+            document.tags.set(
+                [tag_get_or_create(library=library, owner=user, name=name) for name in names]
+            )
+    except IntegrityError:
+        pages_library_set(document_id=document.id, page_numbers=numbers, library_id=source)
+        raise MoveRefused(f"the library “{library.name}” already holds this file") from None
+    except MoveRefused:
+        pages_library_set(document_id=document.id, page_numbers=numbers, library_id=source)
+        raise
+    document.library = library
+    logger.info("document %s moved to library %s", document.id, library.id)
+    return True
 
 
 def document_cancel(*, document: Document) -> bool:

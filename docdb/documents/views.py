@@ -16,7 +16,16 @@ from docdb import pdf
 from docdb.documents.bulk import BulkAction, BulkOutcome, documents_bulk
 from docdb.documents.files import file_open
 from docdb.documents.forms import SORT_LABELS, BulkForm, DocumentListForm, RenameForm, TagForm
-from docdb.documents.models import Document, Page, Status
+from docdb.documents.libraries import (
+    ChangeRefused,
+    change_refusal,
+    document_change_check,
+    documents_visible,
+    libraries_visible,
+    libraries_with_role,
+    library_for_upload,
+)
+from docdb.documents.models import Document, Library, Page, Role, Status
 from docdb.documents.progress import document_progress, documents_progress, workers_alive
 from docdb.documents.requests import AuthenticatedRequest
 from docdb.documents.services import (
@@ -34,6 +43,7 @@ from docdb.documents.tags import (
     document_tag_remove,
     documents_tagged,
     tags_of,
+    tags_of_library,
 )
 from docdb.documents.unlock import document_unlock
 from docdb.documents.uploads import upload_files
@@ -48,17 +58,36 @@ NO_WORKER_MESSAGE = (
 
 
 def _document_get(request: AuthenticatedRequest, document_id: uuid.UUID) -> Document:
-    # Someone else's document answers 404, exactly like one that does not exist.
-    return get_object_or_404(Document, id=document_id, owner=request.user)
+    # A document of a library the person is not a member of answers 404, exactly like one
+    # that does not exist.
+    return get_object_or_404(
+        documents_visible(user=request.user).select_related("library"), id=document_id
+    )
+
+
+def _document_for_change(request: AuthenticatedRequest, document_id: uuid.UUID) -> Document:
+    """The document, if the person may change it: 404 as above, 403 (ChangeRefused, with a
+    sentence saying why) for a viewer of its library."""
+    document = _document_get(request, document_id)
+    document_change_check(user=request.user, document=document)
+    return document
 
 
 def _page_get(request: AuthenticatedRequest, document_id: uuid.UUID, number: int) -> Page:
     return get_object_or_404(
-        Page.objects.select_related("document"),
+        Page.objects.select_related("document", "document__library"),
+        document__in=documents_visible(user=request.user),
         document_id=document_id,
-        document__owner=request.user,
         number=number,
     )
+
+
+def _library_chosen(request: AuthenticatedRequest, libraries: QuerySet[Library]) -> int | None:
+    """The library picked in the `library` parameter, among these ones (None: all of them)."""
+    raw = request.GET.get("library", "") or request.POST.get("library", "")
+    if not raw.isdigit():
+        return None
+    return libraries.filter(id=int(raw)).values_list("id", flat=True).first()
 
 
 def _file_response(
@@ -89,16 +118,21 @@ def _max_upload_mb() -> int:
 @require_GET
 def document_list(request: AuthenticatedRequest) -> HttpResponse:
     form = DocumentListForm(request.GET)
-    documents = Document.objects.filter(owner=request.user).order_by(*form.order_by())
+    visible = documents_visible(user=request.user)
+    libraries = libraries_visible(user=request.user)
+    library_id = _library_chosen(request, libraries)
+    documents = visible if library_id is None else visible.filter(library_id=library_id)
+    documents = documents.select_related("library").order_by(*form.order_by())
     if status := form.status_filter():
         documents = documents.filter(status=status)
     documents = _documents_narrowed(documents, query=form.title_search())
     tag = form.tag_filter()
     if tag:
-        documents = documents_tagged(owner=request.user, documents=documents, name=tag)
+        documents = documents_tagged(documents=documents, name=tag)
     documents = documents.prefetch_related("tags")
     page = Paginator(documents, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
-    progress = documents_progress(list(page.object_list))
+    progress = documents_progress(list(page.object_list), viewer=request.user)
+    move_targets = list(libraries_with_role(user=request.user, role=Role.EDITOR))
     # Sort links and the pager keep the other parameters of the current view.
     keep = request.GET.copy()
     keep.pop("page", None)
@@ -113,11 +147,20 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
             "statuses": Status.choices,
             "sorts": SORT_LABELS,
             "query_without_page": keep.urlencode(),
-            "has_any": request.user.documents.exists(),
+            "has_any": visible.exists(),
             "q": form.title_search(),
             "tag": tag,
-            "tags": tags_of(owner=request.user),
-            "bulk_actions": BulkAction.choices,
+            "tags": tags_of(user=request.user, library_id=library_id),
+            # The library filter and the move action show only to a person with several.
+            "bulk_actions": [
+                (value, label)
+                for value, label in BulkAction.choices
+                if value != BulkAction.MOVE or len(move_targets) > 1
+            ],
+            "libraries": list(libraries),
+            "library_id": library_id,
+            "move_targets": move_targets,
+            "editable_library_ids": {library.id for library in move_targets},
         },
     )
 
@@ -131,8 +174,10 @@ def document_statuses(request: AuthenticatedRequest) -> JsonResponse:
             ids.append(uuid.UUID(raw))
         except ValueError:
             continue
-    documents = list(Document.objects.filter(owner=request.user, id__in=ids))
-    body: dict[str, object] = {"documents": list(documents_progress(documents).values())}
+    documents = list(documents_visible(user=request.user).filter(id__in=ids))
+    body: dict[str, object] = {
+        "documents": list(documents_progress(documents, viewer=request.user).values())
+    }
     # Only asked while something waits: a ping takes a second when no worker answers.
     if any(not document.is_terminal for document in documents):
         alive = workers_alive()
@@ -146,21 +191,43 @@ def document_upload_view(request: AuthenticatedRequest) -> HttpResponse:
         return render(
             request,
             "documents/upload.html",
-            {"max_upload_mb": _max_upload_mb(), "max_upload_bytes": settings.UPLOAD_MAX_BYTES},
+            {
+                "max_upload_mb": _max_upload_mb(),
+                "max_upload_bytes": settings.UPLOAD_MAX_BYTES,
+                "upload_libraries": _upload_libraries(request),
+            },
         )
     # Without JavaScript the form posts every file here at once.
     files = request.FILES.getlist("file")
     if not files:
         messages.error(request, "Choose one or more PDF files to upload.")
         return redirect("documents:upload")
+    library = _upload_library(request)
     for upload in files:
         try:
-            document = document_upload(owner=request.user, upload=upload)
+            document = document_upload(owner=request.user, upload=upload, library=library)
         except UploadRejected as exc:
             messages.error(request, exc.reason)
         else:
             messages.success(request, f"“{document.title}” was uploaded and is queued.")
     return redirect("documents:list")
+
+
+def _upload_libraries(request: AuthenticatedRequest) -> list[Library]:
+    """The libraries the person may upload to, their personal one first (the default)."""
+    personal = Library.objects.personal(request.user)
+    others = libraries_with_role(user=request.user, role=Role.EDITOR).exclude(id=personal.id)
+    return [personal, *others]
+
+
+def _upload_library(request: AuthenticatedRequest) -> Library:
+    """The library chosen for an upload (`library`, else the personal one): 404 for one the
+    person cannot see, 403 where they may only read."""
+    raw = request.POST.get("library", "") or request.GET.get("library", "")
+    try:
+        return library_for_upload(user=request.user, library_id=int(raw) if raw.isdigit() else None)
+    except Library.DoesNotExist as exc:
+        raise Http404("No such library.") from exc
 
 
 @upload_files(1)
@@ -171,14 +238,18 @@ def document_upload_file(request: AuthenticatedRequest) -> JsonResponse:
     if upload is None:
         return JsonResponse({"error": "No file was sent."}, status=400)
     try:
-        document = document_upload(owner=request.user, upload=upload)
+        library = _upload_library(request)
+    except ChangeRefused as exc:
+        return JsonResponse({"error": str(exc)}, status=403)
+    try:
+        document = document_upload(owner=request.user, upload=upload, library=library)
     except UploadRejected as exc:
         body: dict[str, object] = {"error": exc.reason}
         if exc.duplicate_of is None:
             return JsonResponse(body, status=400)
         body["duplicate_of"] = _duplicate_body(exc.duplicate_of)
         return JsonResponse(body, status=409)
-    return JsonResponse({"document": document_progress(document)}, status=201)
+    return JsonResponse({"document": document_progress(document, viewer=request.user)}, status=201)
 
 
 def _duplicate_body(original: Document) -> dict[str, str]:
@@ -192,11 +263,11 @@ def _duplicate_body(original: Document) -> dict[str, str]:
 @require_GET
 def document_checksum(request: AuthenticatedRequest) -> JsonResponse:
     """Does the person have this file already? The upload page asks with the SHA-256 it
-    computed, before sending the file; only the person's own documents are looked at."""
+    computed, before sending the file; only the library it goes to is looked at."""
     sha256 = request.GET.get("sha256", "")
     if not _SHA256.fullmatch(sha256):
         return JsonResponse({"error": "Give sha256, 64 lower-case hex digits."}, status=400)
-    original = document_with_checksum(owner=request.user, sha256=sha256)
+    original = document_with_checksum(library=_upload_library(request), sha256=sha256)
     return JsonResponse({"duplicate_of": _duplicate_body(original) if original else None})
 
 
@@ -210,16 +281,18 @@ def document_detail(request: AuthenticatedRequest, document_id: uuid.UUID) -> Ht
         {
             "document": document,
             "pages": pages,
-            "p": document_progress(document),
+            "p": document_progress(document, viewer=request.user),
             "tags": document.tags.all(),
-            "tag_choices": tags_of(owner=request.user),
+            "tag_choices": tags_of_library(library=document.library),
+            # Viewers are offered no changes (the views refuse them anyway).
+            "can_change": not change_refusal(user=request.user, library=document.library),
         },
     )
 
 
 @require_POST
 def document_retry_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     queued = document_retry(document=document)
     return _state_changed(
         request,
@@ -232,7 +305,7 @@ def document_retry_view(request: AuthenticatedRequest, document_id: uuid.UUID) -
 
 @require_POST
 def document_unlock_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     try:
         unlocked = document_unlock(document=document, password=request.POST.get("password", ""))
     except pdf.PdfError as exc:
@@ -247,7 +320,7 @@ def document_unlock_view(request: AuthenticatedRequest, document_id: uuid.UUID) 
 
 @require_POST
 def document_cancel_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     cancelled = document_cancel(document=document)
     return _state_changed(
         request,
@@ -270,7 +343,9 @@ def _state_changed(
     key, happened = changed
     if _wants_json(request):
         document.refresh_from_db()
-        return JsonResponse({key: happened, "document": document_progress(document)})
+        return JsonResponse(
+            {key: happened, "document": document_progress(document, viewer=request.user)}
+        )
     if happened:
         messages.success(request, f"“{document.title}” {done}.")
     else:
@@ -280,7 +355,7 @@ def _state_changed(
 
 @require_POST
 def document_rename_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     form = RenameForm(request.POST)
     if not form.is_valid():
         messages.error(request, "A title needs 1 to 300 characters.")
@@ -307,7 +382,7 @@ def _next_url(request: AuthenticatedRequest) -> str:
 
 @require_http_methods(["GET", "POST"])
 def document_delete_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     if request.method == "GET":
         return render(request, "documents/delete.html", {"document": document})
     try:
@@ -418,7 +493,7 @@ def document_suggest(request: AuthenticatedRequest) -> JsonResponse:
     """The person's ready documents whose title holds what was typed, for the search filter."""
     # PostgreSQL refuses NUL in text; no title holds one.
     query = " ".join(request.GET.get("q", "").replace("\x00", "").split())[:300]
-    documents = Document.objects.filter(owner=request.user, status=Status.READY)
+    documents = documents_visible(user=request.user).filter(status=Status.READY)
     documents = _documents_narrowed(documents, query=query)
     rows = documents.order_by(Lower("title"), "id").values("id", "title")[:SUGGEST_LIMIT]
     return JsonResponse({"documents": [{"id": str(r["id"]), "title": r["title"]} for r in rows]})
@@ -426,12 +501,12 @@ def document_suggest(request: AuthenticatedRequest) -> JsonResponse:
 
 @require_POST
 def document_tag_add_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     form = TagForm(request.POST)
     try:
         if not form.is_valid():
             raise TagRejected("A tag needs 1 to 50 characters.")
-        tag = document_tag_add(document=document, name=form.cleaned_data["name"])
+        tag = document_tag_add(document=document, name=form.cleaned_data["name"], user=request.user)
     except TagRejected as exc:
         messages.error(request, str(exc))
     else:
@@ -441,7 +516,7 @@ def document_tag_add_view(request: AuthenticatedRequest, document_id: uuid.UUID)
 
 @require_POST
 def document_tag_remove_view(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
-    document = _document_get(request, document_id)
+    document = _document_for_change(request, document_id)
     name = request.POST.get("name", "")
     if document_tag_remove(document=document, name=name):
         messages.success(request, f"Removed the tag “{' '.join(name.split())}”.")
@@ -450,7 +525,8 @@ def document_tag_remove_view(request: AuthenticatedRequest, document_id: uuid.UU
 
 @require_POST
 def document_bulk_view(request: AuthenticatedRequest) -> HttpResponse:
-    """The documents list's selection: one action on the person's own ticked documents."""
+    """The documents list's selection: one action on the ticked documents the person may
+    change."""
     back = _next_url(request) or reverse("documents:list")
     form = BulkForm(request.POST)
     if not form.is_valid():
@@ -464,10 +540,11 @@ def document_bulk_view(request: AuthenticatedRequest) -> HttpResponse:
     action = BulkAction(form.cleaned_data["action"])
     try:
         outcome = documents_bulk(
-            owner=request.user,
+            user=request.user,
             document_ids=form.document_ids(),
             action=action,
             tag=form.cleaned_data["tag"],
+            library_id=form.cleaned_data["library"],
         )
     except TagRejected as exc:
         messages.error(request, str(exc))
@@ -481,6 +558,7 @@ _BULK_DONE = {
     BulkAction.UNTAG: "Removed the tag “{tag}” from {count}.",
     BulkAction.RERUN: "Queued {count} to be processed again.",
     BulkAction.DELETE: "Deleted {count}.",
+    BulkAction.MOVE: "Moved {count} to another library.",
 }
 
 

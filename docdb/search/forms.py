@@ -3,6 +3,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import User
 
+from docdb.documents.libraries import documents_visible, libraries_visible
 from docdb.documents.models import Document
 from docdb.documents.tags import tags_of
 from docdb.search.models import QueryImage
@@ -28,6 +29,9 @@ class SearchForm(forms.Form):
         queryset=Document.objects.none(), required=False, label="Documents"
     )
     tag = forms.MultipleChoiceField(choices=(), required=False, label="Tags")
+    library = forms.TypedChoiceField(
+        choices=(), coerce=int, required=False, empty_value=None, label="Library"
+    )
     date_from = forms.DateField(required=False, label="Uploaded from")
     date_to = forms.DateField(required=False, label="Uploaded to")
     page = forms.IntegerField(
@@ -38,14 +42,20 @@ class SearchForm(forms.Form):
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        # Only the person's own documents are valid choices: anyone else's id is refused.
+        # Only documents of the person's libraries are valid choices: any other id is refused.
         field = self.fields["document"]
         assert isinstance(field, forms.ModelMultipleChoiceField)
-        field.queryset = Document.objects.filter(owner=user).order_by("title")
-        # Likewise only the person's own tags, by name: another's tag name is refused.
+        field.queryset = documents_visible(user=user).order_by("title")
+        # Likewise only the tags of their libraries, by name: any other tag name is refused.
         tag_field = self.fields["tag"]
         assert isinstance(tag_field, forms.MultipleChoiceField)
-        tag_field.choices = [(tag.name, tag.name) for tag in tags_of(owner=user)]
+        tag_field.choices = [(tag.name, tag.name) for tag in tags_of(user=user)]
+        library_field = self.fields["library"]
+        assert isinstance(library_field, forms.TypedChoiceField)
+        library_field.choices = [
+            ("", "All"),
+            *((library.id, library.name) for library in libraries_visible(user=user)),
+        ]
 
     def clean_q(self) -> str:
         return " ".join(self.cleaned_data["q"].split())[:MAX_QUERY_LENGTH]
@@ -83,6 +93,7 @@ class SearchForm(forms.Form):
             alpha=0.5 if alpha is None else alpha,
             document_ids=tuple(document.id for document in data.get("document") or ()),
             tags=tuple(data.get("tag") or ()),
+            library_id=data.get("library"),
             date_from=data.get("date_from"),
             date_to=data.get("date_to"),
             page=data.get("page") or 1,

@@ -1,7 +1,8 @@
 """Similarity maps for one page and one query: which regions matched each query token.
 
 The query's token vectors and the page's image layout come from the embedder; the page's
-stored multi-vector from Weaviate, for its owner only. The math is in docdb.similarity.
+stored multi-vector from Weaviate, for the members of its library only. The math is in
+docdb.similarity.
 """
 
 import logging
@@ -50,13 +51,16 @@ class PageMaps:
 def page_maps_make(*, page: Page, query: str) -> PageMaps:
     """Maps for each word-like query token and for all of them together.
 
-    `page` must already be known to belong to the person asking; Weaviate checks the owner too.
+    `page` must already be known to be one the person asking sees; Weaviate checks that the
+    object is of the page's library too.
     """
     if settings.WEAVIATE_CLOUD:
         raise MapsUnavailable(CLOUD_REASON)
     try:
         vectors = page_multivector(
-            owner_id=page.document.owner_id, document_id=page.document_id, page_number=page.number
+            library_ids=[page.document.library_id],
+            document_id=page.document_id,
+            page_number=page.number,
         )
     except WeaviateUnavailable as exc:
         raise MapsUnavailable("The search index did not answer. Try again in a moment.") from exc

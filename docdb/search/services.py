@@ -6,8 +6,9 @@ from datetime import date
 
 from django.contrib.auth.models import User
 
-from docdb.documents.models import Document, Page, Status
-from docdb.documents.tags import tag_find
+from docdb.documents.libraries import documents_visible, library_ids_visible
+from docdb.documents.models import Page, Status
+from docdb.documents.tags import documents_tagged
 from docdb.search.models import QueryImage
 from docdb.search.snippets import Snippet, query_terms, snippet_make
 from docdb.weaviate_store import (
@@ -71,8 +72,10 @@ class SearchCriteria:
     mode: SearchMode = SearchMode.VECTOR
     alpha: float = 0.5  # hybrid only: 0 is keyword alone, 1 vector alone
     document_ids: tuple[uuid.UUID, ...] = ()
-    # The person's tag names: documents carrying any of them.
+    # Tag names of the person's libraries: documents carrying any of them.
     tags: tuple[str, ...] = ()
+    # One of the person's libraries to search alone (None: all of them).
+    library_id: int | None = None
     date_from: date | None = None
     date_to: date | None = None
     page: int = 1
@@ -90,6 +93,7 @@ def search_run(*, user: User, criteria: SearchCriteria) -> SearchResponse:
     )
     return page_results_search(
         user=user,
+        library_id=criteria.library_id,
         query=criteria.query,
         mode=criteria.mode,
         limit=PAGE_SIZE,
@@ -109,20 +113,23 @@ def search_scope(
     date_from: date | None = None,
     date_to: date | None = None,
 ) -> list[uuid.UUID] | None:
-    """The user's documents a search is limited to, or None for all of them.
+    """The documents of the user's libraries a search is limited to, or None for all of them.
 
     Filters are resolved in the database and handed to Weaviate as document ids, so the
     collection needs no upload dates or tags of its own. Tags are looked up among the user's
-    own only: anyone else's tag name matches nothing.
+    libraries' documents only: another library's tag name matches nothing.
     """
     if not document_ids and not tags and date_from is None and date_to is None:
         return None
-    documents = Document.objects.filter(owner=user)
+    visible = documents_visible(user=user)
+    documents = visible
     if document_ids:
         documents = documents.filter(id__in=document_ids)
     if tags:
-        found = [tag_find(owner=user, name=name) for name in tags]
-        documents = documents.filter(tags__in=[tag for tag in found if tag is not None])
+        tagged = visible.none()
+        for name in tags:
+            tagged = tagged | documents_tagged(documents=visible, name=name)
+        documents = documents.filter(id__in=tagged.values("id"))
     if date_from is not None:
         documents = documents.filter(created_at__date__gte=date_from)
     if date_to is not None:
@@ -130,10 +137,19 @@ def search_scope(
     return list(documents.values_list("id", flat=True).distinct())
 
 
+def _library_ids(user: User, library_id: int | None) -> list[int]:
+    """The libraries a search spans: the person's, or the one of them asked for."""
+    visible = library_ids_visible(user=user)
+    if library_id is None:
+        return visible
+    return [library_id] if library_id in visible else []
+
+
 def page_results_search(
     *,
     user: User,
     query: str,
+    library_id: int | None = None,
     mode: SearchMode,
     limit: int = 24,
     document_id: uuid.UUID | None = None,
@@ -143,8 +159,8 @@ def page_results_search(
     snippets: bool = False,
     image: QueryImage | None = None,
 ) -> SearchResponse:
-    """The user's pages ranked for `query`, or for `image` (semantically), as Page rows with
-    their scores.
+    """The pages of the user's libraries (or of one of them, `library_id`) ranked for `query`,
+    or for `image` (semantically), as Page rows with their scores.
 
     `snippets` adds the piece of each page's text around the query's words (keyword and
     hybrid search match on them). One more hit than asked for tells whether there are more.
@@ -156,9 +172,10 @@ def page_results_search(
     if image is not None:
         # An image has no words: it is searched as semantic search searches a query's vectors.
         query, mode, snippets = "", SearchMode.VECTOR, False
+    library_ids = _library_ids(user, library_id)
     try:
         ranking = pages_ranked(
-            owner_id=user.pk,
+            library_ids=library_ids,
             query=query,
             mode=mode,
             limit=limit + 1,
@@ -166,7 +183,7 @@ def page_results_search(
             document_ids=document_ids,
             alpha=min(1.0, max(0.0, alpha)),
             offset=max(0, min(offset, MAX_OFFSET)),
-            tie_keys=page_order_keys(owner_id=user.pk),
+            tie_keys=page_order_keys(library_ids=library_ids),
             query_vector=None if image is None else image.multivector(),
             query_image=None if image is None or image.dimensions else bytes(image.jpeg),
         )
@@ -179,7 +196,7 @@ def page_results_search(
         ) from exc
     hits = ranking.hits
     terms = query_terms(query) if snippets else None
-    results = _results(user.pk, hits[:limit], snippet_terms=terms)
+    results = _results(library_ids, hits[:limit], snippet_terms=terms)
     return SearchResponse(
         results=results,
         seconds=time.monotonic() - started,
@@ -188,12 +205,12 @@ def page_results_search(
     )
 
 
-def page_order_keys(*, owner_id: int) -> TieKeys:
+def page_order_keys(*, library_ids: Sequence[int]) -> TieKeys:
     """How pages of equal score are ordered: by document, then page number (from the rows)."""
 
     def keys(search_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
         rows = Page.objects.filter(
-            search_id__in=search_ids, document__owner_id=owner_id
+            search_id__in=search_ids, document__library_id__in=library_ids
         ).values_list("search_id", "document_id", "number")
         return {
             search_id: (str(document_id), number)
@@ -204,40 +221,42 @@ def page_order_keys(*, owner_id: int) -> TieKeys:
     return keys
 
 
-def page_similar_search(*, page: Page, limit: int = 8) -> list[SearchResult]:
-    """The owner's pages whose embeddings are closest to this page's own (it left out)."""
-    owner_id = page.document.owner_id
+def page_similar_search(*, user: User, page: Page, limit: int = 8) -> list[SearchResult]:
+    """The pages of the person's libraries whose embeddings are closest to this page's own (it
+    left out); the caller checked that the person sees the page."""
+    library_ids = library_ids_visible(user=user)
     try:
         vector = page_multivector(
-            owner_id=owner_id, document_id=page.document_id, page_number=page.number
+            library_ids=library_ids, document_id=page.document_id, page_number=page.number
         )
         if not vector:
             return []
         hits = pages_similar(
-            owner_id=owner_id,
+            library_ids=library_ids,
             vector=vector,
             exclude_document_id=page.document_id,
             exclude_page_number=page.number,
             limit=limit,
-            tie_keys=page_order_keys(owner_id=owner_id),
+            tie_keys=page_order_keys(library_ids=library_ids),
         )
     except WeaviateUnavailable as exc:
         raise SearchUnavailable(
             "Similar pages are unavailable: the search index did not answer."
         ) from exc
-    return _results(owner_id, hits, snippet_terms=None)
+    return _results(library_ids, hits, snippet_terms=None)
 
 
 def _results(
-    owner_id: int, hits: list[PageHit], *, snippet_terms: list[str] | None
+    library_ids: Sequence[int], hits: list[PageHit], *, snippet_terms: list[str] | None
 ) -> list[SearchResult]:
-    # Weaviate filtered by owner already; joining on the owner's own rows is the second lock,
-    # and drops pages of documents deleted or failed since they were indexed.
+    # Weaviate filtered by library already; joining on those libraries' rows (read afresh from
+    # the memberships) is the second lock, and drops pages of documents deleted, failed or
+    # moved out since they were indexed.
     if not hits:
         return []
     pages = Page.objects.select_related("document").filter(
         search_id__in=[hit.object_id for hit in hits],
-        document__owner_id=owner_id,
+        document__library_id__in=library_ids,
         document__status=Status.READY,
     )
     if snippet_terms is None:

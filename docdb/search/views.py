@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from docdb.documents.libraries import documents_visible, libraries_visible
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.requests import AuthenticatedRequest
 from docdb.documents.tags import tags_of
@@ -29,17 +30,18 @@ MAX_CHOSEN_DOCUMENTS = 100
 
 
 def _page_get(request: AuthenticatedRequest, document_id: uuid.UUID, number: int) -> Page:
-    # Someone else's page answers 404, exactly like one that does not exist.
+    # A page of a library the person is not a member of answers 404, exactly like one that
+    # does not exist.
     return get_object_or_404(
         Page.objects.select_related("document"),
+        document__in=documents_visible(user=request.user),
         document_id=document_id,
-        document__owner=request.user,
         number=number,
     )
 
 
 # The filters a search by image keeps from the search page's form.
-FILTER_PARAMS = ("document", "tag", "date_from", "date_to")
+FILTER_PARAMS = ("document", "tag", "library", "date_from", "date_to")
 
 
 def _form_state(request: AuthenticatedRequest) -> dict[str, object]:
@@ -48,6 +50,7 @@ def _form_state(request: AuthenticatedRequest) -> dict[str, object]:
     mode = params.get("mode", SearchMode.VECTOR)
     documents = params.getlist("document")
     tags = params.getlist("tag")
+    library = params.get("library", "")
     dates = (params.get("date_from", ""), params.get("date_to", ""))
     return {
         "q": params.get("q", ""),
@@ -55,9 +58,10 @@ def _form_state(request: AuthenticatedRequest) -> dict[str, object]:
         "alpha": params.get("alpha") or "0.5",
         "documents": set(documents),
         "tags": set(tags),
+        "library": library,
         "date_from": dates[0],
         "date_to": dates[1],
-        "filtered": bool(documents or tags or any(dates)),
+        "filtered": bool(documents or tags or library or any(dates)),
     }
 
 
@@ -72,7 +76,8 @@ def _query_with(request: AuthenticatedRequest, **changes: str | None) -> str:
 
 
 def _page_context(request: AuthenticatedRequest, form: SearchForm) -> dict[str, object]:
-    documents = request.user.documents
+    documents = documents_visible(user=request.user)
+    libraries = list(libraries_visible(user=request.user))
     return {
         "form": form,
         "modes": MODES,
@@ -81,7 +86,9 @@ def _page_context(request: AuthenticatedRequest, form: SearchForm) -> dict[str, 
         "has_ready": documents.filter(status=Status.READY).exists(),
         # The documents the filter has chosen; more are found by title as one types.
         "chosen_documents": _chosen_documents(request),
-        "filter_tags": tags_of(owner=request.user),
+        "filter_tags": tags_of(user=request.user),
+        # The library filter shows only to a person with several.
+        "filter_libraries": libraries if len(libraries) > 1 else [],
         "image_max_mb": MAX_BYTES // 1024 // 1024,
     }
 
@@ -94,8 +101,10 @@ def _chosen_documents(request: AuthenticatedRequest) -> list[Document]:
             ids.append(uuid.UUID(raw))
         except ValueError:
             continue
-    # Only the person's own: anyone else's id shows nothing, as the form refuses it.
-    return list(request.user.documents.filter(id__in=ids).order_by(Lower("title"), "id"))
+    # Only documents of the person's libraries: any other id shows nothing, as the form
+    # refuses it.
+    chosen = documents_visible(user=request.user).filter(id__in=ids)
+    return list(chosen.order_by(Lower("title"), "id"))
 
 
 @require_GET
@@ -182,7 +191,7 @@ def page_similar(
     page = _page_get(request, document_id, number)
     context: dict[str, object] = {"page": page}
     try:
-        context["results"] = page_similar_search(page=page)
+        context["results"] = page_similar_search(user=request.user, page=page)
     except SearchUnavailable as exc:
         context["error"] = str(exc)
     return render(request, "search/_similar.html", context)

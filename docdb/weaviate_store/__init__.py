@@ -28,11 +28,13 @@ from docdb.weaviate_store.pages import (
     page_vector,
     pages_count,
     pages_delete,
+    pages_library_set,
     pages_ranked,
     pages_retitle,
     pages_search,
     pages_similar,
     pages_upsert,
+    pages_without_library,
 )
 from docdb.weaviate_store.schema import (
     SchemaMismatch,
@@ -64,10 +66,12 @@ __all__ = [
     "pages_delete_numbers",
     "pages_delete_orphaned",
     "pages_inventory",
+    "pages_library_set",
     "pages_ranked",
     "pages_retitle",
     "pages_search",
     "pages_similar",
     "pages_upsert",
+    "pages_without_library",
     "server_describe",
 ]

@@ -53,7 +53,10 @@ class SearchMode(StrEnum):
 @dataclass(frozen=True)
 class PageObject:
     document_id: uuid.UUID
+    # Who uploaded the page's document.
     owner_id: int
+    # The library holding the document: what searches filter by.
+    library_id: int
     title: str
     file_name: str
     page_number: int
@@ -111,6 +114,7 @@ def pages_upsert(pages: list[PageObject]) -> None:
         properties: dict[str, Any] = {
             "document_id": str(page.document_id),
             "owner_id": page.owner_id,
+            "library_id": page.library_id,
             "title": page.title,
             "file_name": page.file_name,
             "page_number": page.page_number,
@@ -160,10 +164,19 @@ def _owner_filter(owner_id: int, document_id: uuid.UUID | None = None) -> _Filte
     return owner & Filter.by_property("document_id").equal(str(document_id))
 
 
+def _library_filter(library_ids: Sequence[int]) -> _Filters:
+    """Pages of these libraries (never an empty list: Weaviate refuses ContainsAny of none)."""
+    return Filter.by_property("library_id").contains_any(list(library_ids))
+
+
 def _search_filter(
-    owner_id: int, document_id: uuid.UUID | None, document_ids: Sequence[uuid.UUID] | None
+    library_ids: Sequence[int],
+    document_id: uuid.UUID | None,
+    document_ids: Sequence[uuid.UUID] | None,
 ) -> _Filters:
-    filters = _owner_filter(owner_id, document_id)
+    filters = _library_filter(library_ids)
+    if document_id is not None:
+        filters = filters & Filter.by_property("document_id").equal(str(document_id))
     if document_ids is not None:
         filters = filters & Filter.by_property("document_id").contains_any(
             [str(value) for value in document_ids]
@@ -190,13 +203,21 @@ def objects_delete(where: _Filters, *, document_id: uuid.UUID) -> int:
 
 
 @weaviate_errors("Weaviate count failed")
-def pages_count(*, owner_id: int | None = None, document_id: uuid.UUID | None = None) -> int:
+def pages_count(
+    *,
+    owner_id: int | None = None,
+    document_id: uuid.UUID | None = None,
+    library_id: int | None = None,
+) -> int:
     collection = _collection()
     filters: _Filters | None = None
     if owner_id is not None:
         filters = _owner_filter(owner_id, document_id)
     elif document_id is not None:
         filters = Filter.by_property("document_id").equal(str(document_id))
+    if library_id is not None:
+        library = Filter.by_property("library_id").equal(library_id)
+        filters = library if filters is None else filters & library
     result = collection.aggregate.over_all(filters=filters, total_count=True)
     return result.total_count or 0
 
@@ -262,7 +283,7 @@ _METADATA = MetadataQuery(score=True, distance=True)
 
 def pages_search(
     *,
-    owner_id: int,
+    library_ids: Sequence[int],
     query: str,
     mode: SearchMode,
     limit: int,
@@ -272,9 +293,9 @@ def pages_search(
     offset: int = 0,
     tie_keys: TieKeys = _no_tie_keys,
 ) -> list[PageHit]:
-    """Pages of one owner ranked for `query` (`pages_ranked` without the best score)."""
+    """Pages of these libraries ranked for `query` (`pages_ranked` without the best score)."""
     return pages_ranked(
-        owner_id=owner_id,
+        library_ids=library_ids,
         query=query,
         mode=mode,
         limit=limit,
@@ -289,7 +310,7 @@ def pages_search(
 @weaviate_errors("Weaviate search failed")
 def pages_ranked(
     *,
-    owner_id: int,
+    library_ids: Sequence[int],
     query: str,
     mode: SearchMode,
     limit: int,
@@ -301,7 +322,8 @@ def pages_ranked(
     query_vector: Sequence[Sequence[float]] | None = None,
     query_image: bytes | None = None,
 ) -> Ranking:
-    """Pages of one owner ranked for `query`. The owner filter is applied inside Weaviate.
+    """Pages of these libraries ranked for `query`. The library filter is applied inside
+    Weaviate: one query spans all the libraries a person searches.
 
     A search by image (semantic only) gives the image's multi-vector as `query_vector`, or,
     on Weaviate Cloud, which embeds queries itself, the image's JPEG as `query_image`.
@@ -312,7 +334,7 @@ def pages_ranked(
     windows asked for one after the other neither repeat nor skip a page (Weaviate's own order
     of equal scores changes from call to call).
     """
-    if document_ids is not None and not document_ids:
+    if not library_ids or (document_ids is not None and not document_ids):
         return Ranking(hits=[], best_score=None)
     # Self-hosted, DocDB asks the embedder for the query's vectors itself: once for both stages
     # of semantic search, and without the hop through Weaviate's module (hybrid search took a
@@ -325,7 +347,7 @@ def pages_ranked(
         query=query,
         vector=query_vector,
         image=None if query_image is None else base64.b64encode(query_image).decode("ascii"),
-        filters=_search_filter(owner_id, document_id, document_ids),
+        filters=_search_filter(library_ids, document_id, document_ids),
         limit=limit,
         offset=offset,
         alpha=alpha,
@@ -352,7 +374,7 @@ def _query_vector(query: str) -> MultiVector:
 def _semantic_search(search: _Search) -> Ranking:
     if search.vector is not None and _two_stage(search.collection):
         return search.window(_semantic_tiers(search, search.vector))
-    # MUVERA re-ranks exactly only twice the limit asked for when Weaviate scans (an owner with
+    # MUVERA re-ranks exactly only twice the limit asked for when Weaviate scans (libraries with
     # fewer pages than WEAVIATE_FLAT_SEARCH_CUTOFF), ef of them otherwise: ask for more
     # candidates and keep the best (docs/benchmarks.md).
     candidates = settings.WEAVIATE_SEARCH_CANDIDATES // 2
@@ -699,15 +721,16 @@ def page_vector(document_id: uuid.UUID, page_number: int) -> list[list[float]] |
 
 @weaviate_errors("Weaviate fetch failed")
 def page_multivector(
-    *, owner_id: int, document_id: uuid.UUID, page_number: int
+    *, library_ids: Sequence[int], document_id: uuid.UUID, page_number: int
 ) -> list[list[float]] | None:
-    """One page's stored multi-vector, only if `owner_id` owns it (None otherwise, or if absent)."""
+    """One page's stored multi-vector, only if it is in one of these libraries (None
+    otherwise, or if absent)."""
     obj = _collection().query.fetch_object_by_id(
         page_uuid(document_id, page_number),
         include_vector=[VECTOR_NAME],
-        return_properties=["owner_id"],
+        return_properties=["library_id"],
     )
-    if obj is None or obj.properties.get("owner_id") != owner_id:
+    if obj is None or obj.properties.get("library_id") not in library_ids:
         return None
     vector = obj.vector.get(VECTOR_NAME)
     return vector  # type: ignore[return-value]
@@ -716,16 +739,18 @@ def page_multivector(
 @weaviate_errors("Weaviate similar-pages search failed")
 def pages_similar(
     *,
-    owner_id: int,
+    library_ids: Sequence[int],
     vector: Sequence[Sequence[float]],
     exclude_document_id: uuid.UUID,
     exclude_page_number: int,
     limit: int,
     tie_keys: TieKeys = _no_tie_keys,
 ) -> list[PageHit]:
-    """The owner's pages nearest to a page's own multi-vector (MaxSim), that page left out,
-    ranked as semantic search ranks pages for a query."""
-    filters = _owner_filter(owner_id) & Filter.by_id().not_equal(
+    """The pages of these libraries nearest to a page's own multi-vector (MaxSim), that page
+    left out, ranked as semantic search ranks pages for a query."""
+    if not library_ids:
+        return []
+    filters = _library_filter(library_ids) & Filter.by_id().not_equal(
         page_uuid(exclude_document_id, exclude_page_number)
     )
     search = _Search(
@@ -742,15 +767,44 @@ def pages_similar(
     return _semantic_search(search).hits
 
 
-@weaviate_errors("Weaviate update failed")
 def pages_retitle(*, document_id: uuid.UUID, page_numbers: Sequence[int], title: str) -> None:
-    """Set the title on these pages' objects (keyword search matches titles).
+    """Set the title on these pages' objects (keyword search matches titles)."""
+    _pages_update(document_id=document_id, page_numbers=page_numbers, properties={"title": title})
 
-    A partial update: Weaviate keeps the stored vectors and does not send the image to the
-    embedder again.
+
+def pages_library_set(
+    *, document_id: uuid.UUID, page_numbers: Sequence[int], library_id: int
+) -> None:
+    """Set the library on these pages' objects: a document moved, or indexed before libraries."""
+    _pages_update(
+        document_id=document_id, page_numbers=page_numbers, properties={"library_id": library_id}
+    )
+
+
+@weaviate_errors("Weaviate update failed")
+def _pages_update(
+    *, document_id: uuid.UUID, page_numbers: Sequence[int], properties: dict[str, Any]
+) -> None:
+    """Change these properties of the pages' objects, in place.
+
+    A partial update (PATCH): Weaviate keeps the stored vectors and does not send the image to
+    the embedder again, as no property it vectorizes changes (tests/test_libraries.py checks the
+    embedder's counters).
     """
     if not page_numbers:
         return
     collection = _collection(write=True)
     for number in page_numbers:
-        collection.data.update(uuid=page_uuid(document_id, number), properties={"title": title})
+        collection.data.update(uuid=page_uuid(document_id, number), properties=properties)
+
+
+@weaviate_errors("Weaviate count failed")
+def pages_without_library() -> int:
+    """How many objects have no library yet (indexed before libraries existed). An object
+    without the property is absent from its index, so no range filter matches it."""
+    collection = _collection()
+    total = collection.aggregate.over_all(total_count=True).total_count or 0
+    with_library = collection.aggregate.over_all(
+        filters=Filter.by_property("library_id").greater_or_equal(0), total_count=True
+    ).total_count
+    return total - (with_library or 0)

@@ -34,10 +34,19 @@ class SchemaMismatch(Exception):
     """The existing collection was made for another embedder or model: vectors would not mix."""
 
 
+LIBRARY_PROPERTY = "library_id"
+
+
+def _library_property() -> Property:
+    # What every search filters by (docs/libraries.md says why a filter, not a tenant each).
+    return Property(name=LIBRARY_PROPERTY, data_type=DataType.INT)
+
+
 def _properties() -> list[Property]:
     return [
         Property(name="document_id", data_type=DataType.UUID),
         Property(name="owner_id", data_type=DataType.INT),
+        _library_property(),
         Property(name="title", data_type=DataType.TEXT),
         Property(name="file_name", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
         Property(name="page_number", data_type=DataType.INT),
@@ -57,7 +66,7 @@ def vectorize_client_side() -> bool:
 def vector_index_config(*, ef: int) -> Any:
     """HNSW over the page multi-vectors, scored with MaxSim (dot products of unit vectors).
 
-    A search whose filter (DocDB's owner filter) allows fewer objects than the flat search
+    A search whose filter (DocDB's library filter) allows fewer objects than the flat search
     cutoff scans them instead of walking the graph. With MUVERA's 10 240-dim encodings the scan
     costs more than the walk beyond a few thousand pages (docs/benchmarks.md), hence a cutoff
     far below Weaviate's default of 40 000.
@@ -255,6 +264,13 @@ def _mismatches(description: dict[str, Any]) -> list[str]:
 def collection_ensure() -> dict[str, Any]:
     """Create the page collection if missing; refuse to use one configured differently."""
     description = collection_describe()
+    if description["exists"] and LIBRARY_PROPERTY not in description["properties"]:
+        # Made before libraries: the property is added in place, and `libraries_backfill`
+        # writes each existing page's library without embedding it again.
+        client_get().collections.use(settings.WEAVIATE_COLLECTION).config.add_property(
+            _library_property()
+        )
+        description = collection_describe()
     if not description["exists"]:
         client_get().collections.create(
             settings.WEAVIATE_COLLECTION,

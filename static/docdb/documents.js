@@ -1,5 +1,6 @@
 // The documents list's selection: "select all on this page", the count of ticked documents,
-// the tag field only for the tag actions, and a question before deleting.
+// the tag field only for the tag actions, the library only for moving, and a question before
+// deleting.
 (function () {
   "use strict";
 
@@ -10,6 +11,7 @@
     const action = form.querySelector("[data-bulk-action]");
     const tag = form.querySelector("[data-bulk-tag]");
     const tagInput = tag.querySelector("input");
+    const library = form.querySelector("[data-bulk-library]");
 
     function update() {
       const ticked = boxes().filter((box) => box.checked).length;
@@ -23,6 +25,7 @@
       const tagging = action.value === "tag" || action.value === "untag";
       tag.hidden = !tagging;
       tagInput.required = tagging;
+      if (library) library.hidden = action.value !== "move";
     }
 
     if (all) {

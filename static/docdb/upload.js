@@ -73,6 +73,12 @@
       setState(item, "rejected", ...children);
     }
 
+    // The library chosen on the form ("" for the person's personal one, shown no choice).
+    function chosenLibrary() {
+      const select = form.querySelector("select[name=library]");
+      return select ? select.value : "";
+    }
+
     function hex(buffer) {
       return Array.from(new Uint8Array(buffer), (byte) => byte.toString(16).padStart(2, "0")).join("");
     }
@@ -85,7 +91,7 @@
       if (!window.crypto || !window.crypto.subtle) return null;
       try {
         const digest = await window.crypto.subtle.digest("SHA-256", await file.arrayBuffer());
-        const url = form.dataset.checksumUrl + "?sha256=" + hex(digest);
+        const url = form.dataset.checksumUrl + "?sha256=" + hex(digest) + "&library=" + encodeURIComponent(chosenLibrary());
         const response = await fetch(url, { headers: { Accept: "application/json" } });
         return response.ok ? (await response.json()).duplicate_of : null;
       } catch (error) {
@@ -108,6 +114,7 @@
         setState(item, "uploading", bar, text);
         const data = new FormData();
         data.append("file", file, file.name);
+        data.append("library", chosenLibrary());
         const xhr = new XMLHttpRequest();
         xhr.open("POST", form.dataset.uploadUrl);
         xhr.setRequestHeader("X-CSRFToken", csrfToken());

@@ -9,7 +9,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from docdb.documents.models import Document, Status
+from docdb.documents.libraries import ChangeRefused, library_for_upload
+from docdb.documents.models import Document, Library, Status
 from docdb.documents.services import UploadRejected, document_upload
 
 POLL_SECONDS = 1.0
@@ -31,7 +32,7 @@ def _pdf_files(paths: list[str]) -> tuple[list[Path], list[str]]:
     return files, missing
 
 
-def _import_one(owner: User, path: Path) -> Document:
+def _import_one(owner: User, path: Path, library: Library) -> Document:
     with path.open("rb") as handle:
         upload = UploadedFile(
             file=handle,
@@ -39,18 +40,26 @@ def _import_one(owner: User, path: Path) -> Document:
             content_type="application/pdf",
             size=path.stat().st_size,
         )
-        return document_upload(owner=owner, upload=upload)
+        return document_upload(owner=owner, upload=upload, library=library)
 
 
 class Command(BaseCommand):
     help = (
-        "Import PDFs for one owner: files, or folders searched recursively for *.pdf. Prints a "
+        "Import PDFs for one person, into their personal library or one they edit: files, or "
+        "folders searched recursively for *.pdf. Prints a "
         "summary (imported, duplicates, failed with reasons); exits with status 1 if any failed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH", help="PDF files or folders.")
-        parser.add_argument("--owner", required=True, help="Username of the documents' owner.")
+        parser.add_argument("--owner", required=True, help="Username of who uploads them.")
+        parser.add_argument(
+            "--library",
+            type=int,
+            metavar="ID",
+            help="The library to import into (the owner must be its editor or owner); default: "
+            "the owner's personal library.",
+        )
         parser.add_argument(
             "--wait",
             action="store_true",
@@ -69,12 +78,18 @@ class Command(BaseCommand):
             owner = get_user_model().objects.get(username=options["owner"])
         except get_user_model().DoesNotExist as exc:
             raise CommandError(f"No user named {options['owner']!r}.") from exc
+        try:
+            library = library_for_upload(user=owner, library_id=options["library"])
+        except Library.DoesNotExist as exc:
+            raise CommandError(f"{owner} is not a member of library {options['library']}.") from exc
+        except ChangeRefused as exc:
+            raise CommandError(str(exc)) from exc
         files, failed = _pdf_files(options["paths"])
         imported: list[Document] = []
         duplicates: list[str] = []
         for path in tqdm(files, desc="Importing", unit="file", file=sys.stderr):
             try:
-                imported.append(_import_one(owner, path))
+                imported.append(_import_one(owner, path, library))
             except UploadRejected as exc:
                 (duplicates if exc.duplicate_of else failed).append(exc.reason)
             except OSError as exc:

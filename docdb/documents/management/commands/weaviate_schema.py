@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from docdb.documents.models import Document, Status
+from docdb.documents.reimport import libraries_backfill
 from docdb.weaviate_store import (
     SchemaMismatch,
     WeaviateUnavailable,
@@ -16,7 +17,10 @@ from docdb.weaviate_store import (
 
 
 class Command(BaseCommand):
-    help = "Create the Weaviate page collection, or check that it matches the settings."
+    help = (
+        "Create the Weaviate page collection, or check that it matches the settings; on a "
+        "collection made before libraries, add the library to its pages (nothing is embedded)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -71,4 +75,8 @@ class Command(BaseCommand):
             return collection_describe()
         if options["recreate"]:
             return collection_recreate()
-        return collection_ensure()
+        description = collection_ensure()
+        # An upgraded install: pages indexed before libraries get theirs (done once; later
+        # starts find none missing).
+        backfilled = libraries_backfill()
+        return {**description, "libraries_backfilled": backfilled} if backfilled else description
