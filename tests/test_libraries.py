@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from docdb.documents.libraries import library_ids_visible
 from docdb.documents.models import Document, Library, Membership, Role, Status
+from docdb.documents.progress import document_progress
 from docdb.documents.services import MoveRefused, document_move
 from docdb.documents.tags import document_tags_set
 from docdb.weaviate_store import (
@@ -169,3 +170,24 @@ def test_uploads_list_and_moves_follow_the_persons_libraries_and_roles(
         "Moved 1 document to another library."
     ]
     assert Document.objects.get(id=mine.id).library_id == team.id
+
+
+def test_a_viewer_is_offered_no_cancel_retry_or_unlock(db: None) -> None:
+    uploader, reader = user_make(), user_make()
+    team = Library.objects.create(name="Team")
+    Membership.objects.create(library=team, user=uploader, role=Role.EDITOR)
+    Membership.objects.create(library=team, user=reader, role=Role.VIEWER)
+    queued = Document.objects.create(owner=uploader, library=team, title="Queued", sha256="1")
+    failed = Document.objects.create(
+        owner=uploader,
+        library=team,
+        title="Failed",
+        sha256="2",
+        status=Status.FAILED,
+        error="Boom.",
+    )
+    for document, control in ((queued, "data-cancel"), (failed, "data-retry")):
+        assert control in document_progress(document, viewer=uploader)["status_html"]
+        seen = document_progress(document, viewer=reader)
+        assert seen["can_change"] is False
+        assert control not in seen["status_html"]

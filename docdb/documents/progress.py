@@ -18,7 +18,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from docdb.documents.models import UNFINISHED, DamagedPage, Document, Status
+from docdb.documents.libraries import libraries_with_role
+from docdb.documents.models import UNFINISHED, DamagedPage, Document, Role, Status
 from docdb.documents.scheduler import documents_held, hold_alive
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,12 @@ def _waiting_reason(ahead: int, phase: str, pipeline: _Pipeline, *, yours: bool)
 
 
 def _progress(
-    document: Document, order: Sequence[Document], pipeline: _Pipeline, *, yours: bool = True
+    document: Document,
+    order: Sequence[Document],
+    pipeline: _Pipeline,
+    *,
+    yours: bool = True,
+    can_change: bool = True,
 ) -> dict[str, Any]:
     phase = _phase(document, pipeline.now)
     body: dict[str, Any] = {
@@ -208,6 +214,8 @@ def _progress(
         "error_code": document.error_code,
         # Pages no engine could render; the document is ready without them.
         "damaged_pages": [],
+        # Whether the reader may cancel, retry or unlock it (an editor of its library).
+        "can_change": can_change,
         "can_retry": document.can_retry,
         "needs_password": document.needs_password,
         "url": reverse("documents:detail", args=[document.id]),
@@ -240,6 +248,11 @@ def documents_progress(
     pipeline = _pipeline_read()
     orders: dict[int, list[Document]] = {}
     damaged = _damaged_pages([d.id for d in documents if d.status == Status.READY])
+    editable = (
+        None
+        if viewer is None
+        else set(libraries_with_role(user=viewer, role=Role.EDITOR).values_list("id", flat=True))
+    )
     result = {}
     for document in documents:
         if document.status in UNFINISHED and document.owner_id not in orders:
@@ -248,7 +261,8 @@ def documents_progress(
         # The owner's list was read just now: its copy of the document is the freshest.
         current = next((d for d in order if d.id == document.id), document)
         yours = viewer is None or viewer.pk == document.owner_id
-        body = _progress(current, order, pipeline, yours=yours)
+        can_change = editable is None or document.library_id in editable
+        body = _progress(current, order, pipeline, yours=yours, can_change=can_change)
         if body["status"] == Status.READY and document.id in damaged:
             body["damaged_pages"] = damaged[document.id]
             body["thumbnail_url"] = _first_page_thumbnail(document.id, damaged[document.id])
