@@ -124,8 +124,7 @@ class DocumentAdmin(admin.ModelAdmin):
     list_display = (
         "first_page",
         "title",
-        "library",
-        "owner",
+        "library_and_owner",
         "status_badge",
         "pages",
         "size",
@@ -247,6 +246,13 @@ class DocumentAdmin(admin.ModelAdmin):
         # Shown, not edited here: a document takes only its library's tags, which its editors
         # set.
         return ", ".join(tag.name for tag in document.tags.all()) or "—"
+
+    @admin.display(description="library, by", ordering="library__name")
+    def library_and_owner(self, document: Document) -> SafeString:
+        # One column for both: the list has many, and a long title needs the room.
+        return format_html(
+            '{}<br><span class="quiet">{}</span>', document.library.name, document.owner
+        )
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, document: Document) -> SafeString:
