@@ -732,6 +732,14 @@ GROUPS = (
                 "finer print less well. Changing it changes the vectors of pages embedded after.",
             ),
             Setting(
+                "DOCDB_EMBEDDER_COMPILE",
+                "str",
+                "off",
+                "off, default or reduce-overhead (CUDA graphs): the torch.compile mode of the "
+                "model's forward pass on a GPU; ignored on a CPU. Off until a GPU run of "
+                "bench/gpu_embedder.py shows it helps (docs/benchmarks.md).",
+            ),
+            Setting(
                 "DOCDB_EMBEDDER_IMAGE_BACKEND",
                 "str",
                 "auto",
@@ -785,6 +793,15 @@ GROUPS = (
                 "per 16 GiB of its memory, up to 4, each holding 10-13 GiB at batch 32). They "
                 "share the page embeddings they made through /dev/shm (docs/benchmarks.md).",
                 minimum=0,
+            ),
+            Setting(
+                "DOCDB_EMBEDDER_FRONT",
+                "bool",
+                "false",
+                "true: one process answers HTTP and hands page bytes and queries through shared "
+                "memory to DOCDB_EMBEDDER_WORKERS model processes, which decode (JPEGs on the GPU "
+                "there), batch and run the model; one that dies is restarted. false: each worker "
+                "process serves HTTP and the model (docs/benchmarks.md compares them).",
             ),
             Setting(
                 "DOCDB_EMBEDDER_RECENT_PAGES",

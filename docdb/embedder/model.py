@@ -30,6 +30,10 @@ DEFAULT_MODEL = _DEFAULTS.model
 # How page images become model inputs: transformers' PIL or torchvision image processor.
 IMAGE_BACKENDS = ("auto", "pil", "torchvision")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+# torch.compile modes the forward pass may run under on CUDA: `default` fuses kernels,
+# `reduce-overhead` also replays CUDA graphs (one per input shape; tile-grouped batches repeat a
+# few shapes).
+COMPILE_MODES = ("off", "default", "reduce-overhead")
 # A checkpoint needs configs, tokenizer files and safetensors weights; skipping the rest (README
 # images, other weight formats) keeps the download to what from_pretrained reads.
 HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
@@ -193,7 +197,7 @@ def torchvision_import_error() -> str | None:
 
 def embedder_configured(config: EmbedderConfig) -> "Embedder":
     """The model `config` names, loaded as `embedder_load` does (the service and the check)."""
-    return embedder_load(
+    embedder = embedder_load(
         config.model,
         revision=config.model_revision,
         device=config.device,
@@ -202,6 +206,30 @@ def embedder_configured(config: EmbedderConfig) -> "Embedder":
         longest_edge=config.longest_edge,
         cache_dir=config.cache_dir,
     )
+    forward_compile(embedder, config.compile)
+    return embedder
+
+
+def forward_compile(embedder: "Embedder", mode: str) -> None:
+    """Compile the model's forward pass with torch.compile in `mode` on CUDA; on a CPU leave it
+    as it is: compiling there costs minutes at start for a forward pass the matrix products
+    dominate."""
+    if mode not in COMPILE_MODES:
+        raise ModelLoadError(
+            f"Unknown DOCDB_EMBEDDER_COMPILE={mode!r}: use {', '.join(COMPILE_MODES)}."
+        )
+    if mode == "off":
+        return
+    if embedder.device.type != "cuda":
+        log.info(
+            "DOCDB_EMBEDDER_COMPILE=%s applies on CUDA only; %s runs uncompiled",
+            mode,
+            embedder.device,
+        )
+        return
+    # Batches differ in size and tokens: dynamic shapes keep each new one from recompiling.
+    embedder.model.forward = torch.compile(embedder.model.forward, mode=mode, dynamic=True)
+    embedder.compiled = mode
 
 
 def embedder_load(
@@ -473,6 +501,8 @@ class Embedder:
         self.image_backend: str = processor.image_processor.backend
         on_device = self.image_backend == "torchvision"
         self.image_device = self.device if on_device else torch.device("cpu")
+        # The torch.compile mode the forward pass runs under (forward_compile), else None.
+        self.compiled: str | None = None
         self._local = threading.local()
         self._layouts: dict[tuple[int, int], dict[str, Any]] = {}
         self._layout_lock = threading.Lock()
@@ -485,17 +515,19 @@ class Embedder:
         """One (n_tokens, 128) float32 array of unit vectors per query, in one forward pass."""
         return self.forward([self.query_prepare(text) for text in texts])
 
-    def image_prepare(self, image: Image.Image) -> Features:
+    def image_prepare(self, image: Image.Image | torch.Tensor) -> Features:
         """Model inputs for one image (resize, tiles, prompt tokens): any thread.
 
+        `image` is RGB: a PIL image, or with the torchvision backend also a uint8 tensor
+        (channels, height, width) as torchvision decodes JPEGs, on the CPU or `image_device`.
         The pixels end up on `image_device`; the token ids, from the tokenizer, on the CPU.
         """
         processor = self._thread_processor()
         if self.image_device.type != "cuda":
-            features: Features = processor.process_images([image])
+            features: Features = _images_process(processor, image)
             return features
         with self._prepare_stream():
-            features = processor.process_images([image], device=self.image_device)
+            features = _images_process(processor, image, device=self.image_device)
             # What the model would convert them to anyway, made here: a queued page then holds
             # half the GPU memory, and a bool mask an eighth of the int64 one.
             return {
@@ -539,6 +571,7 @@ class Embedder:
             "dim": self.dim,
             "image_backend": self.image_backend,
             "image_device": str(self.image_device),
+            "compiled": self.compiled,
             "random_test_model": self.random_test_model,
             "revision": self.revision,
             "weights_sha256": self.weights_sha256,
@@ -637,6 +670,17 @@ class Embedder:
         if processor is None:
             processor = self._local.processor = copy.deepcopy(self.processor)
         return processor
+
+
+def _images_process(processor: Any, image: Image.Image | torch.Tensor, **kwargs: Any) -> Any:
+    """The processor's inputs for one image. Its `process_images` converts PIL images to RGB and
+    refuses tensors; a decoded tensor is RGB already and goes straight to the processor, with
+    the same prompt."""
+    if isinstance(image, Image.Image):
+        return processor.process_images([image], **kwargs)
+    return processor(
+        text=[processor.visual_prompt_prefix], images=[image], return_tensors="pt", **kwargs
+    )
 
 
 def image_token_layout(
