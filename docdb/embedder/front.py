@@ -76,6 +76,7 @@ class ModelProcess:
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._connection: Connection | None = None
+        self._pipe: Any = None
         self._jobs: dict[int, tuple[Future[Any], float]] = {}
         self._lock = threading.Lock()
         self._stopping = False
@@ -84,9 +85,18 @@ class ModelProcess:
     def in_flight(self) -> int:
         return len(self._jobs)
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
         """Start the process and wait until its model is loaded (ModelLoadError if it fails)."""
-        ours, theirs = self._context.Pipe()
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process, which loads the model (`wait_ready` waits for it)."""
+        self._pipe, theirs = self._context.Pipe()
         self._process = self._context.Process(
             target=model_process_main,
             args=(theirs, self.config, self.prefix),
@@ -95,6 +105,9 @@ class ModelProcess:
         )
         self._process.start()
         theirs.close()
+
+    def wait_ready(self) -> None:
+        ours = self._pipe
         if not ours.poll(START_TIMEOUT_S):
             self._process.kill()
             raise ModelLoadError(f"model process {self.slot} did not load the model in time")
@@ -217,8 +230,11 @@ class FrontService(Service):
         self.prefix = f"dde{os.getpid()}-"
         self.models = [ModelProcess(config, slot, self.prefix) for slot in range(processes)]
         try:
+            # They load the model side by side.
             for model in self.models:
-                model.start()
+                model.launch()
+            for model in self.models:
+                model.wait_ready()
         except BaseException:
             self.stop_models()
             raise
@@ -330,7 +346,13 @@ class FrontService(Service):
             "workers": len(self.models),
             "process": os.getpid(),
             "model_processes": [
-                {"slot": model.slot, "ready": model.ready, "restarts": model.restarts}
+                {
+                    "slot": model.slot,
+                    "process": model.pid,
+                    "ready": model.ready,
+                    "in_flight": model.in_flight,
+                    "restarts": model.restarts,
+                }
                 for model in self.models
             ],
             "gpu_memory_peak_gib": max(
