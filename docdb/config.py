@@ -723,6 +723,14 @@ GROUPS = (
                 "linear layers quantized to int8 at start; docs/benchmarks.md has the trade-off).",
             ),
             Setting(
+                "DOCDB_EMBEDDER_QUERY_DTYPE",
+                "str",
+                "same",
+                "same (queries run through the model as pages do) or int8 (CPU only: queries "
+                "through a copy of the text model with int8 linear layers, ~150 MB more; "
+                "docs/benchmarks.md has its speed and fidelity).",
+            ),
+            Setting(
                 "DOCDB_EMBEDDER_LONGEST_EDGE",
                 "int",
                 "2048",

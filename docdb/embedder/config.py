@@ -28,6 +28,7 @@ def _settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "image_backend": env_str("DOCDB_EMBEDDER_IMAGE_BACKEND", environ),
         "longest_edge": env_int("DOCDB_EMBEDDER_LONGEST_EDGE", environ),
         "compile": env_str("DOCDB_EMBEDDER_COMPILE", environ),
+        "query_dtype": env_str("DOCDB_EMBEDDER_QUERY_DTYPE", environ),
         "host": env_str("DOCDB_EMBEDDER_HOST", environ),
         "port": env_int("DOCDB_EMBEDDER_PORT", environ),
         "api_keys": _api_keys(environ),
@@ -70,6 +71,8 @@ class EmbedderConfig:
     longest_edge: int = _DEFAULTS["longest_edge"]
     # torch.compile mode of the forward pass on CUDA (model.py, COMPILE_MODES).
     compile: str = _DEFAULTS["compile"]
+    # int8: queries through a copy of the text model with int8 linear layers (CPU only).
+    query_dtype: str = _DEFAULTS["query_dtype"]
     host: str = _DEFAULTS["host"]
     port: int = _DEFAULTS["port"]
     # Empty: no authentication.

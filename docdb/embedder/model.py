@@ -34,6 +34,9 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 # `reduce-overhead` also replays CUDA graphs (one per input shape; tile-grouped batches repeat a
 # few shapes).
 COMPILE_MODES = ("off", "default", "reduce-overhead")
+# What queries run through: the page model (`same`), or on a CPU a copy of its text model with
+# int8 linear layers (`int8`).
+QUERY_DTYPES = ("same", "int8")
 # A checkpoint needs configs, tokenizer files and safetensors weights; skipping the rest (README
 # images, other weight formats) keeps the download to what from_pretrained reads.
 HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
@@ -207,7 +210,38 @@ def embedder_configured(config: EmbedderConfig) -> "Embedder":
         cache_dir=config.cache_dir,
     )
     forward_compile(embedder, config.compile)
+    query_model_quantize(embedder, config.query_dtype)
     return embedder
+
+
+def query_model_quantize(embedder: "Embedder", query_dtype: str) -> None:
+    """With `int8`, queries run through a copy of the text model with int8 linear layers.
+
+    A query is a few dozen tokens: its forward pass reads every weight of the text model for
+    little arithmetic on each, so on a CPU its time is mostly memory traffic, which int8 weights
+    cut to a quarter (where pages, thousands of tokens, gain nothing without VNNI: see
+    docs/benchmarks.md). The vision model is shared, not copied: queries do not use it.
+    """
+    if query_dtype not in QUERY_DTYPES:
+        raise ModelLoadError(
+            f"Unknown DOCDB_EMBEDDER_QUERY_DTYPE={query_dtype!r}: use {', '.join(QUERY_DTYPES)}."
+        )
+    if query_dtype == "same" or embedder.precision == "int8":
+        return
+    if embedder.device.type != "cpu":
+        raise ModelLoadError(
+            "DOCDB_EMBEDDER_QUERY_DTYPE=int8 is for a CPU (torch's int8 kernels run there); "
+            f"the model runs on {embedder.device}: set it to `same`."
+        )
+    model = embedder.model
+    text_model = linear_layers_quantize(copy.deepcopy(model.vlm.text_model).float())
+    # Shallow copies with their own module tables: everything but the text model is shared.
+    vlm = copy.copy(model.vlm)
+    vlm._modules = {**model.vlm._modules, "text_model": text_model}
+    query_model = copy.copy(model)
+    query_model._modules = {**model._modules, "vlm": vlm}
+    embedder.query_model = query_model.eval()
+    embedder.query_precision = "int8"
 
 
 def forward_compile(embedder: "Embedder", mode: str) -> None:
@@ -503,6 +537,10 @@ class Embedder:
         self.image_device = self.device if on_device else torch.device("cpu")
         # The torch.compile mode the forward pass runs under (forward_compile), else None.
         self.compiled: str | None = None
+        # What queries run through: the model, or a copy with an int8 text model
+        # (query_model_quantize).
+        self.query_model: Any = self.model
+        self.query_precision = self.precision
         self._local = threading.local()
         self._layouts: dict[tuple[int, int], dict[str, Any]] = {}
         self._layout_lock = threading.Lock()
@@ -548,8 +586,9 @@ class Embedder:
             pad_token_id=self.processor.tokenizer.pad_token_id,
             padding_side=self.processor.tokenizer.padding_side,
         )
+        model = self.model if "pixel_values" in batch else self.query_model
         with torch.inference_mode():
-            output = self.model(**{key: value.to(self.device) for key, value in batch.items()})
+            output = model(**{key: value.to(self.device) for key, value in batch.items()})
             # Copying to the host waits for the model's stream: inputs prepared on the GPU on
             # other streams are freed (and their memory reused) only after it read them.
             embeddings = output.embeddings.float().cpu()
@@ -567,6 +606,7 @@ class Embedder:
             "model": self.name,
             "device": str(self.device),
             "dtype": self.precision,
+            "query_dtype": self.query_precision,
             "cpu": self.cpu,
             "dim": self.dim,
             "image_backend": self.image_backend,
