@@ -57,6 +57,9 @@ JOB_TIMEOUT_S = 600.0
 START_TIMEOUT_S = 600.0
 # Inputs in flight per model process, in batches: enough to fill the next batch while one runs.
 PENDING_BATCHES = 3
+# Shared memory an input in flight may hold: its page file (~0.4 MB as the pipeline stores
+# pages) and its vectors (0.5 MB for 1 000 tokens).
+SEGMENT_BYTES_PER_INPUT = 2**20
 # How often a waiting input looks again for a model process with room.
 _ROOM_POLL_S = 0.005
 # Wait before starting again a model process that died at once.
@@ -193,7 +196,13 @@ class ModelProcess:
             waiting = self._jobs.pop(job, None)
         if kind == "vectors":
             segment, rows = rest
-            data = segment_read(segment, unlink=True)
+            try:
+                data = segment_read(segment, unlink=True)
+            except OSError as exc:
+                # Removed under it: this input fails alone.
+                if waiting is not None:
+                    waiting[0].set_exception(_unavailable(f"its vectors were lost ({exc})"))
+                return
             if waiting is not None:
                 vectors = np.frombuffer(data, dtype=np.float32, count=rows * self.facts["dim"])
                 waiting[0].set_result(vectors.reshape(rows, self.facts["dim"]))
@@ -250,6 +259,11 @@ class FrontService(Service):
         self._segments = itertools.count()
         # Inputs in flight a model process takes: the queue's bound.
         self._room = PENDING_BATCHES * facts["batch_size"]
+        try:
+            _shared_memory_check(processes * self._room * SEGMENT_BYTES_PER_INPUT)
+        except BaseException:
+            self.stop_models()
+            raise
 
     def start(self) -> None:
         """The model processes started with the service, before the app serves."""
@@ -401,6 +415,22 @@ class FrontService(Service):
             # Polled: the model processes' answers arrive on threads, and a few milliseconds
             # are nothing next to a forward pass.
             await asyncio.sleep(_ROOM_POLL_S)
+
+
+def _shared_memory_check(needed: int) -> None:
+    """Refuse to start with less free shared memory than the inputs in flight may hold: a
+    segment written past a full /dev/shm kills its process (SIGBUS), not just the request."""
+    if not SEGMENTS_DIR.is_dir():
+        return
+    stats = os.statvfs(SEGMENTS_DIR)
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed:
+        raise ModelLoadError(
+            f"DOCDB_EMBEDDER_FRONT needs about {needed // 2**20} MiB of shared memory for the "
+            f"inputs in flight, and {SEGMENTS_DIR} has {free // 2**20} MiB free: give it more "
+            "(Docker's shm_size, the Helm chart's embedder.shmSize) or set fewer "
+            "DOCDB_EMBEDDER_WORKERS or a smaller DOCDB_EMBEDDER_BATCH_SIZE."
+        )
 
 
 def _unavailable(reason: str) -> HTTPException:
