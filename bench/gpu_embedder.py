@@ -65,6 +65,16 @@ def main(argv: Sequence[str]) -> int:
         help="embedder worker counts to measure besides the default (as shipped), e.g. 1,2",
     )
     parser.add_argument(
+        "--front",
+        default="1,2,4",
+        help="model process counts to measure behind one HTTP front (DOCDB_EMBEDDER_FRONT)",
+    )
+    parser.add_argument(
+        "--compile",
+        default="default,reduce-overhead",
+        help="DOCDB_EMBEDDER_COMPILE modes to measure, on a GPU, with the largest front count",
+    )
+    parser.add_argument(
         "--pil", action="store_true", help="also measure the PIL image processor (1 worker)"
     )
     parser.add_argument("--out", type=Path)
@@ -85,6 +95,8 @@ def main(argv: Sequence[str]) -> int:
             for images, clients in (shape.split("x") for shape in args.shapes.split(","))
         ],
         workers=[int(count) for count in args.workers.split(",") if count.strip()],
+        front=[int(count) for count in args.front.split(",") if count.strip()],
+        compile_modes=[mode for mode in args.compile.split(",") if mode.strip()],
         pil=args.pil,
         # What is measured so far is kept even if the run is cut short (a device time limit).
         checkpoint=(lambda partial: _write(args.out, partial)) if args.out else None,
@@ -109,6 +121,8 @@ def run(
     service_pages: int,
     shapes: list[tuple[int, int]],
     workers: Sequence[int] = (),
+    front: Sequence[int] = (),
+    compile_modes: Sequence[str] = (),
     pil: bool = False,
     checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
@@ -172,6 +186,20 @@ def run(
         variants[f"{count} worker{'s' if count > 1 else ''}"] = {
             "DOCDB_EMBEDDER_WORKERS": str(count)
         }
+    # One HTTP front handing pages to model processes through shared memory (JPEGs decoded on
+    # the GPU there), and with the forward pass compiled (CUDA only: on a CPU it is skipped).
+    for count in front:
+        variants[f"front, {count} model process{'es' if count > 1 else ''}"] = {
+            "DOCDB_EMBEDDER_FRONT": "true",
+            "DOCDB_EMBEDDER_WORKERS": str(count),
+        }
+    if front and torch_device.type == "cuda":
+        for mode in compile_modes:
+            variants[f"front, {max(front)} model processes, compile {mode}"] = {
+                "DOCDB_EMBEDDER_FRONT": "true",
+                "DOCDB_EMBEDDER_WORKERS": str(max(front)),
+                "DOCDB_EMBEDDER_COMPILE": mode,
+            }
     if pil and result["preprocessing_as_shipped"]["backend"] != "pil":
         variants["PIL processor, 1 worker"] = {
             "DOCDB_EMBEDDER_IMAGE_BACKEND": "pil",
@@ -405,7 +433,8 @@ def _service_runs(
             try:
                 health = requests.get(f"{url}/health", timeout=2).json()
                 processes.add(health["process"])
-                if len(processes) >= health["workers"]:
+                # A front starts its model processes before it answers.
+                if health.get("front") or len(processes) >= health["workers"]:
                     break
             except requests.RequestException:
                 if time.monotonic() > deadline:
@@ -417,10 +446,12 @@ def _service_runs(
         for per_request, clients in shapes:
             # Warm-up: kernels and allocator of (most likely) every worker.
             _load(url, jpegs, per_request=per_request, clients=clients, pages=per_request * clients)
+            before = _steps(url)
             sampler = _GpuSampler()
             sampler.start()
             measured = _load(url, jpegs, per_request=per_request, clients=clients, pages=pages)
             measured["gpu_busy"] = sampler.stop()
+            measured.update(_shares(before, _steps(url)))
             runs.append(measured)
         # One worker's: its counters and memory.
         health = requests.get(f"{url}/health", timeout=5).json()
@@ -442,6 +473,35 @@ def _service_runs(
     finally:
         process.terminate()
         process.wait(30)
+
+
+def _steps(url: str) -> dict[str, float]:
+    """Seconds each step of serving has taken since start (GET /health's `steps`, plus the
+    forward passes), summed over every process serving: the front and its model processes
+    answer together, each worker for itself (asked until each has answered)."""
+    import requests
+
+    seen: dict[int, dict[str, float]] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        health = requests.get(f"{url}/health", timeout=10).json()
+        seen[health["process"]] = {
+            **health["steps"],
+            "forward": health["counters"]["forward_seconds"],
+        }
+        if health.get("front") or len(seen) >= health["workers"]:
+            break
+    return {step: sum(steps[step] for steps in seen.values()) for step in next(iter(seen.values()))}
+
+
+def _shares(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Each step's seconds in a run and its share of all of them: where the time goes."""
+    spent = {step: after[step] - before[step] for step in after}
+    total = sum(spent.values()) or 1.0
+    return {
+        "step_seconds": {step: round(seconds, 3) for step, seconds in spent.items()},
+        "step_shares": {step: round(seconds / total, 3) for step, seconds in spent.items()},
+    }
 
 
 def _load(

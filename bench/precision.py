@@ -38,14 +38,17 @@ from PIL import Image  # noqa: E402
 from bench.common import percentile, results_save  # noqa: E402
 from bench.resample import CORPUS_DIR, _maxsim, _query, _render  # noqa: E402
 
-# (name, DOCDB_EMBEDDER_DTYPE, DOCDB_EMBEDDER_LONGEST_EDGE); the first is the reference.
+# name: (DOCDB_EMBEDDER_DTYPE, DOCDB_EMBEDDER_LONGEST_EDGE, DOCDB_EMBEDDER_QUERY_DTYPE); the
+# first is the reference.
 VARIANTS = {
-    "float32": ("float32", 2048),
-    "bfloat16": ("bfloat16", 2048),
-    "bfloat16-1024": ("bfloat16", 1024),
-    "int8": ("int8", 2048),
-    "float32-1024": ("float32", 1024),
-    "int8-1024": ("int8", 1024),
+    "float32": ("float32", 2048, "same"),
+    "bfloat16": ("bfloat16", 2048, "same"),
+    "bfloat16-1024": ("bfloat16", 1024, "same"),
+    "int8": ("int8", 2048, "same"),
+    "float32-1024": ("float32", 1024, "same"),
+    "int8-1024": ("int8", 1024, "same"),
+    # Pages as float32, queries through an int8 copy of the text model.
+    "int8-queries": ("float32", 2048, "int8"),
 }
 REFERENCE = "float32"
 
@@ -70,12 +73,13 @@ def pages_render(count: int, folder: Path) -> list[tuple[str, Image.Image, str]]
 def variant_measure(
     name: str, *, model_dir: Path, pages: list[Image.Image], queries: list[str]
 ) -> dict[str, Any]:
-    from docdb.embedder.model import embedder_load
+    from docdb.embedder.model import embedder_load, query_model_quantize
 
-    dtype, longest_edge = VARIANTS[name]
+    dtype, longest_edge, query_dtype = VARIANTS[name]
     embedder = embedder_load(
         str(model_dir), device="cpu", dtype=dtype, image_backend="pil", longest_edge=longest_edge
     )
+    query_model_quantize(embedder, query_dtype)
     embedder.embed_images([pages[0]])  # warm-up: first-call allocations and kernel choices
     vectors, page_seconds = [], []
     for image in pages:
@@ -89,7 +93,9 @@ def variant_measure(
         query_vectors.append(embedder.embed_queries([query])[0])
         query_ms.append((time.perf_counter() - started) * 1000)
     return {
-        "dtype": embedder.precision,
+        "dtype": embedder.precision
+        if embedder.query_precision == embedder.precision
+        else f"{embedder.precision}, queries {embedder.query_precision}",
         "longest_edge": longest_edge,
         "vectors_per_page": float(np.mean([len(v) for v in vectors])),
         "seconds_per_page": round(float(np.median(page_seconds)), 2),

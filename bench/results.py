@@ -191,6 +191,10 @@ class ServiceRun(_Result):
     clients: int
     pages_per_s: float | None = None
     gpu_busy: float | None = None
+    # Seconds in each step of serving (parse, base64, decode, preprocess, forward, serialize),
+    # summed over the service's processes, and each one's share of them.
+    step_seconds: dict[str, float] | None = None
+    step_shares: dict[str, float] | None = None
     error: str = ""
     counters: Counters | None = None
     health: Health | None = None

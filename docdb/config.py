@@ -723,6 +723,14 @@ GROUPS = (
                 "linear layers quantized to int8 at start; docs/benchmarks.md has the trade-off).",
             ),
             Setting(
+                "DOCDB_EMBEDDER_QUERY_DTYPE",
+                "str",
+                "same",
+                "same (queries run through the model as pages do) or int8 (CPU only: queries "
+                "through a copy of the text model with int8 linear layers, ~150 MB more; "
+                "docs/benchmarks.md has its speed and fidelity).",
+            ),
+            Setting(
                 "DOCDB_EMBEDDER_LONGEST_EDGE",
                 "int",
                 "2048",
@@ -730,6 +738,14 @@ GROUPS = (
                 "model's 512-px tiles: a multiple of 512. 2048 (the model's own: an A4 page is 13 "
                 "tiles) is the quality default; 1024 (5 tiles) embeds ~3x faster and searches "
                 "finer print less well. Changing it changes the vectors of pages embedded after.",
+            ),
+            Setting(
+                "DOCDB_EMBEDDER_COMPILE",
+                "str",
+                "off",
+                "off, default or reduce-overhead (CUDA graphs): the torch.compile mode of the "
+                "model's forward pass on a GPU; ignored on a CPU. Off until a GPU run of "
+                "bench/gpu_embedder.py shows it helps (docs/benchmarks.md).",
             ),
             Setting(
                 "DOCDB_EMBEDDER_IMAGE_BACKEND",
@@ -785,6 +801,15 @@ GROUPS = (
                 "per 16 GiB of its memory, up to 4, each holding 10-13 GiB at batch 32). They "
                 "share the page embeddings they made through /dev/shm (docs/benchmarks.md).",
                 minimum=0,
+            ),
+            Setting(
+                "DOCDB_EMBEDDER_FRONT",
+                "bool",
+                "false",
+                "true: one process answers HTTP and hands page bytes and queries through shared "
+                "memory to DOCDB_EMBEDDER_WORKERS model processes, which decode (JPEGs on the GPU "
+                "there), batch and run the model; one that dies is restarted. false: each worker "
+                "process serves HTTP and the model (docs/benchmarks.md compares them).",
             ),
             Setting(
                 "DOCDB_EMBEDDER_RECENT_PAGES",

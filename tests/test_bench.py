@@ -66,13 +66,16 @@ def test_gpu_embedder_script_runs_on_a_cpu_with_the_tiny_model(tmp_path: Path) -
             "bench/gpu_embedder.py",
             "--pages", str(pages), "--model", "tiny", "--device", "cpu",
             "--batch", "2", "--model-pages", "2", "--service-pages", "2", "--shapes", "2x1",
-            "--out", str(out),
+            "--workers", "2", "--front", "1", "--out", str(out),
         ],
         timeout=600,
     )  # fmt: skip
     result = json.loads(out.read_text())
     assert result["model_only"]["pages_per_s"] > 0
     assert result["service"]["as shipped"][0]["pages"] == 2
+    front = result["service"]["front, 1 model process"][0]
+    assert front["pages"] == 2 and front["step_seconds"]["forward"] > 0
+    assert sum(front["step_shares"].values()) == pytest.approx(1, abs=0.01)
 
 
 @pytest.mark.services

@@ -101,3 +101,27 @@ def test_a_smaller_page_size_makes_fewer_tiles(
 def test_a_page_size_must_be_whole_tiles(models_dir: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"DOCDB_EMBEDDER_LONGEST_EDGE=1000.*multiple.*512"):
         embedder_load("tiny", device="cpu", longest_edge=1000, cache_dir=models_dir)
+
+
+def test_int8_queries_run_through_a_quantized_copy_of_the_text_model(models_dir: Path) -> None:
+    config = config_from_env(
+        {
+            "DOCDB_EMBEDDER_MODEL": "tiny",
+            "DOCDB_EMBEDDER_DEVICE": "cpu",
+            "DOCDB_EMBEDDER_DTYPE": "float32",
+            "DOCDB_EMBEDDER_CACHE_DIR": str(models_dir),
+        }
+    )
+    reference = embedder_configured(config)
+    quick = embedder_configured(replace(config, query_dtype="int8"))
+    assert quick.info()["query_dtype"] == "int8" and quick.info()["dtype"] == "float32"
+    # Queries only read the text model: the vision model is the page model's own.
+    assert quick.query_model.vlm.vision_model is quick.model.vlm.vision_model
+    assert quick.query_model.vlm.text_model is not quick.model.vlm.text_model
+    page = page_image("Quarterly report: revenue grew 12 percent in the northern region")
+    np.testing.assert_array_equal(quick.embed_images([page])[0], reference.embed_images([page])[0])
+    queries = [e.embed_queries(["northern revenue"])[0] for e in (reference, quick)]
+    assert queries[0].shape == queries[1].shape
+    assert float((queries[0] * queries[1]).sum(axis=1).mean()) > 0.99
+    with pytest.raises(ModelLoadError, match="DOCDB_EMBEDDER_QUERY_DTYPE"):
+        model.query_model_quantize(reference, "int4")

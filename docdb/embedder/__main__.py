@@ -12,12 +12,14 @@ from pathlib import Path
 
 import torch
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from docdb.embedder.app import create_app, logging_setup
+from docdb.embedder.app import create_app, logging_setup, service_app
 from docdb.embedder.check import check_run
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
+from docdb.embedder.front import FrontService
 from docdb.embedder.model import ModelLoadError, checkpoint_check, device_resolve, model_source
 from docdb.embedder.testmodel import tiny_model_build
 
@@ -65,7 +67,9 @@ def serve() -> int:
     try:
         config = config_from_env(os.environ)
         workers = workers_resolve(config)
-        if workers == 1:
+        if config.front:
+            app = _front_app(config, workers)
+        elif workers == 1:
             app = create_app(config)
         else:
             # Download or build it once, not in every worker at the same time, and refuse an
@@ -80,10 +84,20 @@ def serve() -> int:
         return 1
     # Our middleware logs each request with its input count, so uvicorn's access log would
     # only repeat it.
-    if workers == 1:
+    if workers == 1 or config.front:
         uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_config=None)
         return 0
     return _serve_workers(config, workers)
+
+
+def _front_app(config: EmbedderConfig, processes: int) -> FastAPI:
+    """One HTTP process in front of `processes` model processes (front.py)."""
+    # Download or build it once, not in every model process at the same time.
+    checkpoint_check(
+        model_source(config.model, cache_dir=config.cache_dir, revision=config.model_revision)
+    )
+    log.info("serving the model from %d model processes behind one front", processes)
+    return service_app(FrontService(config, processes))
 
 
 def workers_resolve(config: EmbedderConfig) -> int:

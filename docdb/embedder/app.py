@@ -20,13 +20,13 @@ from uvicorn.config import STARTUP_FAILURE
 from docdb.embedder.config import ConfigError, EmbedderConfig, config_from_env
 from docdb.embedder.model import Embedder, ModelLoadError, embedder_configured
 from docdb.embedder.protocol import ImageLayoutRequest, QueryTokensRequest, embed_request_parse
-from docdb.embedder.service import EmbedService
+from docdb.embedder.service import EmbedService, Service
 
 log = logging.getLogger("docdb.embedder")
 
 
-def _service(request: Request) -> EmbedService:
-    service: EmbedService = request.app.state.service
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
     return service
 
 
@@ -57,8 +57,10 @@ router = APIRouter()
 
 @router.post("/v1/embeddings/embed")
 async def embed(request: Request) -> Response:
-    body = embed_request_parse(await request.body())
-    content, count, kind = await _service(request).embed(body)
+    service = _service(request)
+    with service.steps.timed("parse"):
+        body = embed_request_parse(await request.body())
+    content, count, kind = await service.embed(body)
     request.state.summary = f"{count} {'queries' if kind == 'query' else 'images'}"
     return Response(content, media_type="application/json")
 
@@ -79,7 +81,7 @@ async def image_layout(request: Request, body: ImageLayoutRequest) -> dict[str, 
 
 @router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
-    return _service(request).health()
+    return await _service(request).health()
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -140,14 +142,17 @@ def create_app(config: EmbedderConfig, embedder: Embedder | None = None) -> Fast
     """The service. The model loads here, before any request, unless a loaded one is passed."""
     if embedder is None:
         embedder = embedder_configured(config)
-    service = EmbedService(config, embedder)
+    return service_app(EmbedService(config, embedder))
+
+
+def service_app(service: Service) -> FastAPI:
+    """The HTTP app over a service: this process's model, or the front's model processes."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.batcher.start()
+        service.start()
         yield
-        service.batcher.stop()
-        service.pool.shutdown(cancel_futures=True)
+        service.stop()
 
     app = FastAPI(title="DocDB embedder", lifespan=lifespan)
     app.state.service = service

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docdb.config import SettingError, data_dir, env_int, env_list, env_str
+from docdb.config import SettingError, data_dir, env_bool, env_int, env_list, env_str
 
 # One error for a bad setting, whether the table's readers find it or the embedder (service.py):
 # its start-up reports both alike.
@@ -27,6 +27,8 @@ def _settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "dtype": env_str("DOCDB_EMBEDDER_DTYPE", environ),
         "image_backend": env_str("DOCDB_EMBEDDER_IMAGE_BACKEND", environ),
         "longest_edge": env_int("DOCDB_EMBEDDER_LONGEST_EDGE", environ),
+        "compile": env_str("DOCDB_EMBEDDER_COMPILE", environ),
+        "query_dtype": env_str("DOCDB_EMBEDDER_QUERY_DTYPE", environ),
         "host": env_str("DOCDB_EMBEDDER_HOST", environ),
         "port": env_int("DOCDB_EMBEDDER_PORT", environ),
         "api_keys": _api_keys(environ),
@@ -39,6 +41,7 @@ def _settings(environ: Mapping[str, str]) -> dict[str, Any]:
             env_str("DOCDB_EMBEDDER_CACHE_DIR", environ) or data_dir(environ) / "models"
         ),
         "workers": env_int("DOCDB_EMBEDDER_WORKERS", environ) or None,
+        "front": env_bool("DOCDB_EMBEDDER_FRONT", environ),
         "shared_dir": Path(shared_dir) if shared_dir else None,
         "test_delay_ms": env_int("DOCDB_EMBEDDER_TEST_DELAY_MS", environ),
     }
@@ -66,6 +69,10 @@ class EmbedderConfig:
     dtype: str = _DEFAULTS["dtype"]
     image_backend: str = _DEFAULTS["image_backend"]
     longest_edge: int = _DEFAULTS["longest_edge"]
+    # torch.compile mode of the forward pass on CUDA (model.py, COMPILE_MODES).
+    compile: str = _DEFAULTS["compile"]
+    # int8: queries through a copy of the text model with int8 linear layers (CPU only).
+    query_dtype: str = _DEFAULTS["query_dtype"]
     host: str = _DEFAULTS["host"]
     port: int = _DEFAULTS["port"]
     # Empty: no authentication.
@@ -79,6 +86,9 @@ class EmbedderConfig:
     cache_dir: Path = _DEFAULTS["cache_dir"]
     # None: as many as the device keeps busy (docdb/embedder/__main__.py, workers_resolve).
     workers: int | None = _DEFAULTS["workers"]
+    # One HTTP front process handing inputs to `workers` model processes (front.py), instead of
+    # `workers` processes that each serve HTTP and the model.
+    front: bool = _DEFAULTS["front"]
     # Set by the parent process for its workers: where they share page embeddings (shared.py).
     shared_dir: Path | None = _DEFAULTS["shared_dir"]
     test_delay_ms: int = _DEFAULTS["test_delay_ms"]

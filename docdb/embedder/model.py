@@ -30,6 +30,13 @@ DEFAULT_MODEL = _DEFAULTS.model
 # How page images become model inputs: transformers' PIL or torchvision image processor.
 IMAGE_BACKENDS = ("auto", "pil", "torchvision")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+# torch.compile modes the forward pass may run under on CUDA: `default` fuses kernels,
+# `reduce-overhead` also replays CUDA graphs (one per input shape; tile-grouped batches repeat a
+# few shapes).
+COMPILE_MODES = ("off", "default", "reduce-overhead")
+# What queries run through: the page model (`same`), or on a CPU a copy of its text model with
+# int8 linear layers (`int8`).
+QUERY_DTYPES = ("same", "int8")
 # A checkpoint needs configs, tokenizer files and safetensors weights; skipping the rest (README
 # images, other weight formats) keeps the download to what from_pretrained reads.
 HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
@@ -193,7 +200,7 @@ def torchvision_import_error() -> str | None:
 
 def embedder_configured(config: EmbedderConfig) -> "Embedder":
     """The model `config` names, loaded as `embedder_load` does (the service and the check)."""
-    return embedder_load(
+    embedder = embedder_load(
         config.model,
         revision=config.model_revision,
         device=config.device,
@@ -202,6 +209,61 @@ def embedder_configured(config: EmbedderConfig) -> "Embedder":
         longest_edge=config.longest_edge,
         cache_dir=config.cache_dir,
     )
+    forward_compile(embedder, config.compile)
+    query_model_quantize(embedder, config.query_dtype)
+    return embedder
+
+
+def query_model_quantize(embedder: "Embedder", query_dtype: str) -> None:
+    """With `int8`, queries run through a copy of the text model with int8 linear layers.
+
+    A query is a few dozen tokens: its forward pass reads every weight of the text model for
+    little arithmetic on each, so on a CPU its time is mostly memory traffic, which int8 weights
+    cut to a quarter (where pages, thousands of tokens, gain nothing without VNNI: see
+    docs/benchmarks.md). The vision model is shared, not copied: queries do not use it.
+    """
+    if query_dtype not in QUERY_DTYPES:
+        raise ModelLoadError(
+            f"Unknown DOCDB_EMBEDDER_QUERY_DTYPE={query_dtype!r}: use {', '.join(QUERY_DTYPES)}."
+        )
+    if query_dtype == "same" or embedder.precision == "int8":
+        return
+    if embedder.device.type != "cpu":
+        raise ModelLoadError(
+            "DOCDB_EMBEDDER_QUERY_DTYPE=int8 is for a CPU (torch's int8 kernels run there); "
+            f"the model runs on {embedder.device}: set it to `same`."
+        )
+    model = embedder.model
+    text_model = linear_layers_quantize(copy.deepcopy(model.vlm.text_model).float())
+    # Shallow copies with their own module tables: everything but the text model is shared.
+    vlm = copy.copy(model.vlm)
+    vlm._modules = {**model.vlm._modules, "text_model": text_model}
+    query_model = copy.copy(model)
+    query_model._modules = {**model._modules, "vlm": vlm}
+    embedder.query_model = query_model.eval()
+    embedder.query_precision = "int8"
+
+
+def forward_compile(embedder: "Embedder", mode: str) -> None:
+    """Compile the model's forward pass with torch.compile in `mode` on CUDA; on a CPU leave it
+    as it is: compiling there costs minutes at start for a forward pass the matrix products
+    dominate."""
+    if mode not in COMPILE_MODES:
+        raise ModelLoadError(
+            f"Unknown DOCDB_EMBEDDER_COMPILE={mode!r}: use {', '.join(COMPILE_MODES)}."
+        )
+    if mode == "off":
+        return
+    if embedder.device.type != "cuda":
+        log.info(
+            "DOCDB_EMBEDDER_COMPILE=%s applies on CUDA only; %s runs uncompiled",
+            mode,
+            embedder.device,
+        )
+        return
+    # Batches differ in size and tokens: dynamic shapes keep each new one from recompiling.
+    embedder.model.forward = torch.compile(embedder.model.forward, mode=mode, dynamic=True)
+    embedder.compiled = mode
 
 
 def embedder_load(
@@ -473,6 +535,12 @@ class Embedder:
         self.image_backend: str = processor.image_processor.backend
         on_device = self.image_backend == "torchvision"
         self.image_device = self.device if on_device else torch.device("cpu")
+        # The torch.compile mode the forward pass runs under (forward_compile), else None.
+        self.compiled: str | None = None
+        # What queries run through: the model, or a copy with an int8 text model
+        # (query_model_quantize).
+        self.query_model: Any = self.model
+        self.query_precision = self.precision
         self._local = threading.local()
         self._layouts: dict[tuple[int, int], dict[str, Any]] = {}
         self._layout_lock = threading.Lock()
@@ -485,17 +553,19 @@ class Embedder:
         """One (n_tokens, 128) float32 array of unit vectors per query, in one forward pass."""
         return self.forward([self.query_prepare(text) for text in texts])
 
-    def image_prepare(self, image: Image.Image) -> Features:
+    def image_prepare(self, image: Image.Image | torch.Tensor) -> Features:
         """Model inputs for one image (resize, tiles, prompt tokens): any thread.
 
+        `image` is RGB: a PIL image, or with the torchvision backend also a uint8 tensor
+        (channels, height, width) as torchvision decodes JPEGs, on the CPU or `image_device`.
         The pixels end up on `image_device`; the token ids, from the tokenizer, on the CPU.
         """
         processor = self._thread_processor()
         if self.image_device.type != "cuda":
-            features: Features = processor.process_images([image])
+            features: Features = _images_process(processor, image)
             return features
         with self._prepare_stream():
-            features = processor.process_images([image], device=self.image_device)
+            features = _images_process(processor, image, device=self.image_device)
             # What the model would convert them to anyway, made here: a queued page then holds
             # half the GPU memory, and a bool mask an eighth of the int64 one.
             return {
@@ -516,8 +586,9 @@ class Embedder:
             pad_token_id=self.processor.tokenizer.pad_token_id,
             padding_side=self.processor.tokenizer.padding_side,
         )
+        model = self.model if "pixel_values" in batch else self.query_model
         with torch.inference_mode():
-            output = self.model(**{key: value.to(self.device) for key, value in batch.items()})
+            output = model(**{key: value.to(self.device) for key, value in batch.items()})
             # Copying to the host waits for the model's stream: inputs prepared on the GPU on
             # other streams are freed (and their memory reused) only after it read them.
             embeddings = output.embeddings.float().cpu()
@@ -535,10 +606,12 @@ class Embedder:
             "model": self.name,
             "device": str(self.device),
             "dtype": self.precision,
+            "query_dtype": self.query_precision,
             "cpu": self.cpu,
             "dim": self.dim,
             "image_backend": self.image_backend,
             "image_device": str(self.image_device),
+            "compiled": self.compiled,
             "random_test_model": self.random_test_model,
             "revision": self.revision,
             "weights_sha256": self.weights_sha256,
@@ -637,6 +710,17 @@ class Embedder:
         if processor is None:
             processor = self._local.processor = copy.deepcopy(self.processor)
         return processor
+
+
+def _images_process(processor: Any, image: Image.Image | torch.Tensor, **kwargs: Any) -> Any:
+    """The processor's inputs for one image. Its `process_images` converts PIL images to RGB and
+    refuses tensors; a decoded tensor is RGB already and goes straight to the processor, with
+    the same prompt."""
+    if isinstance(image, Image.Image):
+        return processor.process_images([image], **kwargs)
+    return processor(
+        text=[processor.visual_prompt_prefix], images=[image], return_tensors="pt", **kwargs
+    )
 
 
 def image_token_layout(

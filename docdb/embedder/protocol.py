@@ -61,24 +61,45 @@ def embed_request_parse(body: bytes) -> EmbedRequest:
 
 def image_decode(text: str, index: int) -> Image.Image:
     """A base64 image (plain or a `data:image/...;base64,` URL) as RGB; 400/413 when unusable."""
+    with image_open(image_bytes(text, index), index) as image:
+        return image_rgb(image, index)
+
+
+def image_bytes(text: str, index: int) -> bytes:
+    """The file a base64 image (plain or a `data:image/...;base64,` URL) holds; 400 when it is
+    not base64."""
     payload = text
     if text.startswith("data:"):
         header, _, payload = text.partition(",")
         if not header.endswith(";base64"):
             raise HTTPException(400, f"input[{index}] is a data URL that is not base64-encoded.")
     try:
-        data = base64.b64decode("".join(payload.split()), validate=True)
+        return base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError):
         raise HTTPException(400, f"input[{index}] is not valid base64.") from None
+
+
+def image_open(data: bytes, index: int) -> Image.Image:
+    """An image file opened, its header read and its size checked, its pixels not yet decoded;
+    400/413 when unusable."""
     try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-            return image.convert("RGB")
+        return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:
         raise HTTPException(413, f"input[{index}] is too large an image: {exc}") from None
     except UnidentifiedImageError:
         raise HTTPException(
             400, f"input[{index}] is not a {', '.join(IMAGE_FORMATS)} image."
         ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise HTTPException(400, f"input[{index}] is a broken image: {exc}") from None
+
+
+def image_rgb(image: Image.Image, index: int) -> Image.Image:
+    """An opened image's pixels, decoded, as RGB; 400/413 when unusable."""
+    try:
+        return image.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise HTTPException(413, f"input[{index}] is too large an image: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports broken files with any of these.
         raise HTTPException(400, f"input[{index}] is a broken image: {exc}") from None

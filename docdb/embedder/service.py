@@ -7,6 +7,7 @@ import asyncio
 import functools
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from docdb.embedder.protocol import (
 )
 from docdb.embedder.recent import RecentEmbeddings, content_key
 from docdb.embedder.shared import SharedPages
+from docdb.embedder.steps import Steps
 from docdb.embedder.testmodel import TINY_MODEL
 from docdb.pooling import multivector_pool, pooled_model_parse
 
@@ -54,38 +56,44 @@ class Counters:
     shared_hits: int = 0
 
 
-class EmbedService:
-    """Checks, prepares and embeds requests; holds everything the routes share."""
+class Service(ABC):
+    """What every way of serving shares: the request checks, the answer, the counters, the
+    recent pages and the preparing threads. Subclasses embed the inputs."""
 
-    def __init__(self, config: EmbedderConfig, embedder: Embedder) -> None:
-        if config.test_delay_ms and not embedder.random_test_model:
+    def __init__(
+        self,
+        config: EmbedderConfig,
+        *,
+        name: str,
+        dim: int,
+        random_test_model: bool,
+        text_positions: int,
+    ) -> None:
+        if config.test_delay_ms and not random_test_model:
             # Nobody slows a real deployment down by a setting left over from a test.
             raise ConfigError(
                 f"DOCDB_EMBEDDER_TEST_DELAY_MS={config.test_delay_ms} is for the random test "
-                f"model only, and {embedder.name} is a real model: unset it or set it to 0."
+                f"model only, and {name} is a real model: unset it or set it to 0."
             )
         self.config = config
-        self.embedder = embedder
+        self.name = name
+        self.dim = dim
         self.counters = Counters()
+        self.steps = Steps()
         # The setting, but never more than the model's text positions.
-        self.max_query_tokens = min(config.max_query_tokens, _text_positions(embedder))
-        self.batcher = Batcher(
-            embedder,
-            batch_size=config.batch_size or (32 if embedder.device.type == "cuda" else 8),
-            wait_s=config.batch_wait_ms / 1000,
-            query_batch_tokens=self.max_query_tokens,
-            image_delay_s=config.test_delay_ms / 1000,
-        )
+        self.max_query_tokens = min(config.max_query_tokens, text_positions)
         self.pool = ThreadPoolExecutor(PREPARE_WORKERS, thread_name_prefix="embedder-prepare")
         self.recent = RecentEmbeddings(config.recent_pages)
-        # With several workers: what the others computed (shared.py).
-        self.shared = (
-            SharedPages(config.shared_dir, capacity=config.recent_pages, dim=embedder.dim)
-            if config.shared_dir and config.recent_pages
-            else None
-        )
-        extra = (config.model, TINY_MODEL) if embedder.random_test_model else (config.model,)
+        extra = (config.model, TINY_MODEL) if random_test_model else (config.model,)
         self.model_names = tuple(dict.fromkeys((*KNOWN_MODEL_NAMES, *extra)))
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin serving (the app's start-up)."""
+
+    def stop(self) -> None:
+        """Stop serving (the app's shutdown)."""
+        self.pool.shutdown(cancel_futures=True)
 
     async def embed(self, body: EmbedRequest) -> tuple[bytes, int, Kind]:
         """JSON response bytes, the number of inputs and their kind.
@@ -109,14 +117,112 @@ class EmbedService:
         if kind == "image" and pooled is not None:
             vectors = await loop.run_in_executor(self.pool, _pool_all, vectors, pooled[1])
         metadata = {
-            "model": self.embedder.name if pooled is None else body.model,
+            "model": self.name if pooled is None else body.model,
             "time_taken_inference": time.perf_counter() - started,
             "num_embeddings_inferred": len(vectors),
         }
         # A page is ~900 vectors: encoding many pages would stall the event loop.
-        content = await loop.run_in_executor(self.pool, embed_response_json, vectors, metadata)
+        content = await loop.run_in_executor(self.pool, self._serialize, vectors, metadata)
         self._count(kind, len(vectors))
         return content, len(vectors), kind
+
+    @abstractmethod
+    async def _queries_embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each query's multi-vector."""
+
+    @abstractmethod
+    async def _images_embed(self, images: Sequence[str]) -> list[np.ndarray]:
+        """Each page image's multi-vector (base64 files)."""
+
+    @abstractmethod
+    async def query_tokens(self, body: QueryTokensRequest) -> dict[str, Any]:
+        """A query's multi-vector with the token each vector stands for."""
+
+    @abstractmethod
+    async def image_layout(self, body: ImageLayoutRequest) -> dict[str, Any]:
+        """Where a page of this size puts its image tokens."""
+
+    @abstractmethod
+    async def health(self) -> dict[str, Any]:
+        """GET /health: the model, the settings and the counters."""
+
+    def _check(self, body: EmbedRequest) -> None:
+        if not body.input:
+            raise HTTPException(400, "`input` is empty: send at least one image or query.")
+        if len(body.input) > self.config.max_inputs:
+            raise HTTPException(
+                413,
+                f"{len(body.input)} inputs in one request; this embedder takes at most "
+                f"{self.config.max_inputs} (DOCDB_EMBEDDER_MAX_INPUTS).",
+            )
+        pooled = pooled_model_parse(body.model or "")
+        model = pooled[0] if pooled is not None else body.model
+        if model is not None and model not in self.model_names:
+            raise HTTPException(
+                400,
+                f"Unknown model {body.model!r}; this embedder serves: "
+                f"{', '.join(self.model_names)}.",
+            )
+        if body.dimensions is not None and body.dimensions != self.dim:
+            raise HTTPException(400, f"This model only makes {self.dim}-dimensional vectors.")
+
+    def _query_bytes_check(self, index: int, text: str) -> None:
+        """Refuse a query too long to be worth tokenizing (413).
+
+        Refused rather than cut: a query cut short ranks pages for words the person did not
+        stop at, and Weaviate, which also sends queries here, could not tell them so.
+        """
+        limit = self.max_query_tokens * QUERY_BYTES_PER_TOKEN
+        # Characters first: a character is at least a byte, and counting them costs nothing.
+        if len(text) > limit or len(text.encode()) > limit:
+            raise HTTPException(
+                413,
+                f"input[{index}] is a query of more than {limit} bytes; this embedder reads "
+                f"queries of at most {self.max_query_tokens} tokens "
+                "(DOCDB_EMBEDDER_MAX_QUERY_TOKENS). Shorten it.",
+            )
+
+    def _query_tokens_check(self, index: int, features: Features) -> None:
+        query_tokens_check(index, features, limit=self.max_query_tokens)
+
+    def _serialize(self, vectors: Sequence[np.ndarray], metadata: dict[str, Any]) -> bytes:
+        with self.steps.timed("serialize"):
+            return embed_response_json(vectors, metadata)
+
+    def _count(self, kind: Kind, inputs: int) -> None:
+        self.counters.requests += 1
+        if kind == "query":
+            self.counters.queries_embedded += inputs
+        else:
+            self.counters.images_embedded += inputs
+
+
+class EmbedService(Service):
+    """Serves the model loaded in this process: a model thread fed by every request."""
+
+    def __init__(self, config: EmbedderConfig, embedder: Embedder) -> None:
+        super().__init__(
+            config,
+            name=embedder.name,
+            dim=embedder.dim,
+            random_test_model=embedder.random_test_model,
+            text_positions=text_positions(embedder),
+        )
+        self.embedder = embedder
+        self.batcher = batcher_build(config, embedder, max_query_tokens=self.max_query_tokens)
+        # With several workers: what the others computed (shared.py).
+        self.shared = (
+            SharedPages(config.shared_dir, capacity=config.recent_pages, dim=embedder.dim)
+            if config.shared_dir and config.recent_pages
+            else None
+        )
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    def stop(self) -> None:
+        self.batcher.stop()
+        super().stop()
 
     async def _queries_embed(self, texts: Sequence[str]) -> list[np.ndarray]:
         for index, text in enumerate(texts):
@@ -149,9 +255,7 @@ class EmbedService:
             # the model thread, so they overlap the forward pass of the previous batch.
             items = await asyncio.gather(
                 *(
-                    loop.run_in_executor(
-                        self.pool, _image_features, self.embedder, index, images[index]
-                    )
+                    loop.run_in_executor(self.pool, self._image_features, index, images[index])
                     for index in mine
                 )
             )
@@ -167,7 +271,7 @@ class EmbedService:
             raise
         for index, future in zip(mine, computed, strict=True):
             future.add_done_callback(
-                functools.partial(_settle, claims[index][0], self.recent, keys[index])
+                functools.partial(claim_settle, claims[index][0], self.recent, keys[index])
             )
             if self.shared is not None:
                 future.add_done_callback(
@@ -175,6 +279,12 @@ class EmbedService:
                 )
         self.counters.images_computed += len(mine)
         return list(await asyncio.gather(*(asyncio.wrap_future(claim) for claim, _ in claims)))
+
+    def _image_features(self, index: int, text: str) -> Features:
+        with self.steps.timed("decode"):
+            image = image_decode(text, index)
+        with self.steps.timed("preprocess"):
+            return self.embedder.image_prepare(image)
 
     async def _shared_take(
         self,
@@ -230,7 +340,7 @@ class EmbedService:
             self.pool, self.embedder.image_layout, body.width, body.height
         )
 
-    def health(self) -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
             **self.embedder.info(),
@@ -248,66 +358,34 @@ class EmbedService:
                 "largest_batch": self.batcher.largest_batch,
                 "recent_hits": self.recent.hits,
             },
+            "steps": self.steps.seconds(),
             "recent_pages": {"held": len(self.recent), "capacity": self.recent.capacity},
         }
 
-    def _check(self, body: EmbedRequest) -> None:
-        if not body.input:
-            raise HTTPException(400, "`input` is empty: send at least one image or query.")
-        if len(body.input) > self.config.max_inputs:
-            raise HTTPException(
-                413,
-                f"{len(body.input)} inputs in one request; this embedder takes at most "
-                f"{self.config.max_inputs} (DOCDB_EMBEDDER_MAX_INPUTS).",
-            )
-        pooled = pooled_model_parse(body.model or "")
-        model = pooled[0] if pooled is not None else body.model
-        if model is not None and model not in self.model_names:
-            raise HTTPException(
-                400,
-                f"Unknown model {body.model!r}; this embedder serves: "
-                f"{', '.join(self.model_names)}.",
-            )
-        if body.dimensions is not None and body.dimensions != self.embedder.dim:
-            raise HTTPException(
-                400, f"This model only makes {self.embedder.dim}-dimensional vectors."
-            )
 
-    def _query_bytes_check(self, index: int, text: str) -> None:
-        """Refuse a query too long to be worth tokenizing (413).
-
-        Refused rather than cut: a query cut short ranks pages for words the person did not
-        stop at, and Weaviate, which also sends queries here, could not tell them so.
-        """
-        limit = self.max_query_tokens * QUERY_BYTES_PER_TOKEN
-        # Characters first: a character is at least a byte, and counting them costs nothing.
-        if len(text) > limit or len(text.encode()) > limit:
-            raise HTTPException(
-                413,
-                f"input[{index}] is a query of more than {limit} bytes; this embedder reads "
-                f"queries of at most {self.max_query_tokens} tokens "
-                "(DOCDB_EMBEDDER_MAX_QUERY_TOKENS). Shorten it.",
-            )
-
-    def _query_tokens_check(self, index: int, features: Features) -> None:
-        tokens = features["input_ids"].shape[1]
-        if tokens > self.max_query_tokens:
-            raise HTTPException(
-                413,
-                f"input[{index}] is a query of {tokens} tokens (with those the model adds); "
-                f"this embedder reads at most {self.max_query_tokens} "
-                "(DOCDB_EMBEDDER_MAX_QUERY_TOKENS). Shorten it.",
-            )
-
-    def _count(self, kind: Kind, inputs: int) -> None:
-        self.counters.requests += 1
-        if kind == "query":
-            self.counters.queries_embedded += inputs
-        else:
-            self.counters.images_embedded += inputs
+def query_tokens_check(index: int, features: Features, *, limit: int) -> None:
+    """Refuse a query of more than `limit` tokens (413)."""
+    tokens = features["input_ids"].shape[1]
+    if tokens > limit:
+        raise HTTPException(
+            413,
+            f"input[{index}] is a query of {tokens} tokens (with those the model adds); "
+            f"this embedder reads at most {limit} (DOCDB_EMBEDDER_MAX_QUERY_TOKENS). Shorten it.",
+        )
 
 
-def _text_positions(embedder: Embedder) -> int:
+def batcher_build(config: EmbedderConfig, embedder: Embedder, *, max_query_tokens: int) -> Batcher:
+    """The model thread for `embedder`, as configured."""
+    return Batcher(
+        embedder,
+        batch_size=config.batch_size or (32 if embedder.device.type == "cuda" else 8),
+        wait_s=config.batch_wait_ms / 1000,
+        query_batch_tokens=max_query_tokens,
+        image_delay_s=config.test_delay_ms / 1000,
+    )
+
+
+def text_positions(embedder: Embedder) -> int:
     """The most tokens the model's text encoder reads (ModernBERT: 8192)."""
     text_config = embedder.model.config.vlm_config.text_config
     positions: int = text_config.max_position_embeddings
@@ -318,7 +396,7 @@ def _content_keys(texts: Sequence[str]) -> list[bytes]:
     return [content_key(text) for text in texts]
 
 
-def _settle(
+def claim_settle(
     claim: "Future[np.ndarray]",
     recent: RecentEmbeddings,
     key: bytes,
@@ -346,10 +424,6 @@ def _share(
 
 def _pool_all(vectors: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
     return [multivector_pool(page, size) for page in vectors]
-
-
-def _image_features(embedder: Embedder, index: int, text: str) -> Features:
-    return embedder.image_prepare(image_decode(text, index))
 
 
 def _query_features(embedder: Embedder, index: int, text: str) -> Features:
