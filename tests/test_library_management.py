@@ -174,7 +174,8 @@ def test_the_list_shows_each_library_with_role_and_counts(db: None) -> None:
         ("Personal", Role.OWNER, 1, 0),
         ("Team", Role.VIEWER, 2, 2),
     ]
-    assert [row.library for row in libraries_listed(user=user_make())] == []
+    # A new person has their personal library from the start.
+    assert [row.library.name for row in libraries_listed(user=user_make())] == ["Personal"]
 
 
 @pytest.mark.postgres_pass
