@@ -23,6 +23,7 @@ from docdb.documents.models import (
     Membership,
     Role,
 )
+from docdb.documents.names import name_clean
 
 # Libraries by name, as their model orders them.
 _BY_NAME = (Lower("name"), "id")
@@ -42,16 +43,9 @@ SHARE_PERSONAL = (
 
 
 def library_name_clean(name: str) -> str:
-    """The name as stored: spaces trimmed and runs of them made one."""
-    cleaned = " ".join(name.split())
-    if not cleaned:
-        raise LibraryRejected("A library needs a name.")
-    if not cleaned.isprintable():
-        # Control characters show as nothing, and PostgreSQL refuses NUL in text.
-        raise LibraryRejected("A library name cannot hold control characters.")
-    if len(cleaned) > MAX_LIBRARY_NAME_LENGTH:
-        raise LibraryRejected(f"A library name has at most {MAX_LIBRARY_NAME_LENGTH} characters.")
-    return cleaned
+    return name_clean(
+        name, noun="library", max_length=MAX_LIBRARY_NAME_LENGTH, rejected=LibraryRejected
+    )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from docdb.documents.libraries import libraries_visible
 from docdb.documents.models import MAX_TAG_LENGTH, Document, Library, Tag
+from docdb.documents.names import name_clean
 
 
 class TagRejected(ValueError):
@@ -20,16 +21,7 @@ class TagRejected(ValueError):
 
 
 def tag_name_clean(name: str) -> str:
-    """The name as stored: spaces trimmed and runs of them made one."""
-    cleaned = " ".join(name.split())
-    if not cleaned:
-        raise TagRejected("A tag needs a name.")
-    if not cleaned.isprintable():
-        # Control characters show as nothing, and PostgreSQL refuses NUL in text.
-        raise TagRejected("A tag name cannot hold control characters.")
-    if len(cleaned) > MAX_TAG_LENGTH:
-        raise TagRejected(f"A tag name has at most {MAX_TAG_LENGTH} characters.")
-    return cleaned
+    return name_clean(name, noun="tag", max_length=MAX_TAG_LENGTH, rejected=TagRejected)
 
 
 def _carried(tags: QuerySet[Tag]) -> QuerySet[Tag]:
