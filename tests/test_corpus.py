@@ -14,7 +14,7 @@ from docdb.documents.services import UploadRejected, document_upload
 from docdb.pdf import pdfium, poppler
 from docdb.pdf.pagefiles import image_blank
 from docdb.weaviate_store import pages_count
-from tests.conftest import TEST_PDF_MAX_PAGES, LoggedIn, Stack, worker_start
+from tests.conftest import TEST_PDF_MAX_PAGES, LoggedIn, Stack
 from tests.helpers import document_wait, user_make
 
 pytestmark = [pytest.mark.corpus, pytest.mark.timeout(900)]
@@ -66,25 +66,18 @@ def test_every_corpus_file_ends_ready_with_its_pages_or_with_a_reason(
     (up to the page limit), encrypted ones with the password reason, none stuck; the numbers
     for the whole corpus are printed (run with -s)."""
     files = sorted(p for p in corpus_dir.rglob("*") if p.is_file() and p.name != "README.md")
-    # A second worker, as a deployment with more than one has: the files go through in about
-    # two thirds of the time, and two workers share out real and hostile files.
-    second = worker_start(live.worker_env, live.stack_dir, name="corpus-worker2")
-    try:
-        documents: dict[Path, Document] = {}
-        rejected: dict[Path, str] = {}
-        for path in files:
-            data = path.read_bytes()
-            upload = SimpleUploadedFile(path.name, data, content_type="application/pdf")
-            try:
-                # One person per file: the corpus may hold one file twice under two names.
-                documents[path] = document_upload(owner=user_make(), upload=upload)
-            except UploadRejected as exc:
-                rejected[path] = exc.reason
-        # What the engines say of each file, asked while the workers process them.
-        expected = {path: _expected(path) for path in files}
-        finished = {path: document_wait(d.id, timeout=3000) for path, d in documents.items()}
-    finally:
-        second.stop()
+    expected = {path: _expected(path) for path in files}
+    documents: dict[Path, Document] = {}
+    rejected: dict[Path, str] = {}
+    for path in files:
+        upload = SimpleUploadedFile(path.name, path.read_bytes(), content_type="application/pdf")
+        try:
+            # One person per file: the corpus may hold one file twice under two names.
+            documents[path] = document_upload(owner=user_make(), upload=upload)
+        except UploadRejected as exc:
+            rejected[path] = exc.reason
+
+    finished = {path: document_wait(d.id, timeout=3000) for path, d in documents.items()}
 
     for path, reason in rejected.items():
         assert expected[path].pages is None and not expected[path].encrypted, (path, reason)
