@@ -3,6 +3,7 @@
 Shared by every test that needs an embedder (Weaviate calls it at import and at search).
 """
 
+import asyncio
 import base64
 import io
 import os
@@ -11,8 +12,11 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import requests
@@ -157,3 +161,13 @@ def decompression_bomb_base64(side: int = 30_000) -> str:
 def maxsim(query: np.ndarray, page: np.ndarray) -> float:
     """Late-interaction score: each query vector's best match on the page, summed."""
     return float((query @ page.T).max(axis=1).sum())
+
+
+T = TypeVar("T")
+
+
+def coroutine_run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end, also when this thread already runs an event loop (the
+    browser tests' Playwright leaves one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

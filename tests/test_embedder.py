@@ -9,10 +9,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ import torch
 from embedder_helpers import (
     REPO_ROOT,
     EmbedderProcess,
+    coroutine_run,
     decompression_bomb_base64,
     embedder_start,
     free_port,
@@ -48,7 +48,6 @@ from docdb.embedder.model import (
 from docdb.embedder.shared import SharedPages
 from docdb.embedder.testmodel import tiny_model_build, tiny_model_ensure
 
-T = TypeVar("T")
 API_KEY = "test-embedder-key"
 OTHER_KEY = "second-key"
 TORCHVISION_ERROR = torchvision_import_error()
@@ -679,13 +678,6 @@ def _each_worker(process: EmbedderProcess, workers: int) -> list[dict]:
     return list(seen.values())
 
 
-def _run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to its end, also when this thread already runs an event loop (the
-    browser tests' Playwright leaves one)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
 def test_shared_pages_hand_a_page_to_the_next_worker(tmp_path: Path) -> None:
     shared = SharedPages(tmp_path, capacity=2, dim=4)
     vectors = np.arange(8, dtype=np.float32).reshape(2, 4)
@@ -696,7 +688,7 @@ def test_shared_pages_hand_a_page_to_the_next_worker(tmp_path: Path) -> None:
     shared.put(b"a", vectors)
     np.testing.assert_array_equal(shared.get(b"a"), vectors)
     assert shared.reserve(b"a"), "the lock goes with the result"
-    assert _run_coroutine(shared.wait(b"a", timeout=1)) is not None
+    assert coroutine_run(shared.wait(b"a", timeout=1)) is not None
 
 
 def test_a_lock_left_by_a_dead_worker_is_taken_over(tmp_path: Path) -> None:
@@ -705,7 +697,7 @@ def test_a_lock_left_by_a_dead_worker_is_taken_over(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=True)  # fmt: skip
     (tmp_path / f"{b'a'.hex()}.lock").write_text(dead.stdout.strip())
     # Its waiters stop waiting at once, and the page is free to compute.
-    assert _run_coroutine(shared.wait(b"a", timeout=30)) is None
+    assert coroutine_run(shared.wait(b"a", timeout=30)) is None
     assert shared.reserve(b"a")
 
 
@@ -721,7 +713,7 @@ def test_a_failed_page_releases_its_waiters(tmp_path: Path) -> None:
         return (await asyncio.gather(shared.wait(b"a", timeout=30), fail_soon()))[0]
 
     started = time.monotonic()
-    assert _run_coroutine(wait()) is None
+    assert coroutine_run(wait()) is None
     assert time.monotonic() - started < 5
 
 

@@ -8,7 +8,6 @@ real embedder process runs with a small one, since the tiny model takes seconds 
 on two cores.
 """
 
-import asyncio
 import io
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -21,7 +20,7 @@ import requests
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client, override_settings
-from embedder_helpers import EmbedderProcess, embedder_start, page_image
+from embedder_helpers import EmbedderProcess, coroutine_run, embedder_start, page_image
 
 from docdb.embedder.batcher import Batcher
 from docdb.embedder.config import EmbedderConfig
@@ -114,7 +113,7 @@ def test_the_limit_is_never_above_what_the_model_reads(tiny: Embedder) -> None:
     try:
         positions = tiny.model.config.vlm_config.text_config.max_position_embeddings
         assert service.max_query_tokens == positions == 8192
-        assert asyncio.run(service.health())["max_query_tokens"] == 8192
+        assert coroutine_run(service.health())["max_query_tokens"] == 8192
         assert service.batcher.query_batch_tokens == 8192
     finally:
         service.pool.shutdown()
