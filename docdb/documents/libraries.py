@@ -53,11 +53,6 @@ def documents_visible(*, user: User) -> QuerySet[Document]:
     return Document.objects.filter(library__in=libraries_visible(user=user))
 
 
-def documents_editable(*, user: User) -> QuerySet[Document]:
-    """The documents the person may change: those of libraries where they are editor or owner."""
-    return Document.objects.filter(library__in=libraries_with_role(user=user, role=Role.EDITOR))
-
-
 class ChangeRefused(PermissionDenied):
     """The person sees the document but their role in its library does not let them change
     it; the message is fit to show."""

@@ -160,7 +160,6 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
             "libraries": list(libraries),
             "library_id": library_id,
             "move_targets": move_targets,
-            "editable_library_ids": {library.id for library in move_targets},
         },
     )
 
