@@ -172,7 +172,7 @@ def test_uploads_list_and_moves_follow_the_persons_libraries_and_roles(
     assert Document.objects.get(id=mine.id).library_id == team.id
 
 
-def test_a_viewer_is_offered_no_cancel_retry_or_unlock(db: None) -> None:
+def test_a_viewer_is_offered_no_cancel_retry_or_unlock(db: None, logged_in: LoggedIn) -> None:
     uploader, reader = user_make(), user_make()
     team = Library.objects.create(name="Team")
     Membership.objects.create(library=team, user=uploader, role=Role.EDITOR)
@@ -191,3 +191,7 @@ def test_a_viewer_is_offered_no_cancel_retry_or_unlock(db: None) -> None:
         seen = document_progress(document, viewer=reader)
         assert seen["can_change"] is False
         assert control not in seen["status_html"]
+    # Nor the list's row menu (rename, delete), which its editors get.
+    for person, menus in ((uploader, 2), (reader, 0)):
+        listed = logged_in(person).get(reverse("documents:list")).content.decode()
+        assert listed.count('aria-label="Actions for') == menus
