@@ -821,6 +821,16 @@ GROUPS = (
                 minimum=0,
             ),
             Setting(
+                "DOCDB_EMBEDDER_RECENT_QUERIES",
+                "int",
+                "512",
+                "Query embeddings kept by text (~25 KB for a few words; queries of more than 256 "
+                "tokens are not kept), so that the next page of results, the same search in "
+                "another mode and each page's similarity maps do not run the model again; 0 keeps "
+                "none.",
+                minimum=0,
+            ),
+            Setting(
                 "DOCDB_EMBEDDER_TEST_DELAY_MS",
                 "int",
                 "0",

@@ -199,9 +199,13 @@ def test_queries_become_unit_multivectors(service: EmbedderProcess) -> None:
     assert service.health()["counters"]["queries_embedded"] == before + 2
 
 
-def test_concurrent_requests_share_forward_passes(service: EmbedderProcess) -> None:
+def test_concurrent_requests_share_forward_passes(
+    service: EmbedderProcess, tiny_embedder: Embedder
+) -> None:
+    # New texts, and the reference computed here: the service answers a query it has just
+    # embedded from its recent queries, without the model.
     texts = [f"question number {n} about the report" for n in range(4)]
-    alone = [service.embed([text], query=True)[0] for text in texts]
+    alone = [tiny_embedder.embed_queries([text])[0] for text in texts]
     before = service.health()["counters"]
     with ThreadPoolExecutor(len(texts)) as pool:
         together = list(pool.map(lambda text: service.embed([text], query=True)[0], texts))
@@ -212,6 +216,47 @@ def test_concurrent_requests_share_forward_passes(service: EmbedderProcess) -> N
     # One input per request, so a batch of two or more came from different requests.
     assert after["largest_batch"] >= 2
     assert after["forward_passes"] - before["forward_passes"] < len(texts)
+
+
+def test_a_query_asked_again_is_answered_without_the_model(service: EmbedderProcess) -> None:
+    text = "which supplier invoiced the harbour works in March"
+    before = service.health()["counters"]
+    (first,) = service.embed([text], query=True)
+    # Twice in one request, then as the similarity maps ask for it (with its tokens).
+    again, twice = service.embed([text, text], query=True)
+    response = requests.post(
+        service.url + "/v1/docdb/query-tokens",
+        json={"input": text},
+        headers={"Authorization": f"Bearer {service.api_key}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    with_tokens = response.json()
+    health = service.health()
+    after = health["counters"]
+
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(twice, first)
+    np.testing.assert_allclose(np.asarray(with_tokens["embeddings"]), first, atol=1e-6)
+    assert len(with_tokens["tokens"]) == first.shape[0]
+    assert after["queries_embedded"] - before["queries_embedded"] == 4
+    assert after["queries_computed"] - before["queries_computed"] == 1
+    assert after["forward_passes"] - before["forward_passes"] == 1
+    assert after["recent_query_hits"] - before["recent_query_hits"] == 3
+    assert health["recent_queries"]["capacity"] == 512
+
+
+def test_without_recent_queries_every_query_runs_the_model(tiny_embedder: Embedder) -> None:
+    app = create_app(EmbedderConfig(recent_queries=0), tiny_embedder)
+    with TestClient(app) as client:
+        for _ in range(2):
+            response = client.post(
+                "/v1/embeddings/embed", json={"input": ["total due"], "is_search_query": True}
+            )
+            assert response.status_code == 200, response.text
+        counters = client.get("/health").json()["counters"]
+    assert (counters["queries_embedded"], counters["queries_computed"]) == (2, 2)
+    assert counters["recent_query_hits"] == 0
 
 
 def test_images_of_different_shapes_batch_like_single_images(
@@ -406,7 +451,8 @@ def test_a_bad_number_in_the_environment_is_a_clear_error(value: str) -> None:
 def test_a_test_delay_slows_each_page_image_the_model_computes_and_nothing_else(
     tmp_path: Path,
 ) -> None:
-    delay_s = 0.3
+    # Long next to what a query takes on a busy machine (0.36 s seen at a load of 4.7 on 2 cores).
+    delay_s = 1.0
     slowed = embedder_start(
         cache_dir=tmp_path / "models",
         log_path=tmp_path / "embedder.log",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import torch
 from embedder_helpers import EmbedderProcess, embedder_start, image_base64, page_image
 from PIL import Image
@@ -65,6 +66,30 @@ def test_the_front_serves_what_the_model_in_process_makes(
     assert health["front"] is True
     assert [model["ready"] for model in health["model_processes"]] == [True, True]
     assert health["steps"]["decode"] > 0 and health["steps"]["serialize"] > 0
+
+
+def test_the_front_answers_a_query_asked_again_without_the_model_processes(
+    front: EmbedderProcess,
+) -> None:
+    text = "the harbour works' invoice total"
+    before = front.health()["counters"]
+    (first,) = front.embed([text], query=True)
+    response = front.post({"input": [text], "is_search_query": True})
+    tokens = requests.post(
+        front.url + "/v1/docdb/query-tokens",
+        json={"input": text},
+        headers={"Authorization": f"Bearer {front.api_key}"},
+        timeout=60,
+    )
+    after = front.health()["counters"]
+    assert response.status_code == tokens.status_code == 200, (response.text, tokens.text)
+    np.testing.assert_array_equal(
+        np.asarray(response.json()["embeddings"][0], dtype=np.float32), first
+    )
+    np.testing.assert_allclose(np.asarray(tokens.json()["embeddings"]), first, atol=1e-6)
+    assert len(tokens.json()["tokens"]) == first.shape[0]
+    assert after["queries_computed"] - before["queries_computed"] == 1
+    assert after["forward_passes"] - before["forward_passes"] == 1
 
 
 def test_concurrent_requests_share_forward_passes_and_pages(front: EmbedderProcess) -> None:

@@ -71,7 +71,7 @@ def test_a_query_over_the_token_limit_is_refused_with_its_length(
     assert detail.startswith("input[1] is a query of ")
     assert f"tokens (with those the model adds); this embedder reads at most {LIMIT}" in detail
     assert "DOCDB_EMBEDDER_MAX_QUERY_TOKENS" in detail
-    # Nothing of the refused request reached the model.
+    # The refused query reached no model (the other one was answered from the recent queries).
     after = limited.health()["counters"]
     assert after["queries_embedded"] - before["queries_embedded"] == 1
     assert after["forward_passes"] - before["forward_passes"] == 1

@@ -37,6 +37,7 @@ def _settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "max_inputs": env_int("DOCDB_EMBEDDER_MAX_INPUTS", environ),
         "max_query_tokens": env_int("DOCDB_EMBEDDER_MAX_QUERY_TOKENS", environ),
         "recent_pages": env_int("DOCDB_EMBEDDER_RECENT_PAGES", environ),
+        "recent_queries": env_int("DOCDB_EMBEDDER_RECENT_QUERIES", environ),
         "cache_dir": Path(
             env_str("DOCDB_EMBEDDER_CACHE_DIR", environ) or data_dir(environ) / "models"
         ),
@@ -83,6 +84,7 @@ class EmbedderConfig:
     max_inputs: int = _DEFAULTS["max_inputs"]
     max_query_tokens: int = _DEFAULTS["max_query_tokens"]
     recent_pages: int = _DEFAULTS["recent_pages"]
+    recent_queries: int = _DEFAULTS["recent_queries"]
     cache_dir: Path = _DEFAULTS["cache_dir"]
     # None: as many as the device keeps busy (docdb/embedder/__main__.py, workers_resolve).
     workers: int | None = _DEFAULTS["workers"]

@@ -3,9 +3,9 @@ input to model processes (modelprocess.py), which decode, batch and run the mode
 
 With several worker processes that each serve HTTP and the model (__main__.py), a worker's
 threads parsing requests, decoding pages and writing JSON hold the GIL that its model thread
-needs to launch kernels. Here the front does the HTTP and JSON, base64 and the recent pages; the
-model processes do nothing but pixels and the model. Every page goes to the model process with
-the fewest inputs in flight, so each one's batches fill from all requests.
+needs to launch kernels. Here the front does the HTTP and JSON, base64 and the recent pages and
+queries; the model processes do nothing but pixels and the model. Every page goes to the model
+process with the fewest inputs in flight, so each one's batches fill from all requests.
 
 A model process that dies fails its inputs in flight with 503 and is started again; an input
 that no model process answers within JOB_TIMEOUT_S fails with 503 too. Stopping leaves no
@@ -40,7 +40,6 @@ from docdb.embedder.modelprocess import (
 from docdb.embedder.protocol import (
     MAX_LAYOUT_PIXELS,
     ImageLayoutRequest,
-    QueryTokensRequest,
     image_bytes,
 )
 from docdb.embedder.recent import content_key
@@ -277,14 +276,9 @@ class FrontService(Service):
             model.stop()
         _segments_remove(self.prefix)
 
-    async def _queries_embed(self, texts: Sequence[str]) -> list[np.ndarray]:
-        for index, text in enumerate(texts):
-            self._query_bytes_check(index, text)
-        return list(
-            await asyncio.gather(
-                *(self._run(("query", index, text)) for index, text in enumerate(texts))
-            )
-        )
+    async def _query_compute(self, index: int, text: str) -> np.ndarray:
+        vectors: np.ndarray = await self._run(("query", index, text))
+        return vectors
 
     async def _images_embed(self, images: Sequence[str]) -> list[np.ndarray]:
         """Each image's multi-vector; one asked for a moment ago is not computed again."""
@@ -327,11 +321,9 @@ class FrontService(Service):
         future.add_done_callback(lambda _: segment_unlink(name))
         return future
 
-    async def query_tokens(self, body: QueryTokensRequest) -> dict[str, Any]:
-        self._query_bytes_check(0, body.input)
-        answer: dict[str, Any] = await self._run(("tokens", body.input))
-        self._count("query", 1)
-        return answer
+    async def _query_tokens_list(self, text: str) -> list[dict[str, Any]]:
+        tokens: list[dict[str, Any]] = await self._run(("tokens", text))
+        return tokens
 
     async def image_layout(self, body: ImageLayoutRequest) -> dict[str, Any]:
         if body.width * body.height > MAX_LAYOUT_PIXELS:
@@ -380,8 +372,13 @@ class FrontService(Service):
                 "forward_seconds": round(sum(stat["forward_seconds"] for stat in answered), 3),
                 "largest_batch": max((stat["largest_batch"] for stat in answered), default=0),
                 "recent_hits": self.recent.hits,
+                "recent_query_hits": self.recent_queries.hits,
             },
             "recent_pages": {"held": len(self.recent), "capacity": self.recent.capacity},
+            "recent_queries": {
+                "held": len(self.recent_queries),
+                "capacity": self.recent_queries.capacity,
+            },
             "steps": steps,
         }
 

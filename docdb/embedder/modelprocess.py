@@ -167,10 +167,10 @@ class ModelServer:
         future.add_done_callback(lambda done: self.pool.submit(self._answer, job, done))
 
     def _tokens(self, job: int, text: str) -> None:
+        """The tokens of a query's positions, without its vectors (the front keeps those)."""
         features, tokens = self.embedder.query_tokens(text)
         query_tokens_check(0, features, limit=self.max_query_tokens)
-        (future,) = self.batcher.submit("query", [features])
-        self._send(("value", job, {"tokens": tokens, "embeddings": future.result()}))
+        self._send(("value", job, tokens))
 
     def _answer(self, job: int, computed: "Future[np.ndarray]") -> None:
         """Hand one input's vectors back (on a preparing thread, not the model's)."""

@@ -1,9 +1,10 @@
-"""Page embeddings by image content, kept a short while and computed once.
+"""Embeddings by input content, kept a short while and computed once.
 
 A DocDB collection has two named vectors made from the same page image: the full multi-vector
 and the pooled one (docdb/pooling.py). Weaviate asks the embedder for each separately, so every
 page arrives twice; the second request finds the first one's result here, or waits for it when
-both are in flight, instead of running the model again.
+both are in flight, instead of running the model again. Queries come back too: the next page of
+results, another search mode, each result page's similarity maps (service.py, `queries_embed`).
 """
 
 import hashlib
@@ -15,12 +16,12 @@ import numpy as np
 
 
 def content_key(text: str) -> bytes:
-    """The key of an input as sent (base64 image): both requests send the same text."""
+    """The key of an input as sent (a base64 image, a query): both requests send the same text."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 class RecentEmbeddings:
-    """The last `capacity` page embeddings, as futures so that waiting shares one computation.
+    """The last `capacity` embeddings, as futures so that waiting shares one computation.
 
     `claim` returns the entry for a key and whether the caller must compute it; a caller that
     claims must settle the future (result or exception) and `forget` the entry on failure, so

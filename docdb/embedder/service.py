@@ -1,6 +1,6 @@
 """The embedder's work behind the routes: check a request, prepare its inputs, have the model
-thread embed them, and answer; with the counters, the recent pages and the pages shared between
-worker processes.
+thread embed them, and answer; with the counters, the recent pages and queries, and the pages
+shared between worker processes.
 """
 
 import asyncio
@@ -41,6 +41,9 @@ PREPARE_WORKERS = min(16, os.cpu_count() or 1)
 QUERY_BYTES_PER_TOKEN = 8
 # How long a worker waits for a page another worker is computing before computing it itself.
 SHARED_WAIT_S = 120.0
+# Queries of more vectors than this are answered but not kept among the recent queries: a pasted
+# paragraph is rarely asked twice, and one of 8 192 tokens would hold 4 MB.
+RECENT_QUERY_MAX_VECTORS = 256
 
 
 @dataclass
@@ -52,13 +55,15 @@ class Counters:
     # Images run through the model: fewer than embedded when recent pages are asked again.
     images_computed: int = 0
     queries_embedded: int = 0
+    # Queries run through the model: fewer than embedded when recent queries are asked again.
+    queries_computed: int = 0
     # Images another worker computed (with several workers).
     shared_hits: int = 0
 
 
 class Service(ABC):
     """What every way of serving shares: the request checks, the answer, the counters, the
-    recent pages and the preparing threads. Subclasses embed the inputs."""
+    recent pages and queries and the preparing threads. Subclasses embed the inputs."""
 
     def __init__(
         self,
@@ -84,6 +89,7 @@ class Service(ABC):
         self.max_query_tokens = min(config.max_query_tokens, text_positions)
         self.pool = ThreadPoolExecutor(PREPARE_WORKERS, thread_name_prefix="embedder-prepare")
         self.recent = RecentEmbeddings(config.recent_pages)
+        self.recent_queries = RecentEmbeddings(config.recent_queries)
         extra = (config.model, TINY_MODEL) if random_test_model else (config.model,)
         self.model_names = tuple(dict.fromkeys((*KNOWN_MODEL_NAMES, *extra)))
 
@@ -106,7 +112,7 @@ class Service(ABC):
         started = time.perf_counter()
         try:
             if kind == "query":
-                vectors = await self._queries_embed(body.input)
+                vectors = await self.queries_embed(body.input)
             else:
                 vectors = await self._images_embed(body.input)
         except HTTPException:
@@ -126,17 +132,64 @@ class Service(ABC):
         self._count(kind, len(vectors))
         return content, len(vectors), kind
 
+    async def queries_embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each query's multi-vector. A query asked a moment ago is not computed again: the next
+        page of its results, the same search in another mode and the similarity maps of each of
+        its pages all ask for it, and on a CPU a query costs a forward pass of the text model
+        (docs/benchmarks.md). Each query is settled on its own, so a query refused in one
+        request does not fail another request waiting for a different one."""
+        for index, text in enumerate(texts):
+            self._query_bytes_check(index, text)
+        keys = [content_key(text) for text in texts]
+        claims = [self.recent_queries.claim(key) for key in keys]
+        mine = [index for index, (_, computes) in enumerate(claims) if computes]
+        try:
+            computed = await asyncio.gather(
+                *(self._query_compute(index, texts[index]) for index in mine),
+                return_exceptions=True,
+            )
+        except BaseException:  # cancelled: whoever waits hears so, and a later request retries
+            for index in mine:
+                self.recent_queries.forget(keys[index], claims[index][0])
+                claims[index][0].set_exception(RuntimeError("the request was cancelled"))
+            raise
+        for index, answer in zip(mine, computed, strict=True):
+            claim = claims[index][0]
+            if isinstance(answer, BaseException):
+                self.recent_queries.forget(keys[index], claim)
+                claim.set_exception(answer)
+                continue
+            claim.set_result(answer)
+            if len(answer) > RECENT_QUERY_MAX_VECTORS:
+                self.recent_queries.forget(keys[index], claim)
+        self.counters.queries_computed += len(mine)
+        return list(await asyncio.gather(*(asyncio.wrap_future(claim) for claim, _ in claims)))
+
     @abstractmethod
-    async def _queries_embed(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Each query's multi-vector."""
+    async def _query_compute(self, index: int, text: str) -> np.ndarray:
+        """The multi-vector of input[`index`], a query, run through the model."""
 
     @abstractmethod
     async def _images_embed(self, images: Sequence[str]) -> list[np.ndarray]:
         """Each page image's multi-vector (base64 files)."""
 
-    @abstractmethod
     async def query_tokens(self, body: QueryTokensRequest) -> dict[str, Any]:
         """A query's multi-vector with the token each vector stands for."""
+        self._query_bytes_check(0, body.input)
+        tokens = await self._query_tokens_list(body.input)
+        try:
+            (vectors,) = await self.queries_embed([body.input])
+        except HTTPException:
+            raise
+        except Exception as exc:
+            raise HTTPException(500, f"The model failed to embed the query: {exc}") from exc
+        self._count("query", 1)
+        return {"tokens": tokens, "embeddings": vectors}
+
+    @abstractmethod
+    async def _query_tokens_list(self, text: str) -> list[dict[str, Any]]:
+        """The token each position of the query's multi-vector stands for (model.query_tokens),
+        after the query's token count is checked."""
 
     @abstractmethod
     async def image_layout(self, body: ImageLayoutRequest) -> dict[str, Any]:
@@ -224,20 +277,12 @@ class EmbedService(Service):
         self.batcher.stop()
         super().stop()
 
-    async def _queries_embed(self, texts: Sequence[str]) -> list[np.ndarray]:
-        for index, text in enumerate(texts):
-            self._query_bytes_check(index, text)
+    async def _query_compute(self, index: int, text: str) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        items = await asyncio.gather(
-            *(
-                loop.run_in_executor(self.pool, _query_features, self.embedder, index, text)
-                for index, text in enumerate(texts)
-            )
-        )
-        for index, features in enumerate(items):
-            self._query_tokens_check(index, features)
-        futures = self.batcher.submit("query", items)
-        return list(await asyncio.gather(*(asyncio.wrap_future(future) for future in futures)))
+        features = await loop.run_in_executor(self.pool, self.embedder.query_prepare, text)
+        self._query_tokens_check(index, features)
+        (future,) = self.batcher.submit("query", [features])
+        return await asyncio.wrap_future(future)
 
     async def _images_embed(self, images: Sequence[str]) -> list[np.ndarray]:
         """Each image's multi-vector. An image embedded a moment ago is not embedded again:
@@ -317,20 +362,11 @@ class EmbedService(Service):
                 self.counters.shared_hits += 1
         return sorted(left)
 
-    async def query_tokens(self, body: QueryTokensRequest) -> dict[str, Any]:
-        self._query_bytes_check(0, body.input)
+    async def _query_tokens_list(self, text: str) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
-        features, tokens = await loop.run_in_executor(
-            self.pool, self.embedder.query_tokens, body.input
-        )
+        features, tokens = await loop.run_in_executor(self.pool, self.embedder.query_tokens, text)
         self._query_tokens_check(0, features)
-        (future,) = self.batcher.submit("query", [features])
-        try:
-            vectors = await asyncio.wrap_future(future)
-        except Exception as exc:
-            raise HTTPException(500, f"The model failed to embed the query: {exc}") from exc
-        self._count("query", 1)
-        return {"tokens": tokens, "embeddings": vectors}
+        return tokens
 
     async def image_layout(self, body: ImageLayoutRequest) -> dict[str, Any]:
         if body.width * body.height > MAX_LAYOUT_PIXELS:
@@ -357,9 +393,14 @@ class EmbedService(Service):
                 "forward_seconds": round(self.batcher.forward_seconds, 3),
                 "largest_batch": self.batcher.largest_batch,
                 "recent_hits": self.recent.hits,
+                "recent_query_hits": self.recent_queries.hits,
             },
             "steps": self.steps.seconds(),
             "recent_pages": {"held": len(self.recent), "capacity": self.recent.capacity},
+            "recent_queries": {
+                "held": len(self.recent_queries),
+                "capacity": self.recent_queries.capacity,
+            },
         }
 
 
@@ -424,7 +465,3 @@ def _share(
 
 def _pool_all(vectors: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
     return [multivector_pool(page, size) for page in vectors]
-
-
-def _query_features(embedder: Embedder, index: int, text: str) -> Features:
-    return embedder.query_prepare(text)
