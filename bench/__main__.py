@@ -74,6 +74,11 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--pooled-efs", default="64,96,128", help="ef of the pooled index")
     parser.add_argument("--reranks", default="20,40,80", help="candidates re-ranked exactly")
     parser.add_argument("--docs", type=Path, help="where the report goes (default: docs/)")
+    parser.add_argument(
+        "--drop-unmeasured",
+        action="store_true",
+        help="write docs/benchmarks.md even when sections have no results (they are left out)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.pages, args.full_pages, args.vectorize_pages = 4, 0, 4
@@ -104,7 +109,16 @@ def main(argv: Sequence[str]) -> int:
         _django_setup()
         from bench import report
 
-        path = report.write(args.docs, report.results_read(args.results))
+        results = report.results_read(args.results)
+        unmeasured = [name for name in SECTIONS[:4] if getattr(results, name) is None]
+        if unmeasured and args.docs == DOCS_DIR and not args.drop_unmeasured:
+            # Rewriting the published page from a checkout without them would delete them.
+            sys.exit(
+                f"{args.results} has no results for {', '.join(unmeasured)}, so "
+                f"{DOCS_DIR / 'benchmarks.md'} would lose their sections. Measure them first "
+                "(--only " + ",".join(unmeasured) + ",report), or pass --drop-unmeasured."
+            )
+        path = report.write(args.docs, results)
         print(f"report written to {path}")
     return 0
 
