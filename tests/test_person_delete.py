@@ -20,7 +20,7 @@ from docdb.documents.services import document_delete, document_upload
 from docdb.documents.tags import document_tags_set
 from docdb.weaviate_store import client_close, pages_count
 from tests.conftest import LoggedIn, Stack
-from tests.helpers import document_stored, document_wait, user_make
+from tests.helpers import PASSWORD, document_stored, document_wait, user_make
 from tests.ops_helpers import small_pdf, staff_make
 
 pytestmark = pytest.mark.timeout(300)
@@ -197,3 +197,39 @@ def test_personal_documents_go_completely_and_shared_ones_stay_deletable(
     document_delete(document=shared)
     assert pages_count(document_id=shared.id) == 0
     assert not shared.directory.exists()
+
+
+# A view over the same service and queries: the SQLite pass runs it.
+@pytest.mark.sqlite_pass
+def test_a_person_deletes_their_own_account_with_their_password(
+    transactional_db: None, logged_in: LoggedIn
+) -> None:
+    alice, bob = user_make(), user_make()
+    team = library_create(by=alice, name="Team")
+    member_add(library=team, by=alice, who=bob.username, role=Role.VIEWER)
+    client = logged_in(alice)
+    account = reverse("account:account")
+    delete = reverse("account:delete")
+
+    page = client.get(account).content.decode()
+    assert "the shared library “Team” would be left without an owner" in page
+    assert "Delete my account" not in page
+    member_role_set(
+        membership=Membership.objects.get(library=team, user=bob), by=alice, role=Role.OWNER
+    )
+    _document(team, alice, "budget")
+    page = client.get(account).content.decode()
+    assert "Delete my account" in page
+    assert "the 1 document you uploaded to shared libraries stay there" in page
+
+    wrong = client.post(delete, {"password": "not it"})
+    assert wrong.status_code == 400
+    assert "That is not your password: nothing was deleted." in wrong.content.decode()
+    assert User.objects.filter(pk=alice.pk).exists()
+
+    done = client.post(delete, {"password": PASSWORD}, follow=True)
+    assert done.redirect_chain[-1][0] == reverse("login")
+    assert "Your account was deleted." in done.content.decode()
+    assert not User.objects.filter(pk=alice.pk).exists()
+    assert Document.objects.get(title="budget").owner == bob
+    assert client.get(account).status_code == 302  # logged out
