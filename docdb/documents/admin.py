@@ -1,4 +1,5 @@
-"""The admin for documents, pages and pipeline runs: see where each one stands and act on it.
+"""The admin for documents, pages and pipeline runs: see where each one stands and act on it;
+and Django's user admin, deleting people through `documents.people`.
 
 Every action calls the same services as the rest of DocDB. Page images are served by a staff
 view here (media is never served publicly, and the user-facing views only serve the owner).
