@@ -1,21 +1,28 @@
-"""The admin for documents, pages and pipeline runs: see where each one stands and act on it.
+"""The admin for documents, pages and pipeline runs: see where each one stands and act on it;
+and Django's user admin, deleting people through `documents.people`.
 
 Every action calls the same services as the rest of DocDB. Page images are served by a staff
 view here (media is never served publicly, and the user-facing views only serve the owner).
 """
 
+import copy
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.utils import unquote
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -35,6 +42,12 @@ from docdb.documents.models import (
     RunState,
     Status,
     Tag,
+)
+from docdb.documents.people import (
+    PersonDeletePlan,
+    PersonNotDeleted,
+    person_delete,
+    person_delete_plan,
 )
 from docdb.documents.progress import phase_label
 from docdb.documents.reimport import document_reimport_queue, index_rebuild
@@ -782,3 +795,138 @@ class MembershipAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- people: deleted through `documents.people`, which keeps what others share ---
+
+# The confirmation names at most this many documents of each kind per library.
+_TITLES_SHOWN = 20
+
+
+def _titles(documents: list[Document]) -> list[str]:
+    titles = [document.title for document in documents[:_TITLES_SHOWN]]
+    if len(documents) > _TITLES_SHOWN:
+        titles.append(f"… and {len(documents) - _TITLES_SHOWN} more")
+    return titles
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _plan_summary(plan: PersonDeletePlan) -> list[Any]:
+    """What deleting the person does, as the confirmation page's nested list."""
+    done: list[Any] = []
+    personal = plan.personal_documents
+    if personal:
+        done += [
+            format_html(
+                "Deleted: the {} of their personal library, with their page images, "
+                "thumbnails, originals and search entries:",
+                _plural(len(personal), "document"),
+            ),
+            _titles(personal),
+        ]
+    done += [
+        format_html(
+            "Deleted: the shared library “{}”, of which they are the only member and which "
+            "holds no documents",
+            library.name,
+        )
+        for library in plan.libraries_deleted
+    ]
+    for handover in plan.handovers:
+        tags = f" and {_plural(handover.tags, 'tag')} they made" if handover.tags else ""
+        done.append(
+            format_html(
+                "Stays in the shared library “{}”, passing to its owner {}: {}{}{}",
+                handover.library.name,
+                handover.heir.get_username(),
+                _plural(len(handover.documents), "document"),
+                " they uploaded" if handover.documents else "",
+                tags,
+            )
+        )
+        if handover.documents:
+            done.append(_titles(handover.documents))
+    person = format_html(
+        "The person “{}”: their account, personal library, memberships, API tokens and "
+        "search images",
+        plan.person.get_username(),
+    )
+    return [person, done]
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class PersonAdmin(UserAdmin):
+    """Django's user admin, deleting people through `person_delete`: their personal documents
+    completely, what they shared handed to the libraries' owners, and refused (with the reason
+    instead of the button) while a shared library would be left without an owner."""
+
+    actions = ("delete_selected",)
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        plans = [person_delete_plan(person=person) for person in objs]
+        counts = {
+            "people": len(plans),
+            "personal documents deleted": sum(len(plan.personal_documents) for plan in plans),
+            "documents kept in shared libraries": sum(
+                len(handover.documents) for plan in plans for handover in plan.handovers
+            ),
+        }
+        summary = [item for plan in plans for item in _plan_summary(plan)]
+        refusals = [plan.refusal for plan in plans if plan.refusal]
+        # Deleting goes through the service, not the cascade: no other model's permission
+        # is needed.
+        return summary, counts, set(), refusals
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Django runs the confirmed deletion inside a transaction, which `person_delete` must
+        # not be in (each personal document's deletion commits on its own); Django's view
+        # still shows the confirmation, and answers what is missing or forbidden.
+        person = self.get_object(request, unquote(object_id))
+        if request.method != "POST" or person is None:
+            return super().delete_view(request, object_id, extra_context)
+        if not self.has_delete_permission(request, person):
+            raise PermissionDenied
+        name, pk = str(person), person.pk
+        if not self._people_delete(request, [person]):
+            return HttpResponseRedirect(request.path)
+        return self.response_delete(request, name, pk)
+
+    @admin.action(permissions=["delete"], description="Delete selected %(verbose_name_plural)s")
+    def delete_selected(
+        self, request: HttpRequest, queryset: QuerySet[User]
+    ) -> TemplateResponse | None:
+        if not request.POST.get("post"):
+            return django_delete_selected(self, request, queryset)  # the confirmation page
+        people = list(queryset)
+        deleted = self._people_delete(request, people)
+        if deleted:
+            self.message_user(request, f"Deleted {deleted} of the {len(people)} selected people.")
+        return None
+
+    def _people_delete(self, request: HttpRequest, people: list[User]) -> int:
+        """Delete each person, log it, and report why any was not; returns how many went."""
+        deleted = []
+        for person in people:
+            # Its primary key for the log, which deleting clears.
+            record = copy.copy(person)
+            try:
+                person_delete(person=person)
+            except PersonNotDeleted as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            deleted.append(record)
+        # A log row names who acted, and goes with them: none when they deleted themselves.
+        logged = [record for record in deleted if record.pk != request.user.pk]
+        if logged:
+            self.log_deletions(request, logged)  # type: ignore[arg-type]  # a list does
+        return len(deleted)

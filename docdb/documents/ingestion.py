@@ -305,7 +305,7 @@ def _turn_overtaken(document: Document) -> None:
     added to search), or its hold was taken over (the new holder goes on; nothing to do)."""
     current = Document.objects.filter(id=document.id).first()
     if current is None:
-        pages_delete(owner_id=document.owner_id, document_id=document.id)
+        pages_delete(document_id=document.id)
         document_files_delete(document.id)  # the files this turn wrote after the deletion
     elif current.status == Status.CANCELLED:
         search_withdraw(current)
@@ -333,7 +333,7 @@ def _document_finish(document: Document) -> None:
 def search_withdraw(document: Document) -> None:
     """Take the document's pages out of search, so nothing half-imported stays visible."""
     try:
-        pages_delete(owner_id=document.owner_id, document_id=document.id)
+        pages_delete(document_id=document.id)
     except Exception:
         logger.exception("document %s: could not remove its pages from Weaviate", document.id)
     Page.objects.filter(document_id=document.id).update(indexed_at=None)

@@ -135,9 +135,10 @@ MAX_TAG_LENGTH = 50
 class Tag(models.Model):
     """A label on a library's documents, shared by the library's members."""
 
-    # Who made the tag.
+    # Who made the tag, or took it over when they were deleted (RESTRICT: a person whose tags
+    # in shared libraries were not handed over cannot be deleted; `documents.people`).
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tags"
+        settings.AUTH_USER_MODEL, on_delete=models.RESTRICT, related_name="tags"
     )
     library = models.ForeignKey(Library, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=MAX_TAG_LENGTH)
@@ -163,9 +164,12 @@ class Tag(models.Model):
 
 class Document(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # Who uploaded the document: the scheduler shares workers fairly between uploaders.
+    # Who uploaded the document: the scheduler shares workers fairly between uploaders. When
+    # the uploader is deleted, an owner of the library takes it; RESTRICT keeps a person whose
+    # shared uploads were not handed over from being deleted (`documents.people`), while their
+    # personal library's documents go by its cascade.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents"
+        settings.AUTH_USER_MODEL, on_delete=models.RESTRICT, related_name="documents"
     )
     # Where the document lives: who may see and change it follows from the library's members.
     library = models.ForeignKey(Library, on_delete=models.CASCADE, related_name="documents")

@@ -113,7 +113,7 @@ def document_reimport(*, document_id: uuid.UUID, numbers: Iterable[int] | None =
         imported += len(batch)
     if not Document.objects.filter(id=document_id).exists():
         # Deleted while we imported: take back what this call added.
-        pages_delete(owner_id=document.owner_id, document_id=document_id)
+        pages_delete(document_id=document_id)
         return 0
     logger.info("document %s: %d pages re-imported into Weaviate", document_id, imported)
     return imported

@@ -170,7 +170,7 @@ def document_delete(*, document: Document) -> None:
     still running on the document notices the row is gone and cleans up what it added after.
     """
     document_id = document.id  # delete() clears the primary key
-    pages_delete(owner_id=document.owner_id, document_id=document_id)
+    pages_delete(document_id=document_id)
     with transaction.atomic():
         document.delete()
         transaction.on_commit(lambda: document_files_delete(document_id))

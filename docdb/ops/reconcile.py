@@ -28,7 +28,6 @@ from docdb.weaviate_store import (
     WeaviateUnavailable,
     pages_delete,
     pages_delete_numbers,
-    pages_delete_orphaned,
     pages_inventory,
 )
 
@@ -182,7 +181,7 @@ def _document_repair(check: DocumentCheck) -> list[str]:
         return []
     name = f"“{check.title}” ({check.document_id})"
     if document.status != Status.READY:
-        deleted = pages_delete(owner_id=document.owner_id, document_id=document.id)
+        deleted = pages_delete(document_id=document.id)
         return [f"{name}: removed {deleted} objects of a {document.status} document"]
     if check.missing_rows:
         # Without the page rows there is no text to import: run the whole pipeline again.
@@ -219,7 +218,7 @@ def consistency_repair(report: ConsistencyReport) -> tuple[list[str], list[str]]
             failed.append(f"“{check.title}” ({check.document_id}): {exc}")
             logger.warning("reconcile: document %s not repaired: %s", check.document_id, exc)
     for document_id, count in report.orphans.items():
-        deleted = pages_delete_orphaned(document_id=document_id)
+        deleted = pages_delete(document_id=document_id)
         done.append(f"deleted {deleted} of {count} orphaned objects of document {document_id}")
     for line in done:
         logger.info("reconcile: %s", line)

@@ -12,7 +12,6 @@ from docdb.weaviate_store.client import (
 )
 from docdb.weaviate_store.inventory import (
     pages_delete_numbers,
-    pages_delete_orphaned,
     pages_inventory,
     server_describe,
 )
@@ -64,7 +63,6 @@ __all__ = [
     "pages_count",
     "pages_delete",
     "pages_delete_numbers",
-    "pages_delete_orphaned",
     "pages_inventory",
     "pages_library_set",
     "pages_ranked",

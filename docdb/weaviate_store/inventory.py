@@ -15,7 +15,7 @@ from weaviate.classes.query import Filter
 from weaviate.collections import Collection as WeaviateCollection
 
 from docdb.weaviate_store.client import client_get, collection_get, weaviate_errors
-from docdb.weaviate_store.pages import objects_delete, page_uuid
+from docdb.weaviate_store.pages import page_uuid
 
 logger = logging.getLogger(__name__)
 
@@ -175,14 +175,6 @@ def pages_delete_numbers(*, document_id: uuid.UUID, numbers: list[int]) -> int:
     ids = [page_uuid(document_id, number) for number in numbers]
     result = collection.data.delete_many(where=Filter.by_id().contains_any(ids))
     return int(result.successful)
-
-
-def pages_delete_orphaned(*, document_id: uuid.UUID) -> int:
-    """Delete every object of a document id, whoever owns it: for documents no longer in the
-    database, whose owner is unknown (`pages_delete` needs it).
-    """
-    where = Filter.by_property("document_id").equal(str(document_id))
-    return objects_delete(where, document_id=document_id)
 
 
 @weaviate_errors("Weaviate did not answer")

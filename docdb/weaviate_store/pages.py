@@ -53,7 +53,8 @@ class SearchMode(StrEnum):
 @dataclass(frozen=True)
 class PageObject:
     document_id: uuid.UUID
-    # Who uploaded the page's document.
+    # Who uploaded the page's document (or was given it: `documents.people`); not what
+    # deletion goes by.
     owner_id: int
     # The library holding the document: what searches filter by.
     library_id: int
@@ -184,13 +185,19 @@ def _search_filter(
     return filters
 
 
-def pages_delete(*, owner_id: int, document_id: uuid.UUID) -> int:
-    """Delete every object of one document; returns how many went."""
-    return objects_delete(_owner_filter(owner_id, document_id), document_id=document_id)
+def pages_delete(*, document_id: uuid.UUID) -> int:
+    """Delete every object of one document; returns how many went.
+
+    By the document's id alone: an object's `owner_id` is who uploaded the document when the
+    page was indexed, and the document may have passed to someone else since (its uploader's
+    account deleted: `documents.people`).
+    """
+    where = Filter.by_property("document_id").equal(str(document_id))
+    return _objects_delete(where, document_id=document_id)
 
 
 @weaviate_errors("Weaviate delete failed")
-def objects_delete(where: _Filters, *, document_id: uuid.UUID) -> int:
+def _objects_delete(where: _Filters, *, document_id: uuid.UUID) -> int:
     """Delete what `where` matches, in rounds (each deletes at most QUERY_MAXIMUM_RESULTS)."""
     collection = _collection(write=True)
     deleted = 0
