@@ -212,7 +212,8 @@ def test_a_person_deletes_their_own_account_with_their_password(
     delete = reverse("account:delete")
 
     page = client.get(account).content.decode()
-    assert "the shared library “Team” would be left without an owner" in page
+    assert "Your account cannot be deleted yet: the shared library “Team” would be left" in page
+    assert "then delete your account." in page
     assert "Delete my account" not in page
     member_role_set(
         membership=Membership.objects.get(library=team, user=bob), by=alice, role=Role.OWNER

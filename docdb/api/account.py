@@ -59,7 +59,8 @@ def account_delete(request: AuthenticatedRequest) -> HttpResponse:
     try:
         person_delete(person=request.user)
     except PersonNotDeleted as exc:
-        return _page(request, delete_error=str(exc), status=400)
+        refusal = person_delete_plan(person=request.user).own_refusal
+        return _page(request, delete_error=refusal or str(exc), status=400)
     logout(request)
     messages.success(request, "Your account was deleted.")
     return redirect("login")

@@ -57,22 +57,29 @@ class PersonDeletePlan:
 
     @property
     def refusal(self) -> str | None:
-        """Why the person cannot be deleted now (None when they can)."""
+        """Why the person cannot be deleted now (None when they can), as others read it."""
+        name = self.person.get_username()
+        return self._refusal(f"{name} cannot be deleted yet", f"then delete {name}")
+
+    @property
+    def own_refusal(self) -> str | None:
+        """`refusal` as the person reads it on their own account page."""
+        return self._refusal("Your account cannot be deleted yet", "then delete your account")
+
+    def _refusal(self, subject: str, retry: str) -> str | None:
         if not self.libraries_refusing:
             return None
-        name = self.person.get_username()
         names = _names_joined([library.name for library in self.libraries_refusing])
         if len(self.libraries_refusing) == 1:
             return (
-                f"{name} cannot be deleted yet: the shared library {names} would be left "
-                "without an owner, and it has other members or documents. Make another member "
-                f"its owner, or move or delete its documents and delete it; then delete {name}."
+                f"{subject}: the shared library {names} would be left without an owner, and it "
+                "has other members or documents. Make another member its owner, or move or "
+                f"delete its documents and delete it; {retry}."
             )
         return (
-            f"{name} cannot be deleted yet: the shared libraries {names} would be left without "
-            "an owner, and they have other members or documents. For each, make another member "
-            "an owner, or move or delete its documents and delete the library; then delete "
-            f"{name}."
+            f"{subject}: the shared libraries {names} would be left without an owner, and they "
+            "have other members or documents. For each, make another member an owner, or move "
+            f"or delete its documents and delete the library; {retry}."
         )
 
 
