@@ -85,6 +85,10 @@ def test_lists_change_pages_and_images(live: Stack, tmp_path: Path, logged_in: L
     run = PipelineRun.objects.get(document=ready)
     assert run.task_id in change  # its pipeline runs, inline
     assert 'value="reimport_weaviate"' in change and 'value="rerun_pipeline"' in change
+    # What the workers spent, as a time, not as the raw float it is stored as.
+    Document.objects.filter(id=ready.id).update(work_seconds=192.373508644001049)
+    change = staff.get(reverse("admin:documents_document_change", args=[ready.id])).content.decode()
+    assert "3 min 12 s" in change and "192.37" not in change
 
     pages = staff.get(reverse("admin:documents_page_changelist") + "?indexed=yes").content.decode()
     assert pages.count('class="docdb-thumb"') == 3

@@ -188,7 +188,7 @@ class DocumentAdmin(admin.ModelAdmin):
                     ("pages_done", "pages_total"),
                     ("started_at", "finished_at", "duration"),
                     ("holder", "heartbeat_at", "resume_count"),
-                    ("retries", "retry_at", "work_seconds"),
+                    ("retries", "retry_at", "work_time"),
                     "failure_reason",
                 )
             },
@@ -216,7 +216,7 @@ class DocumentAdmin(admin.ModelAdmin):
         "resume_count",
         "retries",
         "retry_at",
-        "work_seconds",
+        "work_time",
         "failure_reason",
         "id",
         "sha256",
@@ -294,6 +294,11 @@ class DocumentAdmin(admin.ModelAdmin):
         end = document.finished_at or timezone.now()
         running = "" if document.finished_at else " so far"
         return duration_text(end - document.started_at) + running
+
+    @admin.display(description="worker time", ordering="work_seconds")
+    def work_time(self, document: Document) -> str:
+        """What workers spent on its pages (the page rate estimates use), not a raw float."""
+        return duration_text(timedelta(seconds=document.work_seconds))
 
     @admin.display(description="first page")
     def preview(self, document: Document) -> SafeString | str:
