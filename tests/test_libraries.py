@@ -128,7 +128,7 @@ def test_uploads_list_and_moves_follow_the_persons_libraries_and_roles(
     theirs = Library.objects.personal(other)
     client = logged_in(me)
     page = client.get(reverse("documents:upload"))
-    assert [library.name for library in page.context["upload_libraries"]] == ["Personal", "Team"]
+    assert [library.label for library in page.context["upload_libraries"]] == ["Personal", "Team"]
 
     pdf = report_pdf(tmp_path).read_bytes()
 
@@ -170,6 +170,45 @@ def test_uploads_list_and_moves_follow_the_persons_libraries_and_roles(
         "Moved 1 document to another library."
     ]
     assert Document.objects.get(id=mine.id).library_id == team.id
+
+
+def test_libraries_of_the_same_name_say_whose_they_are_wherever_one_is_picked(
+    db: None, logged_in: LoggedIn
+) -> None:
+    me, ann, ben = user_make(), user_make(), user_make()
+    ours, theirs, mine = (
+        Library.objects.create(name=name) for name in ("Archive", "archive", "Archive")
+    )
+    for library, owner in ((ours, ann), (theirs, ben)):
+        Membership.objects.create(library=library, user=owner, role=Role.OWNER)
+        Membership.objects.create(library=library, user=me, role=Role.EDITOR)
+    Membership.objects.create(library=mine, user=me, role=Role.OWNER)
+    # A shared library named like everyone's personal one, and a second one of ann's.
+    shared = Library.objects.create(name="Personal")
+    twin = Library.objects.create(name="Archive")
+    for library in (shared, twin):
+        Membership.objects.create(library=library, user=ann, role=Role.OWNER)
+        Membership.objects.create(library=library, user=me, role=Role.EDITOR)
+    Library.objects.create(name="Board")  # not theirs: never offered
+    client = logged_in(me)
+
+    expected = [
+        "Personal (yours)",
+        f"Archive ({ann.username}) #{ours.id}",
+        f"archive ({ben.username})",
+        f"Archive ({me.username})",
+        f"Archive ({ann.username}) #{twin.id}",
+        f"Personal ({ann.username})",
+    ]
+    upload = client.get(reverse("documents:upload")).context["upload_libraries"]
+    assert [choice.label for choice in upload] == expected
+    listed = client.get(reverse("documents:list"))
+    assert [choice.label for choice in listed.context["libraries"]] == expected
+    assert [choice.label for choice in listed.context["move_targets"]] == expected
+    search = client.get(reverse("search:search"))
+    assert [choice.label for choice in search.context["filter_libraries"]] == expected
+    page = client.get(reverse("documents:upload")).content.decode()
+    assert f'<option value="{theirs.id}">archive ({ben.username})</option>' in page
 
 
 def test_a_viewer_is_offered_no_cancel_retry_or_unlock(db: None, logged_in: LoggedIn) -> None:

@@ -5,6 +5,10 @@ member of, and changes them when their role there allows it. Every check reads t
 rows, so adding, removing or demoting a member takes effect on that person's next request.
 """
 
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -17,6 +21,52 @@ def libraries_visible(*, user: User) -> QuerySet[Library]:
     if not user.is_authenticated:
         return Library.objects.none()
     return Library.objects.filter(memberships__user=user)
+
+
+@dataclass(frozen=True)
+class LibraryChoice:
+    """A library as a person picks it in a list: its id and what the option says."""
+
+    id: int
+    label: str
+
+
+def library_choices(libraries: Iterable[Library], *, viewer: User) -> list[LibraryChoice]:
+    """The libraries as options: the personal one first, then by name.
+
+    Two libraries may share a name (two teams' "Archive"), and a person in both must not upload
+    to the wrong team's by mistake: such names say whose library it is (yours, or its longest
+    standing owner's), and its number where even that is the same.
+    """
+    ordered = sorted(
+        libraries,
+        key=lambda library: (library.personal_of_id is None, library.name.casefold(), library.pk),
+    )
+    names = Counter(library.name.casefold() for library in ordered)
+    clashing = [library for library in ordered if names[library.name.casefold()] > 1]
+    owners = _first_owners([library.pk for library in clashing if library.personal_of_id is None])
+    labels = {library.pk: library.name for library in ordered}
+    for library in clashing:
+        whose = "yours" if library.personal_of_id == viewer.pk else owners.get(library.pk)
+        labels[library.pk] = f"{library.name} ({whose or 'no owner'})"
+    repeated = Counter(label.casefold() for label in labels.values())
+    return [
+        LibraryChoice(id=pk, label=label if repeated[label.casefold()] == 1 else f"{label} #{pk}")
+        for pk, label in labels.items()
+    ]
+
+
+def _first_owners(library_ids: list[int]) -> dict[int, str]:
+    """Each library's longest-standing owner's username."""
+    if not library_ids:
+        return {}
+    owners: dict[int, str] = {}
+    rows = Membership.objects.filter(library_id__in=library_ids, role=Role.OWNER)
+    for library_id, username in rows.order_by("created_at", "id").values_list(
+        "library_id", "user__username"
+    ):
+        owners.setdefault(library_id, username)
+    return owners
 
 
 def library_ids_visible(*, user: User) -> list[int]:

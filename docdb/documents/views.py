@@ -18,11 +18,13 @@ from docdb.documents.files import file_open
 from docdb.documents.forms import SORT_LABELS, BulkForm, DocumentListForm, RenameForm, TagForm
 from docdb.documents.libraries import (
     ChangeRefused,
+    LibraryChoice,
     change_refusal,
     document_change_check,
     documents_visible,
     libraries_visible,
     libraries_with_role,
+    library_choices,
     library_for_upload,
 )
 from docdb.documents.models import Document, Library, Page, Role, Status
@@ -132,7 +134,9 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
     documents = documents.prefetch_related("tags")
     page = Paginator(documents, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
     progress = documents_progress(list(page.object_list), viewer=request.user)
-    move_targets = list(libraries_with_role(user=request.user, role=Role.EDITOR))
+    move_targets = library_choices(
+        libraries_with_role(user=request.user, role=Role.EDITOR), viewer=request.user
+    )
     # Sort links and the pager keep the other parameters of the current view.
     keep = request.GET.copy()
     keep.pop("page", None)
@@ -157,7 +161,7 @@ def document_list(request: AuthenticatedRequest) -> HttpResponse:
                 for value, label in BulkAction.choices
                 if value != BulkAction.MOVE or len(move_targets) > 1
             ],
-            "libraries": list(libraries),
+            "libraries": library_choices(libraries, viewer=request.user),
             "library_id": library_id,
             "move_targets": move_targets,
         },
@@ -212,11 +216,11 @@ def document_upload_view(request: AuthenticatedRequest) -> HttpResponse:
     return redirect("documents:list")
 
 
-def _upload_libraries(request: AuthenticatedRequest) -> list[Library]:
+def _upload_libraries(request: AuthenticatedRequest) -> list[LibraryChoice]:
     """The libraries the person may upload to, their personal one first (the default)."""
     personal = Library.objects.personal(request.user)
     others = libraries_with_role(user=request.user, role=Role.EDITOR).exclude(id=personal.id)
-    return [personal, *others]
+    return library_choices([personal, *others], viewer=request.user)
 
 
 def _upload_library(request: AuthenticatedRequest) -> Library:

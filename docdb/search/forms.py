@@ -3,7 +3,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import User
 
-from docdb.documents.libraries import documents_visible, libraries_visible
+from docdb.documents.libraries import documents_visible, libraries_visible, library_choices
 from docdb.documents.models import Document
 from docdb.documents.tags import tags_of
 from docdb.search.models import QueryImage
@@ -54,7 +54,10 @@ class SearchForm(forms.Form):
         assert isinstance(library_field, forms.TypedChoiceField)
         library_field.choices = [
             ("", "All"),
-            *((library.id, library.name) for library in libraries_visible(user=user)),
+            *(
+                (choice.id, choice.label)
+                for choice in library_choices(libraries_visible(user=user), viewer=user)
+            ),
         ]
 
     def clean_q(self) -> str:

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from docdb.documents.libraries import documents_visible, libraries_visible
+from docdb.documents.libraries import documents_visible, libraries_visible, library_choices
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.requests import AuthenticatedRequest
 from docdb.documents.tags import tags_of
@@ -77,7 +77,7 @@ def _query_with(request: AuthenticatedRequest, **changes: str | None) -> str:
 
 def _page_context(request: AuthenticatedRequest, form: SearchForm) -> dict[str, object]:
     documents = documents_visible(user=request.user)
-    libraries = list(libraries_visible(user=request.user))
+    libraries = library_choices(libraries_visible(user=request.user), viewer=request.user)
     return {
         "form": form,
         "modes": MODES,
