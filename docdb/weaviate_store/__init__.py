@@ -11,6 +11,7 @@ from docdb.weaviate_store.client import (
     client_get,
 )
 from docdb.weaviate_store.inventory import (
+    objects_misfiled,
     pages_delete_numbers,
     pages_delete_orphaned,
     pages_inventory,
@@ -23,6 +24,7 @@ from docdb.weaviate_store.pages import (
     Ranking,
     SearchMode,
     TieKeys,
+    objects_library_set,
     page_multivector,
     page_uuid,
     page_vector,
@@ -58,6 +60,8 @@ __all__ = [
     "collection_describe",
     "collection_ensure",
     "collection_recreate",
+    "objects_library_set",
+    "objects_misfiled",
     "page_multivector",
     "page_uuid",
     "page_vector",
