@@ -1,15 +1,18 @@
-"""A move and a re-import of the same document, interleaved at their worst points, leave the
-pages in Weaviate in the library the database has (`pages_library_settle`).
+"""A move and a re-import (or a turn of the pipeline) of the same document, interleaved at their
+worst points, leave the pages in Weaviate in the library the database has
+(`pages_library_settle`).
 
 Each interleaving is forced in one thread by running one side inside the other's call to
 Weaviate; no lock is involved, so the outcome is the same on SQLite and PostgreSQL."""
 
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from docdb.documents import reimport, services
-from docdb.documents.models import Document, Library, Membership, Role, Status
+from docdb.documents import ingestion, reimport, services
+from docdb.documents.files import original_local
+from docdb.documents.models import Document, Library, Membership, Page, Role, Status
 from docdb.documents.reimport import document_reimport
 from docdb.documents.services import document_move
 from docdb.weaviate_store import PageObject, pages_count
@@ -34,15 +37,18 @@ def test_a_move_and_a_reimport_cannot_leave_pages_in_the_old_library(
         fresh = Document.objects.get(id=document.id)
         assert document_move(document=fresh, library=library, user=owner)
 
-    # The move commits between the re-import's read of the library and its write.
-    upsert = reimport.pages_upsert
+    def write_after_a_move(module: ModuleType, library: Library) -> None:
+        """The move commits between the writer's read of the library and its write."""
+        upsert = module.pages_upsert
 
-    def upsert_after_a_move(pages: list[PageObject]) -> None:
-        monkeypatch.setattr(reimport, "pages_upsert", upsert)
-        move(team)
-        upsert(pages)
+        def upsert_after_a_move(pages: list[PageObject]) -> None:
+            monkeypatch.setattr(module, "pages_upsert", upsert)
+            move(library)
+            upsert(pages)
 
-    monkeypatch.setattr(reimport, "pages_upsert", upsert_after_a_move)
+        monkeypatch.setattr(module, "pages_upsert", upsert_after_a_move)
+
+    write_after_a_move(reimport, team)
     assert document_reimport(document_id=document.id) == 1
     assert pages_count(document_id=document.id, library_id=team.id) == 1
 
@@ -59,3 +65,13 @@ def test_a_move_and_a_reimport_cannot_leave_pages_in_the_old_library(
     move(personal)
     assert Document.objects.get(id=document.id).library_id == personal.id
     assert pages_count(document_id=document.id, library_id=personal.id) == 1
+
+    # A turn of the pipeline writes a range with the library read at its start. Its document
+    # is unfinished, which no move takes, but it can be cancelled, moved and queued again
+    # meanwhile; here the range is run again on the ready document, and moved under it.
+    Page.objects.filter(document=document).update(indexed_at=None)
+    stale = Document.objects.get(id=document.id)
+    write_after_a_move(ingestion, team)
+    with original_local(stale.original_file) as original:
+        ingestion._range_ingest(stale, original, 1, 1)
+    assert pages_count(document_id=document.id, library_id=team.id) == 1

@@ -1,5 +1,6 @@
 """What the collection holds, for the operations page and `reconcile`: which pages of which
-documents, the server's version, and targeted deletes of objects that should not be there.
+documents, which of them are in another library than their document's, the server's version,
+and targeted deletes of objects that should not be there.
 """
 
 import logging
