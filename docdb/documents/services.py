@@ -241,7 +241,10 @@ def document_move(*, document: Document, library: Library, user: User) -> bool:
         pages_library_set(document_id=document.id, page_numbers=numbers, library_id=source)
         raise
     finally:
-        pages_library_settle(document_id=document.id)
+        # Only indexed pages are in search: a writer still writing marks its pages indexed
+        # after writing them, then settles them itself.
+        if document.pages.filter(indexed_at__isnull=False).exists():
+            pages_library_settle(document_id=document.id)
     document.library = library
     logger.info("document %s moved to library %s", document.id, library.id)
     return True
