@@ -19,12 +19,14 @@ from docdb.documents.models import Document, Library, Membership, Role, Status
 from docdb.documents.progress import document_progress
 from docdb.documents.services import MoveRefused, document_move
 from docdb.documents.tags import document_tags_set
+from docdb.ops.reconcile import consistency_check, consistency_repair
 from docdb.weaviate_store import (
     client_get,
     collection_ensure,
     page_multivector,
     page_uuid,
     pages_count,
+    pages_library_set,
     pages_without_library,
 )
 from docdb.weaviate_store import schema as weaviate_schema
@@ -96,6 +98,20 @@ def test_pages_get_their_library_without_being_embedded_again(live: Stack, tmp_p
     assert page_multivector(library_ids=[team.id], document_id=document.id, page_number=1) == (
         vectors
     )
+
+    # A page's object left in the library the document moved out of: searched there, missed
+    # in its own. The consistency check names it; its repair writes the library in place.
+    pages_library_set(document_id=document.id, page_numbers=[2], library_id=personal.id)
+    report = consistency_check()
+    assert [check.misfiled_objects for check in report.problems] == [[2]]
+    assert "pages in another library in Weaviate: 2" in report.problems[0].problems
+    done, failed = consistency_repair(report)
+    assert (done, failed) == (
+        [f"“{document.title}” ({document.id}): put 1 objects back in the document's library"],
+        [],
+    )
+    assert consistency_check().consistent
+    assert pages_count(document_id=document.id, library_id=team.id) == pages
     assert _embedded(live) == embedded
 
 

@@ -21,6 +21,7 @@ from docdb.weaviate_store import (
     inventory,
     pages_count,
     pages_delete_numbers,
+    pages_library_set,
     pages_upsert,
 )
 from tests.conftest import LoggedIn, Stack
@@ -98,6 +99,8 @@ def test_operations_page_shows_health_and_repairs_mismatches(
     document = document_ready(owner, tmp_path)
     pages_delete_numbers(document_id=document.id, numbers=[2])
     document.pages.get(number=3).thumbnail_path.unlink()
+    # Page 1's object in a library the document is not in (a move that went wrong).
+    pages_library_set(document_id=document.id, page_numbers=[1], library_id=0)
     staff = logged_in(staff_make())
     # The page shows the last check and never runs one: ask the worker for one, as a person
     # would with "Check now".
@@ -120,6 +123,7 @@ def test_operations_page_shows_health_and_repairs_mismatches(
     assert hashlib.sha256(weights).hexdigest() in page and "not from the hub" in page
     assert "pages missing from Weaviate: 2" in page
     assert "thumbnails missing: 3" in page
+    assert "pages in another library in Weaviate: 1" in page
 
     response = staff.post(reverse("ops:repair"))
     assert response.status_code == 302
@@ -128,6 +132,7 @@ def test_operations_page_shows_health_and_repairs_mismatches(
     assert run.state == RunState.SUCCEEDED, run.error
     assert consistency_check().consistent
     assert pages_count(owner_id=owner.pk, document_id=document.id) == 3
+    assert pages_count(document_id=document.id, library_id=document.library_id) == 3
     assert document.pages.get(number=3).thumbnail_path.is_file()
     page = staff.get(reverse("ops:operations")).content.decode()
     assert "Everything agrees." in page

@@ -36,11 +36,20 @@ from docdb.documents.models import (
     TextSource,
 )
 from docdb.documents.states import document_transition
-from docdb.weaviate_store import PageObject, page_uuid, pages_delete, pages_upsert
+from docdb.weaviate_store import (
+    PageObject,
+    objects_library_set,
+    objects_misfiled,
+    page_uuid,
+    pages_delete,
+    pages_upsert,
+)
 
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_QUALITY = 80
+# Rounds of `pages_library_settle` before it leaves the rest to the move that keeps it busy.
+_SETTLE_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -196,6 +205,35 @@ def page_object(document: Document, *, number: int, text: str, image_jpeg: bytes
     )
 
 
+def pages_library_settle(*, document_id: uuid.UUID, written: int | None = None) -> int:
+    """Make the document's objects in Weaviate carry the library its row has now, after this
+    caller wrote them with the library `written` (None: after a move, or to repair them).
+    Returns how many objects were corrected.
+
+    Whoever writes page objects reads the library first, and a move may commit between that
+    read and the write (a move writes Weaviate, then the row). So every writer calls this after
+    writing, outside a transaction (it must see moves committed since): when the row's library
+    is the one written, any move committed later corrects these objects itself; when it is not,
+    or after a move, the objects of another library are found by a filter (ids only, no object
+    read: `objects_misfiled`) and updated in place, nothing embedded again. A move committed
+    during that round is caught by the next. No lock is held while Weaviate works, on SQLite or
+    PostgreSQL alike.
+    """
+    corrected = 0
+    for _ in range(_SETTLE_ROUNDS):
+        library = (
+            Document.objects.filter(id=document_id).values_list("library_id", flat=True).first()
+        )
+        if library is None or library == written:
+            return corrected
+        misfiled = objects_misfiled(libraries={document_id: library})
+        objects_library_set(object_ids=sorted(misfiled, key=str), library_id=library)
+        corrected += len(misfiled)
+        written = library
+    logger.warning("document %s: its library kept changing; its last move settles it", document_id)
+    return corrected
+
+
 def _range_ingest(document: Document, original: Path, first: int, last: int) -> None:
     pending = _pages_pending(document, first, last)
     if not pending:
@@ -235,6 +273,9 @@ def _range_ingest(document: Document, original: Path, first: int, last: int) -> 
     Page.objects.filter(document=document, number__in=[p.number for p in rendered]).update(
         indexed_at=timezone.now()
     )
+    # A turn's document is unfinished, which no move takes; but it may be cancelled, moved and
+    # queued again while this turn still writes.
+    pages_library_settle(document_id=document.id, written=document.library_id)
     logger.info(
         "document %s pages %d-%d indexed in %.2fs",
         document.id,

@@ -15,7 +15,7 @@ from PIL import Image
 
 from docdb import pdf
 from docdb.documents.files import file_exists, file_read, file_write, original_local
-from docdb.documents.ingestion import THUMBNAIL_QUALITY, page_object
+from docdb.documents.ingestion import THUMBNAIL_QUALITY, page_object, pages_library_settle
 from docdb.documents.models import Document, Page, PipelineRun, RunKind, Status
 from docdb.documents.runs import pipeline_run_enqueue
 from docdb.weaviate_store import (
@@ -95,7 +95,9 @@ def document_reimport(*, document_id: uuid.UUID, numbers: Iterable[int] | None =
     images and the text in the database; no PDF rendering unless a page image is missing.
 
     Only a ready document is re-imported: one on its way through the pipeline will be imported
-    by it anyway. Returns how many pages went to Weaviate.
+    by it anyway. A move while it runs leaves the pages in the new library: the objects are
+    written with the library read at the start, then settled (`pages_library_settle`).
+    Returns how many pages went to Weaviate.
     """
     document = Document.objects.filter(id=document_id, status=Status.READY).first()
     if document is None:
@@ -115,6 +117,7 @@ def document_reimport(*, document_id: uuid.UUID, numbers: Iterable[int] | None =
         # Deleted while we imported: take back what this call added.
         pages_delete(document_id=document_id)
         return 0
+    pages_library_settle(document_id=document_id, written=document.library_id)
     logger.info("document %s: %d pages re-imported into Weaviate", document_id, imported)
     return imported
 
@@ -154,6 +157,8 @@ def libraries_backfill() -> int:
         pages_library_set(
             document_id=document.id, page_numbers=numbers, library_id=document.library_id
         )
+        # Moved since it was read (start-up runs while the web serves): the move's library.
+        pages_library_settle(document_id=document.id, written=document.library_id)
         written += 1
     logger.warning("wrote the library on the pages of %d documents", written)
     return written

@@ -17,7 +17,12 @@ from django.utils import timezone
 
 from docdb import pdf
 from docdb.documents.files import document_files_delete
-from docdb.documents.ingestion import document_fail, document_turn_run, search_withdraw
+from docdb.documents.ingestion import (
+    document_fail,
+    document_turn_run,
+    pages_library_settle,
+    search_withdraw,
+)
 from docdb.documents.models import UNFINISHED, Document, Library, Page, RunKind, Status
 from docdb.documents.runs import pipeline_run_enqueue
 from docdb.documents.scheduler import document_hold_take, hold_release
@@ -204,7 +209,9 @@ def document_move(*, document: Document, library: Library, user: User) -> bool:
 
     Weaviate goes first, in place (a partial update: nothing is embedded again); if the
     database then refuses, the objects go back. A document still being processed stays where
-    it is: a turn under way would index its next pages with the library it read.
+    it is: a turn under way would index its next pages with the library it read. A re-import
+    that read the old library and wrote after the first update is caught at the end: the
+    objects are settled on the library the row has (`pages_library_settle`).
     """
     if document.library_id == library.id:
         return False
@@ -233,6 +240,11 @@ def document_move(*, document: Document, library: Library, user: User) -> bool:
     except MoveRefused:
         pages_library_set(document_id=document.id, page_numbers=numbers, library_id=source)
         raise
+    finally:
+        # Only indexed pages are in search: a writer still writing marks its pages indexed
+        # after writing them, then settles them itself.
+        if document.pages.filter(indexed_at__isnull=False).exists():
+            pages_library_settle(document_id=document.id)
     document.library = library
     logger.info("document %s moved to library %s", document.id, library.id)
     return True

@@ -18,6 +18,7 @@ from docdb.documents.files import (
     pages_folder,
     thumbnails_folder,
 )
+from docdb.documents.ingestion import pages_library_settle
 from docdb.documents.models import Document, Page, Status
 from docdb.documents.reimport import RepairImpossible, document_reimport, page_files_restore
 from docdb.documents.services import document_reindex
@@ -26,6 +27,7 @@ from docdb.pdf import PdfError
 from docdb.weaviate_store import (
     WeaviateImportError,
     WeaviateUnavailable,
+    objects_misfiled,
     pages_delete,
     pages_delete_numbers,
     pages_inventory,
@@ -54,6 +56,8 @@ class DocumentCheck:
     extra_objects: list[int] = field(default_factory=list)
     missing_images: list[int] = field(default_factory=list)
     missing_thumbnails: list[int] = field(default_factory=list)
+    # Pages whose object carries another library than the document's: searched in the wrong one.
+    misfiled_objects: list[int] = field(default_factory=list)
     original_missing: bool = False
 
     @property
@@ -69,6 +73,7 @@ class DocumentCheck:
             ("objects in Weaviate with no page", self.extra_objects),
             ("page images missing", self.missing_images),
             ("thumbnails missing", self.missing_thumbnails),
+            ("pages in another library in Weaviate", self.misfiled_objects),
         ):
             if numbers:
                 found.append(f"{label}: {_numbers_text(numbers)}")
@@ -99,7 +104,9 @@ def _numbers_text(numbers: list[int], limit: int = 12) -> str:
     return shown + (f" … ({len(numbers)} in all)" if len(numbers) > limit else "")
 
 
-def _document_check(document: Document, numbers: set[int], objects: set[int]) -> DocumentCheck:
+def _document_check(
+    document: Document, numbers: set[int], objects: set[int], misfiled: set[int]
+) -> DocumentCheck:
     check = DocumentCheck(
         document_id=document.id,
         title=document.title,
@@ -120,6 +127,7 @@ def _document_check(document: Document, numbers: set[int], objects: set[int]) ->
     check.missing_rows = sorted(expected - numbers)
     check.missing_objects = sorted((numbers & expected) - objects)
     check.extra_objects = sorted(objects - (numbers & expected))
+    check.misfiled_objects = sorted(misfiled & numbers)
     # Two listings per document, not a request per file: in a bucket each one is a round trip.
     images = folder_files(pages_folder(document.id))
     thumbnails = folder_files(thumbnails_folder(document.id))
@@ -137,7 +145,11 @@ def consistency_check() -> ConsistencyReport:
     The database is read first: its pages' object ids (Page.search_id) say which page each
     object listed in Weaviate is, so Weaviate need not read the objects themselves (page images
     included; see `pages_inventory`). The documents are listed again afterwards, as one
-    created in between has objects of a document the check did not know.
+    created in between has objects of a document the check did not know, and one moved in
+    between may have objects of its new library already.
+
+    Each ready document's objects are compared with its library by filters alone
+    (`objects_misfiled`), which costs next to nothing beside the listing.
     """
     documents = list(Document.objects.select_related("owner").order_by("created_at"))
     numbers: dict[uuid.UUID, set[int]] = {}
@@ -148,9 +160,15 @@ def consistency_check() -> ConsistencyReport:
         if search_id is not None:
             known[search_id] = (document_id, number)
     inventory = pages_inventory(documents=[document.id for document in documents], known=known)
+    misfiled: dict[uuid.UUID, set[int]] = {}
+    libraries = {d.id: d.library_id for d in documents if d.status == Status.READY}
+    for object_id in objects_misfiled(libraries=libraries):
+        if object_id in known:
+            document_id, number = known[object_id]
+            misfiled.setdefault(document_id, set()).add(number)
     # Documents deleted since, whose objects went too, are not checked; documents created since
-    # are not orphans.
-    existing = set(Document.objects.order_by().values_list("id", flat=True))
+    # are not orphans; documents moved since are not misfiled.
+    existing = dict(Document.objects.order_by().values_list("id", "library_id"))
     report = ConsistencyReport()
     for document in documents:
         if document.id not in existing:
@@ -165,6 +183,9 @@ def consistency_check() -> ConsistencyReport:
                 document,
                 numbers.get(document.id, set()),
                 inventory.pages.get(document.id, set()),
+                misfiled.get(document.id, set())
+                if existing[document.id] == document.library_id
+                else set(),
             )
         )
     report.orphans = {
@@ -200,6 +221,11 @@ def _document_repair(check: DocumentCheck) -> list[str]:
     if check.extra_objects:
         deleted = pages_delete_numbers(document_id=document.id, numbers=check.extra_objects)
         done.append(f"{name}: deleted {deleted} objects of pages that do not exist")
+    if check.misfiled_objects:
+        # The library the row has now (not the report's: it may have moved since), written in
+        # place like a move writes it: nothing is embedded again.
+        corrected = pages_library_settle(document_id=document.id)
+        done.append(f"{name}: put {corrected} objects back in the document's library")
     return done
 
 

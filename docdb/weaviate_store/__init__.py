@@ -11,6 +11,7 @@ from docdb.weaviate_store.client import (
     client_get,
 )
 from docdb.weaviate_store.inventory import (
+    objects_misfiled,
     pages_delete_numbers,
     pages_inventory,
     server_describe,
@@ -22,6 +23,7 @@ from docdb.weaviate_store.pages import (
     Ranking,
     SearchMode,
     TieKeys,
+    objects_library_set,
     page_multivector,
     page_uuid,
     page_vector,
@@ -57,6 +59,8 @@ __all__ = [
     "collection_describe",
     "collection_ensure",
     "collection_recreate",
+    "objects_library_set",
+    "objects_misfiled",
     "page_multivector",
     "page_uuid",
     "page_vector",

@@ -776,33 +776,36 @@ def pages_similar(
 
 def pages_retitle(*, document_id: uuid.UUID, page_numbers: Sequence[int], title: str) -> None:
     """Set the title on these pages' objects (keyword search matches titles)."""
-    _pages_update(document_id=document_id, page_numbers=page_numbers, properties={"title": title})
+    _objects_update([page_uuid(document_id, n) for n in page_numbers], {"title": title})
 
 
 def pages_library_set(
     *, document_id: uuid.UUID, page_numbers: Sequence[int], library_id: int
 ) -> None:
     """Set the library on these pages' objects: a document moved, or indexed before libraries."""
-    _pages_update(
-        document_id=document_id, page_numbers=page_numbers, properties={"library_id": library_id}
+    objects_library_set(
+        object_ids=[page_uuid(document_id, n) for n in page_numbers], library_id=library_id
     )
 
 
+def objects_library_set(*, object_ids: Sequence[uuid.UUID | str], library_id: int) -> None:
+    """Set the library on these objects (those `objects_misfiled` found, say)."""
+    _objects_update(object_ids, {"library_id": library_id})
+
+
 @weaviate_errors("Weaviate update failed")
-def _pages_update(
-    *, document_id: uuid.UUID, page_numbers: Sequence[int], properties: dict[str, Any]
-) -> None:
-    """Change these properties of the pages' objects, in place.
+def _objects_update(object_ids: Sequence[uuid.UUID | str], properties: dict[str, Any]) -> None:
+    """Change these properties of the objects, in place.
 
     A partial update (PATCH): Weaviate keeps the stored vectors and does not send the image to
     the embedder again, as no property it vectorizes changes (tests/test_libraries.py checks the
     embedder's counters).
     """
-    if not page_numbers:
+    if not object_ids:
         return
     collection = _collection(write=True)
-    for number in page_numbers:
-        collection.data.update(uuid=page_uuid(document_id, number), properties=properties)
+    for object_id in object_ids:
+        collection.data.update(uuid=object_id, properties=properties)
 
 
 @weaviate_errors("Weaviate count failed")

@@ -17,7 +17,8 @@ class Command(BaseCommand):
             "--fix",
             action="store_true",
             help="Re-import missing objects, restore missing page images and thumbnails, delete "
-            "objects that should not be there.",
+            "objects that should not be there, put objects of another library back in their "
+            "document's.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
