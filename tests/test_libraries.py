@@ -225,6 +225,8 @@ def test_libraries_of_the_same_name_say_whose_they_are_wherever_one_is_picked(
     assert [choice.label for choice in search.context["filter_libraries"]] == expected
     page = client.get(reverse("documents:upload")).content.decode()
     assert f'<option value="{theirs.id}">archive ({ben.username})</option>' in page
+    rows = client.get(reverse("libraries:list")).context["rows"]
+    assert sorted(row.label for row in rows) == sorted(expected)
 
 
 def test_a_viewer_is_offered_no_cancel_retry_or_unlock(db: None, logged_in: LoggedIn) -> None:

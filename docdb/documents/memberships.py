@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce, Lower
 
-from docdb.documents.libraries import library_role, role_allows
+from docdb.documents.libraries import library_choices, library_role, role_allows
 from docdb.documents.models import (
     MAX_LIBRARY_NAME_LENGTH,
     ROLE_RANK,
@@ -56,6 +56,8 @@ class LibraryRow:
     role: Role
     members: int
     documents: int
+    # Its name, and whose it is where two of the person's libraries share it (library_choices).
+    label: str = ""
 
 
 def _count_of(queryset: QuerySet[Membership] | QuerySet[Document]) -> Subquery:
@@ -75,14 +77,17 @@ def libraries_listed(*, user: User) -> list[LibraryRow]:
         )
         .order_by(Case(When(personal_of=user, then=Value(0)), default=Value(1)), *_BY_NAME)
     )
+    listed = list(libraries)
+    labels = {choice.id: choice.label for choice in library_choices(listed, viewer=user)}
     return [
         LibraryRow(
             library=library,
             role=Role(library.my_role),
             members=library.n_members,
             documents=library.n_documents,
+            label=labels[library.pk],
         )
-        for library in libraries
+        for library in listed
     ]
 
 
