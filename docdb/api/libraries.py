@@ -9,7 +9,7 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from ninja import Field, Path, Router, Schema
+from ninja import Field, Path, Router, Schema, Status
 
 from docdb.api.common import COMMON, ApiRequest, Error
 from docdb.documents.libraries import libraries_visible
@@ -113,8 +113,8 @@ def _member_get(request: ApiRequest, library_id: int, user_id: int) -> Membershi
     )
 
 
-def _refusal(exc: LibraryRejected) -> tuple[int, Error]:
-    return (403 if isinstance(exc, LibraryForbidden) else 400), Error(detail=str(exc))
+def _refusal(exc: LibraryRejected) -> Status[Error]:
+    return Status(403 if isinstance(exc, LibraryForbidden) else 400, Error(detail=str(exc)))
 
 
 @router.get("", response={200: LibraryList, **COMMON})
@@ -126,13 +126,13 @@ def libraries_list(request: ApiRequest) -> LibraryList:
 
 
 @router.post("", response={201: LibraryOut, 400: Error, **COMMON})
-def libraries_create(request: ApiRequest, body: LibraryIn) -> tuple[int, Any]:
+def libraries_create(request: ApiRequest, body: LibraryIn) -> Status[Any]:
     """Make a shared library; you are its owner."""
     try:
         library = library_create(by=request.auth, name=body.name)
     except LibraryRejected as exc:
         return _refusal(exc)
-    return 201, LibraryOut.from_row(library_row(user=request.auth, library=library))
+    return Status(201, LibraryOut.from_row(library_row(user=request.auth, library=library)))
 
 
 @router.get("/{library_id}", response={200: LibraryOut, 404: Error, **COMMON})
@@ -146,25 +146,25 @@ def libraries_get(request: ApiRequest, library_id: int = LibraryId) -> LibraryOu
 )
 def libraries_rename(
     request: ApiRequest, body: LibraryIn, library_id: int = LibraryId
-) -> tuple[int, Any]:
+) -> Status[Any]:
     """Rename the library (owners)."""
     library = _library_get(request, library_id)
     try:
         library_rename(library=library, by=request.auth, name=body.name)
     except LibraryRejected as exc:
         return _refusal(exc)
-    return 200, LibraryOut.from_row(library_row(user=request.auth, library=library))
+    return Status(200, LibraryOut.from_row(library_row(user=request.auth, library=library)))
 
 
 @router.delete("/{library_id}", response={204: None, 400: Error, 403: Error, 404: Error, **COMMON})
-def libraries_delete(request: ApiRequest, library_id: int = LibraryId) -> tuple[int, Any]:
+def libraries_delete(request: ApiRequest, library_id: int = LibraryId) -> Status[Any]:
     """Delete an empty shared library (owners); one that holds documents is refused."""
     library = _library_get(request, library_id)
     try:
         library_delete(library=library, by=request.auth)
     except LibraryRejected as exc:
         return _refusal(exc)
-    return 204, None
+    return Status(204, None)
 
 
 @router.get("/{library_id}/members", response={200: MemberList, 404: Error, **COMMON})
@@ -179,16 +179,14 @@ def members_list(request: ApiRequest, library_id: int = LibraryId) -> MemberList
     "/{library_id}/members",
     response={201: MemberOut, 400: Error, 403: Error, 404: Error, **COMMON},
 )
-def members_add(
-    request: ApiRequest, body: MemberIn, library_id: int = LibraryId
-) -> tuple[int, Any]:
+def members_add(request: ApiRequest, body: MemberIn, library_id: int = LibraryId) -> Status[Any]:
     """Add a person by username or email address, with a role (owners)."""
     library = _library_get(request, library_id)
     try:
         membership = member_add(library=library, by=request.auth, who=body.who, role=body.role)
     except LibraryRejected as exc:
         return _refusal(exc)
-    return 201, MemberOut.from_membership(membership)
+    return Status(201, MemberOut.from_membership(membership))
 
 
 @router.patch(
@@ -200,14 +198,14 @@ def members_role_set(
     body: MemberPatch,
     library_id: int = LibraryId,
     user_id: int = UserId,
-) -> tuple[int, Any]:
+) -> Status[Any]:
     """Change a member's role (owners); the last owner cannot be made anything else."""
     membership = _member_get(request, library_id, user_id)
     try:
         member_role_set(membership=membership, by=request.auth, role=body.role)
     except LibraryRejected as exc:
         return _refusal(exc)
-    return 200, MemberOut.from_membership(membership)
+    return Status(200, MemberOut.from_membership(membership))
 
 
 @router.delete(
@@ -216,11 +214,11 @@ def members_role_set(
 )
 def members_remove(
     request: ApiRequest, library_id: int = LibraryId, user_id: int = UserId
-) -> tuple[int, Any]:
+) -> Status[Any]:
     """Remove a member (owners), or leave the library (your own user id; any member)."""
     membership = _member_get(request, library_id, user_id)
     try:
         member_remove(membership=membership, by=request.auth)
     except LibraryRejected as exc:
         return _refusal(exc)
-    return 204, None
+    return Status(204, None)

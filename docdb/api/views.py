@@ -13,7 +13,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils import timezone
-from ninja import Field, File, Form, NinjaAPI, Query, Schema
+from ninja import Field, File, Form, NinjaAPI, Query, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
@@ -27,7 +27,8 @@ from docdb.documents.libraries import (
     documents_visible,
     library_for_upload,
 )
-from docdb.documents.models import MAX_TAG_LENGTH, Document, Library, Status
+from docdb.documents.models import MAX_TAG_LENGTH, Document, Library
+from docdb.documents.models import Status as DocumentStatus
 from docdb.documents.progress import document_progress, documents_progress
 from docdb.documents.services import (
     UploadRejected,
@@ -112,7 +113,7 @@ class DocumentOut(Schema):
     id: uuid.UUID
     title: str
     file_name: str
-    status: Status
+    status: DocumentStatus
     # What it does right now: queued, waiting (for its next turn), retrying, processing (a
     # worker works on it), or its final status.
     phase: str
@@ -147,7 +148,7 @@ class DocumentOut(Schema):
             id=document.id,
             title=document.title,
             file_name=document.original_name,
-            status=Status(document.status),
+            status=DocumentStatus(document.status),
             phase=progress["phase"],
             queue_position=progress["queue_position"],
             waiting_behind=progress["waiting_behind"],
@@ -286,7 +287,7 @@ def documents_upload(
     request: ApiRequest,
     file: list[UploadedFile] = File(...),
     library: int | None = Form(None),
-) -> tuple[int, UploadOut]:
+) -> Status[UploadOut]:
     """Upload one or several PDFs (repeat the multipart field `file`); each is queued, in the
     library `library` (one where you are an editor or owner; default: your personal one).
 
@@ -315,7 +316,7 @@ def documents_upload(
         status = 409
     else:
         status = 400
-    return status, UploadOut(documents=created, rejected=rejected)
+    return Status(status, UploadOut(documents=created, rejected=rejected))
 
 
 @api.get("/documents", response={200: DocumentList, **COMMON}, tags=["documents"])
@@ -350,16 +351,14 @@ def documents_get(request: ApiRequest, document_id: uuid.UUID) -> DocumentOut:
     response={200: DocumentOut, 400: Error, 403: Error, 404: Error, **COMMON},
     tags=["documents"],
 )
-def documents_tags_set(
-    request: ApiRequest, document_id: uuid.UUID, body: TagsIn
-) -> tuple[int, Any]:
+def documents_tags_set(request: ApiRequest, document_id: uuid.UUID, body: TagsIn) -> Status[Any]:
     """Set the document's tags: exactly those named (an empty list takes all off)."""
     document = _document_for_change(request, document_id)
     try:
         document_tags_set(document=document, names=body.tags, user=request.auth)
     except TagRejected as exc:
-        return 400, Error(detail=str(exc))
-    return 200, DocumentOut.from_document(document)
+        return Status(400, Error(detail=str(exc)))
+    return Status(200, DocumentOut.from_document(document))
 
 
 @api.post(
@@ -367,12 +366,12 @@ def documents_tags_set(
     response={202: DocumentOut, 403: Error, 404: Error, 409: Error, **COMMON},
     tags=["documents"],
 )
-def documents_retry(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
+def documents_retry(request: ApiRequest, document_id: uuid.UUID) -> Status[Any]:
     document = _document_for_change(request, document_id)
     if not document_retry(document=document):
-        return 409, Error(detail="The document is already queued or processing.")
+        return Status(409, Error(detail="The document is already queued or processing."))
     document.refresh_from_db()
-    return 202, DocumentOut.from_document(document)
+    return Status(202, DocumentOut.from_document(document))
 
 
 @api.post(
@@ -380,13 +379,13 @@ def documents_retry(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, A
     response={200: DocumentOut, 403: Error, 404: Error, 409: Error, **COMMON},
     tags=["documents"],
 )
-def documents_cancel(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
+def documents_cancel(request: ApiRequest, document_id: uuid.UUID) -> Status[Any]:
     """Stop a queued or processing document; its pages leave search. Retry takes it up again."""
     document = _document_for_change(request, document_id)
     if not document_cancel(document=document):
-        return 409, Error(detail="The document has already finished.")
+        return Status(409, Error(detail="The document has already finished."))
     document.refresh_from_db()
-    return 200, DocumentOut.from_document(document)
+    return Status(200, DocumentOut.from_document(document))
 
 
 @api.delete(
@@ -394,17 +393,17 @@ def documents_cancel(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, 
     response={204: None, 403: Error, 404: Error, 503: Error, **COMMON},
     tags=["documents"],
 )
-def documents_delete(request: ApiRequest, document_id: uuid.UUID) -> tuple[int, Any]:
+def documents_delete(request: ApiRequest, document_id: uuid.UUID) -> Status[Any]:
     document = _document_for_change(request, document_id)
     try:
         document_delete(document=document)
     except WeaviateUnavailable:
-        return 503, Error(detail="The search index is not reachable; nothing was deleted.")
-    return 204, None
+        return Status(503, Error(detail="The search index is not reachable; nothing was deleted."))
+    return Status(204, None)
 
 
 @api.get("/search", response={200: SearchOut, 400: Error, 503: Error, **COMMON}, tags=["search"])
-def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
+def search(request: ApiRequest, params: Query[SearchParams]) -> Status[Any]:
     """Pages of your libraries' documents ranked for `q`: vector (semantic), hybrid or
     keyword; or, when `q` is empty, for the image `image` sent before to POST /search/image
     (semantic). `library` narrows to one of your libraries."""
@@ -413,12 +412,15 @@ def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
     if not query and params.image is not None:
         image = QueryImage.objects.filter(id=params.image, owner=request.auth).first()
         if image is None:
-            return 400, Error(
-                detail="The image `image` is no longer kept (images are kept a week): "
-                "send it again to POST /api/search/image."
+            return Status(
+                400,
+                Error(
+                    detail="The image `image` is no longer kept (images are kept a week): "
+                    "send it again to POST /api/search/image."
+                ),
             )
     elif not query:
-        return 400, Error(detail="The query `q` is empty.")
+        return Status(400, Error(detail="The query `q` is empty."))
     try:
         response = page_results_search(
             user=request.auth,
@@ -431,10 +433,10 @@ def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
             image=image,
         )
     except QueryRejected as exc:
-        return 400, Error(detail=str(exc))
+        return Status(400, Error(detail=str(exc)))
     except SearchUnavailable as exc:
-        return 503, Error(detail=str(exc))
-    return 200, _search_out(request, response, query=query, mode=params.mode, image=image)
+        return Status(503, Error(detail=str(exc)))
+    return Status(200, _search_out(request, response, query=query, mode=params.mode, image=image))
 
 
 @api.post(
@@ -444,7 +446,7 @@ def search(request: ApiRequest, params: Query[SearchParams]) -> tuple[int, Any]:
 )
 def search_image(
     request: ApiRequest, params: Query[ImageSearchParams], file: UploadedFile = File(...)
-) -> tuple[int, Any]:
+) -> Status[Any]:
     """Pages of your libraries' documents ranked for an image (multipart field `file`: a
     screenshot or a photo of a page; PNG, JPEG, WebP, GIF, BMP or TIFF), searched semantically
     as a page is embedded. The answer's `image_id` searches with it again through GET /search."""
@@ -462,10 +464,12 @@ def search_image(
             image=image,
         )
     except QueryRejected as exc:
-        return (413 if len(data) > MAX_BYTES else 400), Error(detail=str(exc))
+        return Status(413 if len(data) > MAX_BYTES else 400, Error(detail=str(exc)))
     except SearchUnavailable as exc:
-        return 503, Error(detail=str(exc))
-    return 200, _search_out(request, response, query="", mode=SearchMode.VECTOR, image=image)
+        return Status(503, Error(detail=str(exc)))
+    return Status(
+        200, _search_out(request, response, query="", mode=SearchMode.VECTOR, image=image)
+    )
 
 
 def _tagged_scope(request: ApiRequest, tag: str | None) -> list[uuid.UUID] | None:
