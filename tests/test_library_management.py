@@ -7,9 +7,11 @@ Nothing here reaches Weaviate or the pipeline: documents are rows made here.
 import hashlib
 import io
 import threading
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import Client
@@ -28,7 +30,7 @@ from docdb.documents.memberships import (
 )
 from docdb.documents.models import Document, Library, Membership, Role
 from tests.conftest import LoggedIn
-from tests.helpers import user_make
+from tests.helpers import report_pdf, user_make
 from tests.ops_helpers import staff_make
 
 
@@ -460,3 +462,27 @@ def test_the_admin_lists_libraries_and_keeps_their_rules(db: None, logged_in: Lo
     assert response.status_code == 200
     assert "A library needs at least one owner." in response.content.decode()
     assert _membership(library, owner).role == Role.OWNER
+
+
+def test_a_number_too_large_for_the_database_is_no_library_or_page(
+    api_for: object, logged_in: LoggedIn, tmp_path: Path, settings: object
+) -> None:
+    # The schemathesis fuzz once sent library=800750772145352081408: SQLite cannot bind it, and
+    # the answer was a 500.
+    settings.MEDIA_ROOT = tmp_path  # type: ignore[attr-defined]
+    person = user_make()
+    huge = "800750772145352081408"
+    client = logged_in(person)
+    assert client.get(reverse("documents:list"), {"library": huge}).status_code == 200
+    assert client.get(reverse("search:search"), {"q": "x", "library": huge}).status_code == 200
+    pdf = SimpleUploadedFile("report.pdf", report_pdf(tmp_path).read_bytes())
+    upload = client.post(reverse("documents:upload_file"), {"file": pdf, "library": huge})
+    assert upload.status_code == 404
+    document = Document.objects.create(owner=person, title="t", sha256="0" * 64, size_bytes=1)
+    jump = client.get(reverse("documents:page_jump", args=[document.id]), {"number": huge})
+    assert jump.status_code == 302
+    api = api_for(person)  # type: ignore[operator]
+    for url in ("/api/documents", "/api/search"):
+        assert api.get(url, {"q": "x", "library": huge}).status_code == 422, url
+    refused = api.post("/api/documents", {"file": pdf, "library": huge})
+    assert refused.status_code == 422

@@ -27,13 +27,13 @@ from docdb.documents.memberships import (
     member_remove,
     member_role_set,
 )
-from docdb.documents.models import Library, Membership, Role
+from docdb.documents.models import ID_MAX, Library, Membership, Role
 
 router = Router(tags=["libraries"])
 
 # Ids as the database holds them: a larger number names nothing (and SQLite cannot compare it).
-LibraryId = Path(..., ge=1, le=2**63 - 1)
-UserId = Path(..., ge=1, le=2**63 - 1)
+LibraryId = Path(..., ge=1, le=ID_MAX)
+UserId = Path(..., ge=1, le=ID_MAX)
 # Names are checked by the service (trimmed, 1 to 100 characters); this only bounds the input.
 _NAME_INPUT_MAX = 1000
 

@@ -27,7 +27,7 @@ from docdb.documents.libraries import (
     documents_visible,
     library_for_upload,
 )
-from docdb.documents.models import MAX_TAG_LENGTH, Document, Library
+from docdb.documents.models import ID_MAX, MAX_TAG_LENGTH, Document, Library
 from docdb.documents.models import Status as DocumentStatus
 from docdb.documents.progress import document_progress, documents_progress
 from docdb.documents.services import (
@@ -193,7 +193,7 @@ class ListParams(Schema):
     # Only documents with a tag of this name (any case).
     tag: str | None = Field(None, max_length=MAX_TAG_LENGTH)
     # Only documents of this one of your libraries (default: all of them).
-    library: int | None = None
+    library: int | None = Field(None, ge=1, le=ID_MAX)
 
 
 class SearchParams(Schema):
@@ -204,7 +204,7 @@ class SearchParams(Schema):
     # Only pages of documents with a tag of this name.
     tag: str | None = Field(None, max_length=MAX_TAG_LENGTH)
     # Only pages of this one of your libraries (default: all of them).
-    library: int | None = None
+    library: int | None = Field(None, ge=1, le=ID_MAX)
     # An image searched with before (`image_id` of POST /search/image): searched again without
     # sending or embedding it again. Used when `q` is empty.
     image: uuid.UUID | None = None
@@ -214,7 +214,7 @@ class ImageSearchParams(Schema):
     limit: int = Field(10, ge=1, le=MAX_LIMIT)
     document_id: uuid.UUID | None = None
     tag: str | None = Field(None, max_length=MAX_TAG_LENGTH)
-    library: int | None = None
+    library: int | None = Field(None, ge=1, le=ID_MAX)
 
 
 class TagsIn(Schema):
@@ -286,7 +286,7 @@ def _upload_library(request: ApiRequest, library_id: int | None) -> Library:
 def documents_upload(
     request: ApiRequest,
     file: list[UploadedFile] = File(...),
-    library: int | None = Form(None),
+    library: int | None = Form(None, ge=1, le=ID_MAX),
 ) -> Status[UploadOut]:
     """Upload one or several PDFs (repeat the multipart field `file`); each is queued, in the
     library `library` (one where you are an editor or owner; default: your personal one).

@@ -47,6 +47,19 @@ def _original_upload_to(document: "Document", _filename: str) -> str:
 
 
 MAX_LIBRARY_NAME_LENGTH = 100
+# The largest id a row has (BigAutoField) and the largest page number (PositiveIntegerField):
+# a larger number from a request matches nothing, and must not reach the database, which
+# refuses to compare with it (SQLite cannot even bind it: a 500 instead of "no such library").
+ID_MAX = 2**63 - 1
+PAGE_NUMBER_MAX = 2**31 - 1
+
+
+def number_parse(raw: str, *, maximum: int = ID_MAX) -> int | None:
+    """A request parameter as a number a column can hold, else None."""
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > len(str(maximum)) or int(raw) > maximum:
+        return None
+    return int(raw)
 
 
 class Role(models.TextChoices):

@@ -27,7 +27,15 @@ from docdb.documents.libraries import (
     library_choices,
     library_for_upload,
 )
-from docdb.documents.models import Document, Library, Page, Role, Status
+from docdb.documents.models import (
+    PAGE_NUMBER_MAX,
+    Document,
+    Library,
+    Page,
+    Role,
+    Status,
+    number_parse,
+)
 from docdb.documents.progress import document_progress, documents_progress, workers_alive
 from docdb.documents.requests import AuthenticatedRequest
 from docdb.documents.services import (
@@ -86,10 +94,10 @@ def _page_get(request: AuthenticatedRequest, document_id: uuid.UUID, number: int
 
 def _library_chosen(request: AuthenticatedRequest, libraries: QuerySet[Library]) -> int | None:
     """The library picked in the `library` parameter, among these ones (None: all of them)."""
-    raw = request.GET.get("library", "") or request.POST.get("library", "")
-    if not raw.isdigit():
+    chosen = number_parse(request.GET.get("library", "") or request.POST.get("library", ""))
+    if chosen is None:
         return None
-    return libraries.filter(id=int(raw)).values_list("id", flat=True).first()
+    return libraries.filter(id=chosen).values_list("id", flat=True).first()
 
 
 def _file_response(
@@ -227,8 +235,11 @@ def _upload_library(request: AuthenticatedRequest) -> Library:
     """The library chosen for an upload (`library`, else the personal one): 404 for one the
     person cannot see, 403 where they may only read."""
     raw = request.POST.get("library", "") or request.GET.get("library", "")
+    chosen = number_parse(raw)
+    if raw.strip() and chosen is None:
+        raise Http404("No such library.")
     try:
-        return library_for_upload(user=request.user, library_id=int(raw) if raw.isdigit() else None)
+        return library_for_upload(user=request.user, library_id=chosen)
     except Library.DoesNotExist as exc:
         raise Http404("No such library.") from exc
 
@@ -432,14 +443,15 @@ def page_detail(request: AuthenticatedRequest, document_id: uuid.UUID, number: i
 def page_jump(request: AuthenticatedRequest, document_id: uuid.UUID) -> HttpResponse:
     """The detail page's "Go to page" form: the page view, or the document with why not."""
     document = _document_get(request, document_id)
-    number = request.GET.get("number", "").strip()
-    if number.isdigit() and document.pages.filter(number=int(number)).exists():
-        return redirect("documents:page", document.id, int(number))
+    raw = request.GET.get("number", "").strip()
+    number = number_parse(raw, maximum=PAGE_NUMBER_MAX)
+    if number is not None and document.pages.filter(number=number).exists():
+        return redirect("documents:page", document.id, number)
     total = document.pages.count()
     so_far = "" if document.status == Status.READY else " so far"
     messages.error(
         request,
-        f"There is no page “{number[:20]}” to open: this document has "
+        f"There is no page “{raw[:20]}” to open: this document has "
         f"{total} page{'s' if total != 1 else ''}{so_far}.",
     )
     return redirect("documents:detail", document.id)
