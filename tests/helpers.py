@@ -1,5 +1,6 @@
 """Small things many tests need: users, generated PDFs, waiting for the pipeline."""
 
+import hashlib
 import time
 import uuid
 from pathlib import Path
@@ -9,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.core.files import File
 
-from docdb.documents.models import Document, Status
+from docdb.documents.models import Document, Library, Status
 from tests.pdf_factory import pdf_make
 
 if TYPE_CHECKING:
@@ -69,6 +70,20 @@ def document_stored(owner: AbstractUser, path: Path) -> Document:
     with path.open("rb") as handle:
         document.file.save("original.pdf", File(handle), save=True)
     return document
+
+
+def document_row(
+    library: Library, owner: AbstractUser, title: str, *, status: Status = Status.QUEUED
+) -> Document:
+    """A document as a row only, for what needs no pipeline, no file and no search index."""
+    return Document.objects.create(
+        owner=owner,
+        library=library,
+        title=title,
+        original_name=f"{title}.pdf",
+        sha256=hashlib.sha256(f"{library.pk}{title}".encode()).hexdigest(),
+        status=status,
+    )
 
 
 def page_wait(page: "Page", predicate: str, *, timeout: float = 30) -> None:

@@ -4,7 +4,6 @@ alone, roles), the Libraries pages and the API's /api/libraries endpoints.
 Nothing here reaches Weaviate or the pipeline: documents are rows made here.
 """
 
-import hashlib
 import io
 import threading
 from pathlib import Path
@@ -30,18 +29,8 @@ from docdb.documents.memberships import (
 )
 from docdb.documents.models import Document, Library, Membership, Role
 from tests.conftest import LoggedIn
-from tests.helpers import report_pdf, user_make
+from tests.helpers import document_row, report_pdf, user_make
 from tests.ops_helpers import staff_make
-
-
-def _document(library: Library, owner: User, title: str) -> Document:
-    return Document.objects.create(
-        owner=owner,
-        library=library,
-        title=title,
-        original_name=f"{title}.pdf",
-        sha256=hashlib.sha256(f"{library.pk}{title}".encode()).hexdigest(),
-    )
 
 
 def _membership(library: Library, user: User) -> Membership:
@@ -156,7 +145,7 @@ def test_members_are_found_by_username_or_email(db: None) -> None:
 def test_a_library_is_deleted_only_once_empty(db: None) -> None:
     owner = user_make()
     library = library_create(by=owner, name="Archive")
-    document = _document(library, owner, "Old lease")
+    document = document_row(library, owner, "Old lease")
     with pytest.raises(LibraryRejected, match="still holds 1 document: move them"):
         library_delete(library=library, by=owner)
     document.delete()
@@ -168,8 +157,8 @@ def test_a_library_is_deleted_only_once_empty(db: None) -> None:
 def test_the_list_shows_each_library_with_role_and_counts(db: None) -> None:
     owner, viewer = user_make(), user_make()
     library = _shared(owner, (viewer, Role.VIEWER))
-    _document(library, owner, "One")
-    _document(library, viewer, "Two")
+    document_row(library, owner, "One")
+    document_row(library, viewer, "Two")
     Library.objects.personal(viewer)
     rows = libraries_listed(user=viewer)
     assert [(row.library.name, row.role, row.members, row.documents) for row in rows] == [
@@ -428,7 +417,7 @@ def test_the_api_manages_libraries_with_the_same_rules(api_for: object) -> None:
 def test_the_admin_lists_libraries_and_keeps_their_rules(db: None, logged_in: LoggedIn) -> None:
     owner, viewer = user_make(), user_make()
     library = _shared(owner, (viewer, Role.VIEWER))
-    _document(library, owner, "Kept")
+    document_row(library, owner, "Kept")
     staff = logged_in(staff_make())
     listed = staff.get(reverse("admin:documents_library_changelist"), {"q": "Team"})
     assert listed.status_code == 200

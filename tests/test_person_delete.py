@@ -2,7 +2,6 @@
 other members, what was theirs alone goes completely, and a library never loses its last owner.
 """
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from docdb.documents.services import document_delete, document_upload
 from docdb.documents.tags import document_tags_set
 from docdb.weaviate_store import client_close, pages_count
 from tests.conftest import LoggedIn, Stack
-from tests.helpers import PASSWORD, document_stored, document_wait, user_make
+from tests.helpers import PASSWORD, document_row, document_stored, document_wait, user_make
 from tests.ops_helpers import small_pdf, staff_make
 
 pytestmark = pytest.mark.timeout(300)
@@ -32,18 +31,6 @@ CONFIRM = 'type="submit" value="Yes'
 
 def _delete_url(person: User) -> str:
     return reverse("admin:auth_user_delete", args=[person.pk])
-
-
-def _document(library: Library, owner: User, title: str) -> Document:
-    """A document as a row only: for what needs no pipeline and no search index."""
-    return Document.objects.create(
-        owner=owner,
-        library=library,
-        title=title,
-        original_name=f"{title}.pdf",
-        sha256=hashlib.sha256(f"{library.pk}{title}".encode()).hexdigest(),
-        status=Status.READY,
-    )
 
 
 def _processed(owner: User, tmp_path: Path, name: str, library: Library | None = None) -> Document:
@@ -75,9 +62,9 @@ def test_a_library_keeps_an_owner_and_shared_uploads_pass_to_it(
     member_add(library=team, by=alice, who=bob.username, role=Role.EDITOR)
     member_add(library=team, by=alice, who=carol.username, role=Role.VIEWER)
     archive = library_create(by=alice, name="Archive")  # alone, but holds a document
-    _document(archive, alice, "old minutes")
+    document_row(archive, alice, "old minutes", status=Status.READY)
     solo = library_create(by=alice, name="Solo")  # alone and empty: goes with her
-    uploaded = _document(team, alice, "budget")
+    uploaded = document_row(team, alice, "budget", status=Status.READY)
     document_tags_set(document=uploaded, names=["Tax"], user=alice)
     staff = logged_in(staff_make())
 
@@ -218,7 +205,7 @@ def test_a_person_deletes_their_own_account_with_their_password(
     member_role_set(
         membership=Membership.objects.get(library=team, user=bob), by=alice, role=Role.OWNER
     )
-    _document(team, alice, "budget")
+    document_row(team, alice, "budget", status=Status.READY)
     page = client.get(account).content.decode()
     assert "Delete my account" in page
     assert "the 1 document you uploaded to shared libraries stay there" in page
