@@ -374,11 +374,8 @@ class FrontService(Service):
                 "recent_hits": self.recent.hits,
                 "recent_query_hits": self.recent_queries.hits,
             },
-            "recent_pages": {"held": len(self.recent), "capacity": self.recent.capacity},
-            "recent_queries": {
-                "held": len(self.recent_queries),
-                "capacity": self.recent_queries.capacity,
-            },
+            "recent_pages": self.recent.describe(),
+            "recent_queries": self.recent_queries.describe(),
             "steps": steps,
         }
 

@@ -56,3 +56,7 @@ class RecentEmbeddings:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def describe(self) -> dict[str, int]:
+        """How many are held, and at most: what GET /health shows."""
+        return {"held": len(self), "capacity": self.capacity}

@@ -396,11 +396,8 @@ class EmbedService(Service):
                 "recent_query_hits": self.recent_queries.hits,
             },
             "steps": self.steps.seconds(),
-            "recent_pages": {"held": len(self.recent), "capacity": self.recent.capacity},
-            "recent_queries": {
-                "held": len(self.recent_queries),
-                "capacity": self.recent_queries.capacity,
-            },
+            "recent_pages": self.recent.describe(),
+            "recent_queries": self.recent_queries.describe(),
         }
 
 
