@@ -47,8 +47,9 @@ VARIANTS = {
     "int8": ("int8", 2048, "same"),
     "float32-1024": ("float32", 1024, "same"),
     "int8-1024": ("int8", 1024, "same"),
-    # Pages as float32, queries through an int8 copy of the text model.
+    # Pages as float32 or bfloat16, queries through an int8 copy of the text model.
     "int8-queries": ("float32", 2048, "int8"),
+    "bfloat16-int8-queries": ("bfloat16", 2048, "int8"),
 }
 REFERENCE = "float32"
 
@@ -71,8 +72,16 @@ def pages_render(count: int, folder: Path) -> list[tuple[str, Image.Image, str]]
 
 
 def variant_measure(
-    name: str, *, model_dir: Path, pages: list[Image.Image], queries: list[str]
+    name: str,
+    *,
+    model_dir: Path,
+    pages: list[Image.Image],
+    queries: list[str],
+    measured: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
+    """One variant's pages and queries. A variant whose pages another variant in `measured`
+    already embedded the same way (the same dtype and page size: `int8-queries` and `float32`)
+    takes that variant's page vectors and times instead of embedding the pages again."""
     from docdb.embedder.model import embedder_load, query_model_quantize
 
     dtype, longest_edge, query_dtype = VARIANTS[name]
@@ -80,13 +89,26 @@ def variant_measure(
         str(model_dir), device="cpu", dtype=dtype, image_backend="pil", longest_edge=longest_edge
     )
     query_model_quantize(embedder, query_dtype)
-    embedder.embed_images([pages[0]])  # warm-up: first-call allocations and kernel choices
-    vectors, page_seconds = [], []
-    for image in pages:
-        started = time.perf_counter()
-        vectors.append(embedder.embed_images([image])[0])
-        page_seconds.append(time.perf_counter() - started)
-        print(f"  {name}: page {len(vectors)}/{len(pages)} {page_seconds[-1]:.1f} s", flush=True)
+    same_pages = next(
+        (
+            variant
+            for other, variant in measured.items()
+            if VARIANTS[other][:2] == (dtype, longest_edge)
+        ),
+        None,
+    )
+    if same_pages is not None:
+        vectors, page_seconds = same_pages["_pages"], same_pages["_page_seconds"]
+    else:
+        embedder.embed_images([pages[0]])  # warm-up: first-call allocations and kernel choices
+        vectors, page_seconds = [], []
+        for image in pages:
+            started = time.perf_counter()
+            vectors.append(embedder.embed_images([image])[0])
+            page_seconds.append(time.perf_counter() - started)
+            took = page_seconds[-1]
+            print(f"  {name}: page {len(vectors)}/{len(pages)} {took:.1f} s", flush=True)
+    embedder.embed_queries([queries[0]])  # warm-up
     query_vectors, query_ms = [], []
     for query in queries:
         started = time.perf_counter()
@@ -102,6 +124,7 @@ def variant_measure(
         "query_ms_p50": round(percentile(query_ms, 0.5), 1),
         "query_ms_p95": round(percentile(query_ms, 0.95), 1),
         "_pages": vectors,
+        "_page_seconds": page_seconds,
         "_queries": query_vectors,
     }
 
@@ -113,17 +136,29 @@ def fidelity(variant: dict[str, Any], reference: dict[str, Any], *, top: int) ->
         for a, b in zip(variant["_pages"], reference["_pages"], strict=True)
         if a.shape == b.shape
     ]
-    overlaps, firsts = [], []
+    # A query is the same tokens in every variant: its vectors compare token by token.
+    query_cosines = [
+        float((a * b).sum(axis=1).mean())
+        for a, b in zip(variant["_queries"], reference["_queries"], strict=True)
+    ]
+    overlaps, firsts, errors = [], [], []
     # Queries are compared with the reference's query vectors too: a query is part of the variant.
     for query_v, query_r in zip(variant["_queries"], reference["_queries"], strict=True):
         scores_v = np.array([_maxsim(query_v, page) for page in variant["_pages"]])
         scores_r = np.array([_maxsim(query_r, page) for page in reference["_pages"]])
         top_v, top_r = np.argsort(-scores_v)[:top], np.argsort(-scores_r)[:top]
         overlaps.append(len(set(top_v) & set(top_r)) / top)
+        # How far the variant moves a page's score, against how far apart the reference's
+        # scores are: well under 1, only pages the reference nearly ties can swap places.
+        if len(scores_r) > 1:
+            errors.append(float(np.abs(scores_v - scores_r).mean() / scores_r.std()))
         firsts.append(top_v[0] == top_r[0])
     return {
         "mean_cosine": round(float(np.mean(cosines)), 5) if cosines else None,
         "min_page_cosine": round(float(np.min(cosines)), 5) if cosines else None,
+        "query_cosine": round(float(np.mean(query_cosines)), 5),
+        "min_query_cosine": round(float(np.min(query_cosines)), 5),
+        "score_error": round(float(np.mean(errors)), 4) if errors else None,
         "top_agreement": round(float(np.mean(overlaps)), 3),
         "top1_agreement": round(float(np.mean(firsts)), 3),
     }
@@ -152,7 +187,9 @@ def measure(
     names = [reference_name, *[name for name in variants if name != reference_name]]
     measured = {}
     for name in names:
-        measured[name] = variant_measure(name, model_dir=model_dir, pages=images, queries=texts)
+        measured[name] = variant_measure(
+            name, model_dir=model_dir, pages=images, queries=texts, measured=measured
+        )
     reference = measured[reference_name]
     results = {}
     for name, variant in measured.items():

@@ -92,13 +92,17 @@ def results_read(sections_dir: Path, *, gpu_dir: Path = PUBLISHED_RESULTS_DIR) -
             (path.stem, result_load(path, GpuResult)) for path in sorted(gpu_dir.glob("gpu-*.json"))
         ],
         scheduling=published("scheduling", SchedulingResult),
-        precision=[
-            result_load(path, PrecisionResult)
-            for path in sorted(gpu_dir.glob("precision*.json"), key=lambda path: len(path.stem))
-        ],
+        precision=_precision_runs(gpu_dir),
         resample=published("resample", ResampleResult),
         ocr=published("ocr", OcrResult),
     )
+
+
+def _precision_runs(folder: Path) -> list[PrecisionResult]:
+    """bench/precision.py's runs: the main one (precision.json) first, then the newest first."""
+    runs = {path.stem: result_load(path, PrecisionResult) for path in folder.glob("precision*")}
+    main = [runs.pop("precision")] if "precision" in runs else []
+    return main + sorted(runs.values(), key=lambda run: run.machine.measured_at, reverse=True)
 
 
 def write(docs: Path, results: Results) -> Path:

@@ -286,6 +286,12 @@ class PrecisionVariant(_Result):
     min_page_cosine: float | None
     top_agreement: float
     top1_agreement: float
+    # Each query's token cosine with the reference's (older runs lack it).
+    query_cosine: float | None = None
+    min_query_cosine: float | None = None
+    # Mean change of a page's MaxSim score over the spread (standard deviation) of the
+    # reference's scores for the query (older runs lack it).
+    score_error: float | None = None
 
 
 class PrecisionResult(_Result):

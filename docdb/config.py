@@ -725,10 +725,11 @@ GROUPS = (
             Setting(
                 "DOCDB_EMBEDDER_QUERY_DTYPE",
                 "str",
-                "same",
-                "same (queries run through the model as pages do) or int8 (CPU only: queries "
-                "through a copy of the text model with int8 linear layers, ~150 MB more; "
-                "docs/benchmarks.md has its speed and fidelity).",
+                "auto",
+                "auto (int8 on a CPU with int8 dot products, VNNI; else same), same (queries run "
+                "through the model as pages do) or int8 (CPU only: queries through a copy of the "
+                "text model with int8 linear layers, ~150 MB more; docs/benchmarks.md has its "
+                "speed and fidelity).",
             ),
             Setting(
                 "DOCDB_EMBEDDER_LONGEST_EDGE",

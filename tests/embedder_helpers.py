@@ -16,13 +16,16 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import requests
 from PIL import Image, ImageDraw
 
 from docdb.localstack import free_port
+
+if TYPE_CHECKING:
+    from docdb.embedder.model import Embedder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMBED_PATH = "/v1/embeddings/embed"
@@ -123,6 +126,23 @@ def embedder_start(
             time.sleep(0.2)
     embedder.stop()
     raise RuntimeError(f"the embedder did not answer within {timeout} s:\n{embedder.log()}")
+
+
+def tiny_as_served(cache_dir: Path) -> "Embedder":
+    """The tiny model as the embedder service loads it with its default settings, to compare the
+    service's vectors with: `auto` settings depend on the CPU (int8 queries where it has VNNI)."""
+    from docdb.embedder.config import config_from_env
+    from docdb.embedder.model import embedder_configured
+
+    return embedder_configured(
+        config_from_env(
+            {
+                "DOCDB_EMBEDDER_MODEL": "tiny",
+                "DOCDB_EMBEDDER_DEVICE": "cpu",
+                "DOCDB_EMBEDDER_CACHE_DIR": str(cache_dir),
+            }
+        )
+    )
 
 
 def page_image(text: str, size: tuple[int, int] = (1240, 1754)) -> Image.Image:

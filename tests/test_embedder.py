@@ -28,6 +28,7 @@ from embedder_helpers import (
     maxsim,
     offline_env,
     page_image,
+    tiny_as_served,
 )
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -96,7 +97,7 @@ def page_b64() -> str:
 
 @pytest.fixture(scope="module")
 def tiny_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return embedder_load("tiny", device="cpu", cache_dir=tmp_path_factory.mktemp("models"))
+    return tiny_as_served(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import requests
 import torch
-from embedder_helpers import EmbedderProcess, embedder_start, image_base64, page_image
+from embedder_helpers import (
+    EmbedderProcess,
+    embedder_start,
+    image_base64,
+    page_image,
+    tiny_as_served,
+)
 from PIL import Image
 
 from docdb.embedder.decode import page_decode
@@ -46,7 +52,7 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbedderProcess]
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return embedder_load("tiny", device="cpu", cache_dir=tmp_path_factory.mktemp("models"))
+    return tiny_as_served(tmp_path_factory.mktemp("models"))
 
 
 def test_the_front_serves_what_the_model_in_process_makes(

@@ -78,6 +78,10 @@ def test_int8_quantizes_the_linear_layers_and_keeps_the_vectors(
     assert float((reference * quantized).sum(axis=1).mean()) > 0.99
     queries = [e.embed_queries(["northern revenue"])[0] for e in (float32_embedder, int8_embedder)]
     assert float((queries[0] * queries[1]).sum(axis=1).mean()) > 0.99
+    # A page's vectors do not depend on the pages it is batched with.
+    other = page_image("Minutes of the harbour board", size=A4)
+    together = int8_embedder.embed_images([page, other])
+    np.testing.assert_array_equal(together[0], quantized)
 
 
 def test_a_smaller_page_size_makes_fewer_tiles(
@@ -123,5 +127,23 @@ def test_int8_queries_run_through_a_quantized_copy_of_the_text_model(models_dir:
     queries = [e.embed_queries(["northern revenue"])[0] for e in (reference, quick)]
     assert queries[0].shape == queries[1].shape
     assert float((queries[0] * queries[1]).sum(axis=1).mean()) > 0.99
+    # int8 layers quantize a batch's activations together: a query's vectors must not depend
+    # on the other queries (another person's) asked at the same time, or on their padding.
+    texts = ["northern revenue", "a much longer question about the quarterly report's figures"]
+    together = quick.embed_queries(texts)
+    for text, vectors in zip(texts, together, strict=True):
+        np.testing.assert_array_equal(vectors, quick.embed_queries([text])[0])
     with pytest.raises(ModelLoadError, match="DOCDB_EMBEDDER_QUERY_DTYPE"):
         model.query_model_quantize(reference, "int4")
+
+
+@pytest.mark.parametrize("vnni", [True, False])
+def test_auto_queries_are_int8_where_the_cpu_has_int8_dot_products(
+    vnni: bool, models_dir: Path
+) -> None:
+    embedder = embedder_load("tiny", device="cpu", dtype="float32", cache_dir=models_dir)
+    embedder.cpu = {**(embedder.cpu or {}), "vnni": vnni}
+    model.query_model_quantize(embedder, "auto")
+    assert embedder.info()["query_dtype"] == ("int8" if vnni else "float32")
+    assert (embedder.query_model is embedder.model) is not vnni
+    assert config_from_env({}).query_dtype == "auto"

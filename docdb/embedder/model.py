@@ -35,8 +35,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 # few shapes).
 COMPILE_MODES = ("off", "default", "reduce-overhead")
 # What queries run through: the page model (`same`), or on a CPU a copy of its text model with
-# int8 linear layers (`int8`).
-QUERY_DTYPES = ("same", "int8")
+# int8 linear layers (`int8`); `auto` is int8 on a CPU with int8 dot products (VNNI).
+QUERY_DTYPES = ("auto", "same", "int8")
 # A checkpoint needs configs, tokenizer files and safetensors weights; skipping the rest (README
 # images, other weight formats) keeps the download to what from_pretrained reads.
 HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.jinja", "*.safetensors"]
@@ -219,13 +219,18 @@ def query_model_quantize(embedder: "Embedder", query_dtype: str) -> None:
 
     A query is a few dozen tokens: its forward pass reads every weight of the text model for
     little arithmetic on each, so on a CPU its time is mostly memory traffic, which int8 weights
-    cut to a quarter (where pages, thousands of tokens, gain nothing without VNNI: see
-    docs/benchmarks.md). The vision model is shared, not copied: queries do not use it.
+    cut to a quarter, and with VNNI int8 arithmetic is also the CPU's fastest. `auto` is int8 on a
+    CPU with VNNI (a query 1.5x quicker than bfloat16 there, its vectors' cosine with float32's
+    above 0.999: docs/benchmarks.md) and `same` elsewhere: on a GPU, and on CPUs without VNNI,
+    where the gain is smaller and the int8 copy's memory is better left to pages. The vision model
+    is shared, not copied: queries do not use it.
     """
     if query_dtype not in QUERY_DTYPES:
         raise ModelLoadError(
             f"Unknown DOCDB_EMBEDDER_QUERY_DTYPE={query_dtype!r}: use {', '.join(QUERY_DTYPES)}."
         )
+    if query_dtype == "auto":
+        query_dtype = "int8" if embedder.cpu is not None and embedder.cpu["vnni"] else "same"
     if query_dtype == "same" or embedder.precision == "int8":
         return
     if embedder.device.type != "cpu":
@@ -580,13 +585,22 @@ class Embedder:
         return features
 
     def forward(self, items: Sequence[Features]) -> list[np.ndarray]:
-        """Run prepared inputs of one kind through the model together; padding is dropped."""
+        """Run prepared inputs of one kind through the model together; padding is dropped.
+
+        Through int8 layers each input goes alone: they quantize their activations with one scale
+        for the whole batch, so an input's vectors would depend on its batch-mates and padding
+        (another person's query). On a CPU batching saves little, and alone they are the same
+        whatever else is asked at the time.
+        """
+        pages = "pixel_values" in items[0]
+        if len(items) > 1 and (self.precision if pages else self.query_precision) == "int8":
+            return [vectors for item in items for vectors in self.forward([item])]
         batch = features_collate(
             items,
             pad_token_id=self.processor.tokenizer.pad_token_id,
             padding_side=self.processor.tokenizer.padding_side,
         )
-        model = self.model if "pixel_values" in batch else self.query_model
+        model = self.model if pages else self.query_model
         with torch.inference_mode():
             output = model(**{key: value.to(self.device) for key, value in batch.items()})
             # Copying to the host waits for the model's stream: inputs prepared on the GPU on
