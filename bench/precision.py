@@ -149,7 +149,7 @@ def fidelity(variant: dict[str, Any], reference: dict[str, Any], *, top: int) ->
         top_v, top_r = np.argsort(-scores_v)[:top], np.argsort(-scores_r)[:top]
         overlaps.append(len(set(top_v) & set(top_r)) / top)
         # How far the variant moves a page's score, against how far apart the reference's
-        # scores are: well under 1, only pages the reference nearly ties can swap places.
+        # scores are: the smaller, the fewer pages change places.
         if len(scores_r) > 1:
             errors.append(float(np.abs(scores_v - scores_r).mean() / scores_r.std()))
         firsts.append(top_v[0] == top_r[0])

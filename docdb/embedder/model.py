@@ -220,8 +220,8 @@ def query_model_quantize(embedder: "Embedder", query_dtype: str) -> None:
     A query is a few dozen tokens: its forward pass reads every weight of the text model for
     little arithmetic on each, so on a CPU its time is mostly memory traffic, which int8 weights
     cut to a quarter, and with VNNI int8 arithmetic is also the CPU's fastest. `auto` is int8 on a
-    CPU with VNNI (a query 1.5x quicker than bfloat16 there, its vectors' cosine with float32's
-    above 0.999: docs/benchmarks.md) and `same` elsewhere: on a GPU, and on CPUs without VNNI,
+    CPU with VNNI (a query 1.6-2.3x quicker than bfloat16 there, its vectors' cosine with
+    float32's 0.99998: docs/benchmarks.md) and `same` elsewhere: on a GPU, and on CPUs without VNNI,
     where the gain is smaller and the int8 copy's memory is better left to pages. The vision model
     is shared, not copied: queries do not use it.
     """
