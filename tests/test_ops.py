@@ -118,6 +118,9 @@ def test_operations_page_shows_health_and_repairs_mismatches(
     assert "1.39.0" in page  # Weaviate's version
     assert "random test model" in page and "worker@" in page
     assert "pil on cpu" in page  # the embedder's image preprocessing
+    # What the embedder's CPU computes natively, which its `auto` dtypes follow.
+    cpu = live.embedder.health()["cpu"]
+    assert cpu["capability"] in page and ("VNNI" in page) is cpu["vnni"]
     # Which weights it serves: the tiny model is built here, not downloaded from the hub.
     weights = (live.embedder.model_dir / "model.safetensors").read_bytes()
     assert hashlib.sha256(weights).hexdigest() in page and "not from the hub" in page

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.utils import timezone
 
-from docdb.documents import scheduler
+from docdb.documents import scheduler, services
 from docdb.documents.models import Document, Status
 from docdb.documents.progress import documents_progress
 from tests.helpers import user_make
@@ -169,6 +169,35 @@ def test_the_heartbeat_keeps_a_long_turn_held(settings: object) -> None:
         ):
             assert timezone.now() < deadline, "the heartbeat never came"
     assert scheduler.turn_claim(holder="worker-2") is None
+
+
+@pytest.mark.django_db(transaction=True)  # the heartbeat writes from its own thread
+def test_an_inline_ingest_keeps_its_hold_through_a_long_turn(
+    settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`document_ingest` (management commands) beats like a worker's turn: a turn longer than
+    the hold time is not taken by a worker for a dead one's."""
+    document = _queued(user_make(), "inline", pages=1)
+    settings.PIPELINE_HEARTBEAT_SECONDS = 0.05  # type: ignore[attr-defined]
+    taken_by_another = []
+
+    def long_turn(*, document_id: uuid.UUID, holder: str) -> bool:
+        # The hold is as old as a dead worker's, and the turn goes on: only a heartbeat saves it.
+        Document.objects.filter(id=document_id).update(
+            heartbeat_at=timezone.now() - timedelta(seconds=settings.PIPELINE_HOLD_SECONDS + 1)  # type: ignore[attr-defined]
+        )
+        deadline = timezone.now() + timedelta(seconds=10)
+        while Document.objects.get(id=document_id).heartbeat_at < timezone.now() - timedelta(
+            seconds=1
+        ):
+            assert timezone.now() < deadline, "the heartbeat never came"
+        taken_by_another.append(scheduler.turn_claim(holder="worker-2"))
+        return False
+
+    monkeypatch.setattr(services, "document_turn_run", long_turn)
+    services.document_ingest(document_id=document.id)
+    assert taken_by_another == [None]
+    assert Document.objects.get(id=document.id).holder == ""  # released at the end
 
 
 def test_people_see_their_own_queue_with_estimates_from_measured_rates() -> None:

@@ -25,7 +25,7 @@ from docdb.documents.ingestion import (
 )
 from docdb.documents.models import UNFINISHED, Document, Library, Page, RunKind, Status
 from docdb.documents.runs import pipeline_run_enqueue
-from docdb.documents.scheduler import document_hold_take, hold_release
+from docdb.documents.scheduler import document_hold_take, hold_kept, hold_release
 from docdb.documents.states import document_transition
 from docdb.documents.tags import tag_get_or_create
 from docdb.weaviate_store import pages_delete, pages_library_set, pages_retitle
@@ -273,8 +273,11 @@ def document_ingest(*, document_id: uuid.UUID) -> None:
     if turn is None:
         return
     try:
-        while document_turn_run(document_id=document_id, holder=turn.holder):
-            pass
+        # Its heartbeat, as a worker's turn keeps: a turn longer than DOCDB_PIPELINE_HOLD_SECONDS
+        # (real pages on a CPU, an embedder retried) would look like a dead worker's and be taken.
+        with hold_kept(turn):
+            while document_turn_run(document_id=document_id, holder=turn.holder):
+                pass
     except pdf.PdfError as exc:
         document_fail(document_id=document_id, reason=exc.reason, code=exc.code)
     finally:

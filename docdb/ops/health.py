@@ -90,6 +90,14 @@ def weaviate_health() -> ServiceHealth:
     return health
 
 
+def _cpu_describe(features: dict[str, Any] | None) -> str:
+    """The embedder CPU's widest instructions and native arithmetic: "AVX512, bfloat16, VNNI"."""
+    if not features:
+        return "not used (the model runs on a GPU)"
+    native = [name for name in ("bfloat16", "VNNI", "AMX") if features.get(name.lower())]
+    return ", ".join([str(features.get("capability", "")), *(native or ["no bfloat16 or VNNI"])])
+
+
 def embedder_status() -> ServiceHealth:
     if settings.WEAVIATE_CLOUD:
         return ServiceHealth(
@@ -111,6 +119,10 @@ def embedder_status() -> ServiceHealth:
             "weights sha256": health.get("weights_sha256") or "",
             "device": health.get("device", ""),
             "dtype": health.get("dtype", ""),
+            # Queries may run through an int8 copy of the text model (`auto` on a CPU with VNNI).
+            "query dtype": health.get("query_dtype", ""),
+            # What the CPU computes natively, which the `auto` dtypes follow; none on a GPU.
+            "cpu": _cpu_describe(health.get("cpu")),
             # The page size before tiling: fewer tiles are faster and search fine print less well.
             "page size": f"{health.get('geometry', {}).get('longest_edge', '')} px longest edge",
             "image preprocessing": f"{health.get('image_backend', '')} on "
