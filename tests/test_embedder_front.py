@@ -42,7 +42,9 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbedderProcess]
         env={
             "DOCDB_EMBEDDER_FRONT": "true",
             "DOCDB_EMBEDDER_WORKERS": "2",
-            "DOCDB_EMBEDDER_BATCH_WAIT_MS": "150",
+            # Long enough for concurrent requests to meet in one batch on a loaded machine: the
+            # front hands them over one by one, and 150 ms was once too short in a full run.
+            "DOCDB_EMBEDDER_BATCH_WAIT_MS": "400",
             "DOCDB_EMBEDDER_TEST_DELAY_MS": str(DELAY_MS),
         },
     )
